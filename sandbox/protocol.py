@@ -1,0 +1,106 @@
+"""The data contract between the driver and a worker: the one module both sides import.
+
+A job travels as JSON into the worker; the worker answers with a JSON result and .npy files in
+its private folder. Nothing else crosses the boundary, and nothing crossing it is ever unpickled.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RESULT_FILE = "result.json"
+WEIGHTS_FILE = "weights.safetensors"
+PRED_FILES = {"val": "val_pred.npy", "test": "test_pred.npy"}
+DATA_FILES = ("train_x.npy", "train_y.npy", "val_x.npy", "test_x.npy")
+MAX_RESULT_BYTES = 1_000_000
+
+
+class Stage(str, Enum):
+    """Where a candidate failed, cheapest first."""
+
+    extract = "extract"
+    static = "static"
+    duplicate = "duplicate"
+    build = "build"
+    shape = "shape"
+    budget = "budget"
+    proxy = "proxy"
+    train = "train"
+    timeout = "timeout"
+    memory = "memory"
+    crash = "crash"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TrainConfig(_Frozen):
+    """Budgeted training: whichever of steps or seconds runs out first ends it."""
+
+    max_steps: int = Field(600, ge=0)
+    max_seconds: float = Field(30.0, gt=0)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    holdout_fraction: float = Field(0.1, ge=0, lt=0.5)
+    eval_every: int = Field(100, ge=1)
+    patience: int = Field(4, ge=1)
+
+
+class Limits(_Frozen):
+    """Operating-system limits for one candidate process."""
+
+    timeout_s: float = Field(120.0, gt=0)
+    memory_mb: int = Field(2048, ge=64)
+    cpu_s: int = Field(300, ge=1)
+    file_mb: int = Field(64, ge=1)
+    nproc: int = Field(64, ge=1)
+    nofile: int = Field(256, ge=16)
+    stdout_bytes: int = Field(65536, ge=0)
+
+
+class Job(_Frozen):
+    """Everything a worker needs to evaluate one candidate."""
+
+    candidate_id: str
+    code: str
+    data_dir: str
+    input_shape: tuple[int, ...]
+    num_classes: int = Field(ge=2)
+    seed: int
+    train: TrainConfig = TrainConfig()
+    max_params: int | None = None
+    max_flops: int | None = None
+    latency_runs: int = Field(30, ge=1)
+    threads: int = Field(1, ge=1)
+    device: str = "cpu"
+    proxies: tuple[str, ...] = ()
+    save_weights: bool = True
+
+
+class Metrics(_Frozen):
+    params: int
+    flops: int
+    latency_ms: float | None = None
+    latency_iqr_ms: float | None = None
+    peak_mem_mb: float | None = None
+    train_seconds: float = 0.0
+    train_steps: int = 0
+    final_loss: float | None = None
+    holdout_acc: float | None = None
+    proxies: dict[str, float] = {}
+
+
+class Result(_Frozen):
+    """What the worker reports. Accuracy is absent on purpose: the driver scores predictions."""
+
+    candidate_id: str
+    ok: bool
+    stage: Stage | None = None
+    message: str = ""
+    metrics: Metrics | None = None
+    device: str = "cpu"
+    wall_seconds: float = 0.0
