@@ -84,6 +84,7 @@ class Job(_Frozen):
 class Metrics(_Frozen):
     params: int
     flops: int
+    depth: int = 0
     latency_ms: float | None = None
     latency_iqr_ms: float | None = None
     peak_mem_mb: float | None = None

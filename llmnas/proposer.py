@@ -1,0 +1,62 @@
+"""The Proposer seam: whatever writes candidate code (an LLM or the offline controller)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from llmnas.spec import TaskSpec
+
+OPERATORS = ("generate", "mutate", "crossover", "simplify", "repair")
+
+
+@dataclass(frozen=True)
+class Action:
+    """What the policy chose for one proposal."""
+
+    operator: str
+    variant: str = "default"
+    temperature: float = 0.7
+    selector: str = "pareto"
+
+
+@dataclass(frozen=True)
+class Parent:
+    """A candidate offered to a proposer as context: its code, metrics, or its failure."""
+
+    candidate_id: str
+    code: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    reward: float = 0.0
+    stage: str | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """One proposal: code to evaluate, or the reason there is none, plus its trace."""
+
+    code: str | None
+    action: Action
+    parent_ids: tuple[str, ...] = ()
+    prompt: str = ""
+    reply: str = ""
+    stage: str | None = None
+    message: str = ""
+    notes: tuple[str, ...] = ()
+    usage: dict[str, int] = field(default_factory=dict)
+    decisions: tuple[int, ...] = ()
+
+
+class Proposer(Protocol):
+    """Writes one candidate for an action, given parents and the spec."""
+
+    def propose(
+        self, action: Action, parents: Sequence[Parent], spec: TaskSpec, rng: np.random.Generator
+    ) -> Proposal: ...
+
+    def learn(self, proposal: Proposal, reward: float) -> None:
+        """Feedback after evaluation (the offline controller trains on it; LLMs may ignore it)."""

@@ -1,0 +1,148 @@
+"""Confine the current process before candidate code runs: session, rlimits, uid, audit hook.
+
+The operating-system layers (own session, rlimits, an unprivileged uid, the network and pid namespaces
+the zygote was started in, a scrubbed environment) are what hold. The audit hook is a second fence
+that turns many escape attempts into clear errors; it does not stop native code.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+from pathlib import Path
+
+from sandbox.protocol import Limits
+
+SAFE_ENV = ("PATH", "LANG", "LC_ALL")
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+_REFUSED_EVENTS = (
+    "socket.",
+    "subprocess.",
+    "os.system",
+    "os.exec",
+    "os.posix_spawn",
+    "os.spawn",
+    "os.fork",
+    "os.forkpty",
+    "os.kill",
+    "os.killpg",
+    "signal.pthread_kill",
+    "pty.",
+    "ctypes.",
+    "urllib.",
+    "http.",
+    "ftplib.",
+    "smtplib.",
+    "webbrowser.",
+    "os.setuid",
+    "os.setgid",
+    "sys.remote_exec",
+)
+_PATH_EVENTS = {
+    "os.remove",
+    "os.rmdir",
+    "os.mkdir",
+    "os.rename",
+    "os.chmod",
+    "os.chown",
+    "os.symlink",
+    "os.link",
+    "os.truncate",
+    "os.utime",
+    "shutil.rmtree",
+    "shutil.copyfile",
+    "shutil.move",
+}
+_SECRET_READS = ("/environ", "/mem", "/proc/1/", "/root", "/home")
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+
+def scrubbed_env(threads: int, home: str) -> dict[str, str]:
+    """The whole environment a worker process gets: no keys, no tokens, fixed thread counts."""
+    env = {k: os.environ[k] for k in SAFE_ENV if k in os.environ}
+    env.update({v: str(threads) for v in THREAD_VARS})
+    env.update(HOME=home, TMPDIR=home, PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0")
+    return env
+
+
+def apply_rlimits(limits: Limits) -> None:
+    """Address space, CPU seconds, file size, processes and open files, no core dumps."""
+    vm_now = _vm_size_bytes()
+    mb = 1024 * 1024
+    for res, value in (
+        (resource.RLIMIT_AS, vm_now + limits.memory_mb * mb),
+        (resource.RLIMIT_CPU, limits.cpu_s),
+        (resource.RLIMIT_FSIZE, limits.file_mb * mb),
+        (resource.RLIMIT_NPROC, limits.nproc),
+        (resource.RLIMIT_NOFILE, limits.nofile),
+        (resource.RLIMIT_CORE, 0),
+    ):
+        resource.setrlimit(res, (value, value))
+
+
+def drop_privileges(uid: int | None) -> None:
+    """As root, become an unprivileged uid of our own: root ignores RLIMIT_NPROC and file modes."""
+    if uid is None or os.geteuid() != 0:
+        return
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+
+
+def install_audit_hook(workdir: str) -> None:
+    """Refuse sockets, processes, signals, native loading and writes outside ``workdir``."""
+    root = os.path.realpath(workdir) + os.sep
+
+    def inside(path: object) -> bool:
+        if isinstance(path, int):
+            return True
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        if not isinstance(path, str):
+            return False
+        return (os.path.realpath(path) + os.sep).startswith(root)
+
+    def hook(event: str, args: tuple) -> None:
+        if event.startswith(_REFUSED_EVENTS):
+            raise PermissionError(f"sandbox: {event} is not allowed")
+        if event == "open" and args:
+            path, mode, flags = (list(args) + [None, None])[:3]
+            writing = bool(mode and any(c in str(mode) for c in "wax+")) or bool(
+                isinstance(flags, int) and flags & _WRITE_FLAGS
+            )
+            if writing and not inside(path):
+                raise PermissionError(f"sandbox: writing {path!r} outside the candidate folder")
+            if isinstance(path, str) and not inside(path) and any(s in path for s in _SECRET_READS):
+                raise PermissionError(f"sandbox: reading {path!r} is not allowed")
+        elif event in _PATH_EVENTS and not all(inside(a) for a in args[:2] if isinstance(a, str | bytes)):
+            raise PermissionError(f"sandbox: {event} outside the candidate folder")
+
+    sys.addaudithook(hook)
+
+
+def confine(workdir: str, limits: Limits, uid: int | None, threads: int) -> None:
+    """Everything above, in the order that works: session, folder, env, limits, uid, hook."""
+    if os.getpgrp() != os.getpid():
+        os.setsid()
+    os.chdir(workdir)
+    os.environ.clear()
+    os.environ.update(scrubbed_env(threads, workdir))
+    apply_rlimits(limits)
+    drop_privileges(uid)
+    install_audit_hook(workdir)
+
+
+def _vm_size_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmSize:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def rss_mb(field: str = "VmRSS") -> float:
+    """Resident memory of this process (``VmRSS`` now or ``VmHWM`` peak), in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0

@@ -1,0 +1,106 @@
+"""Budgeted training with early stopping on a held-out slice of the training split."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sandbox.protocol import TrainConfig
+
+
+class TrainingFailed(RuntimeError):
+    """Training cannot go on (a non-finite loss, a backward error)."""
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    steps: int
+    seconds: float
+    final_loss: float
+    holdout_acc: float | None
+
+
+def train(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: TrainConfig,
+    generator: torch.Generator,
+    device: torch.device,
+) -> TrainReport:
+    """AdamW with warm-up and cosine decay; stops on steps, seconds or patience; keeps the best."""
+    n_hold = int(len(x) * cfg.holdout_fraction)
+    perm = torch.randperm(len(x), generator=generator)
+    hold, fit = perm[:n_hold], perm[n_hold:]
+    x_fit, y_fit = x[fit].to(device), y[fit].to(device)
+    x_hold, y_hold = x[hold].to(device), y[hold].to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warmup = max(1, cfg.max_steps // 20)
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, cfg.max_steps - warmup)
+        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    best_acc, best_state, bad_evals = -1.0, None, 0
+    start, step, loss_value = time.perf_counter(), 0, float("nan")
+    batch = min(cfg.batch_size, len(x_fit))
+    order, pos = torch.randperm(len(x_fit), generator=generator), 0
+    model.train()
+    while step < cfg.max_steps and time.perf_counter() - start < cfg.max_seconds:
+        if pos + batch > len(order):
+            order, pos = torch.randperm(len(x_fit), generator=generator), 0
+        idx = order[pos : pos + batch].to(device)
+        pos += batch
+        loss = F.cross_entropy(model(x_fit[idx]), y_fit[idx])
+        if not torch.isfinite(loss):
+            raise TrainingFailed(
+                f"loss became {loss.item()} at step {step}: lower the learning rate or add normalisation"
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 5.0)
+        opt.step()
+        sched.step()
+        step += 1
+        loss_value = loss.item()
+        if n_hold and (step % cfg.eval_every == 0 or step == cfg.max_steps):
+            acc = accuracy(model, x_hold, y_hold)
+            model.train()
+            if acc > best_acc:
+                best_acc, best_state, bad_evals = acc, copy.deepcopy(model.state_dict()), 0
+            else:
+                bad_evals += 1
+                if bad_evals >= cfg.patience:
+                    break
+    if n_hold:
+        acc = accuracy(model, x_hold, y_hold)
+        if acc > best_acc:
+            best_acc, best_state = acc, None
+        if best_state is not None:
+            model.load_state_dict(best_state)
+    model.eval()
+    return TrainReport(step, time.perf_counter() - start, loss_value, best_acc if n_hold else None)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch: int = 512) -> torch.Tensor:
+    """Logits for ``x`` in eval mode, on the CPU as float32."""
+    model.eval()
+    outs = [model(x[i : i + batch].to(device)).float().cpu() for i in range(0, len(x), batch)]
+    return torch.cat(outs) if outs else torch.empty(0)
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Held-out accuracy used only for early stopping inside the worker; never for selection."""
+    logits = predict(model, x, x.device)
+    return float((logits.argmax(1) == y.cpu()).float().mean()) if len(y) else 0.0

@@ -1,0 +1,123 @@
+"""A warm process that has imported torch and forks one confined child per candidate.
+
+Line protocol on stdin/stdout (JSON, one object per line):
+  in:  {"job": PATH, "workdir": PATH, "limits": {...}, "uid": INT|null}
+  out: {"status": "exited"|"signaled"|"timeout", "code": INT, "signal": INT, "wall": SECONDS}
+The zygote never runs a torch op itself, so no thread pool exists when it forks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import select
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import sandbox.worker as worker
+from sandbox.protocol import Job, Limits
+
+
+def _leftovers(uid: int) -> bool:
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def _kill_uid(uid: int | None) -> None:
+    """Kill every process of the candidate's uid: catches children that left its process group."""
+    if uid is None or os.geteuid() != 0 or not _leftovers(uid):
+        return
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setuid(uid)
+            os.kill(-1, signal.SIGKILL)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def _reap() -> None:
+    """Collect orphans re-parented to us (we are pid 1 inside a pid namespace)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def run_one(job: Job, workdir: Path, limits: Limits, uid: int | None) -> dict:
+    """Fork, confine and evaluate in the child; wait with a hard deadline; kill the group."""
+    start = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            worker.run_confined(job, workdir, limits, uid)
+        finally:
+            os._exit(4)
+    fd = os.pidfd_open(pid)
+    try:
+        ready, _, _ = select.select([fd], [], [], limits.timeout_s)
+    finally:
+        os.close(fd)
+    timed_out = not ready
+    if timed_out:
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    wall = time.perf_counter() - start
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    _kill_uid(uid)
+    _reap()
+    if timed_out:
+        return {"status": "timeout", "code": -1, "signal": signal.SIGKILL, "wall": wall}
+    if os.WIFSIGNALED(status):
+        return {"status": "signaled", "code": -1, "signal": os.WTERMSIG(status), "wall": wall}
+    return {"status": "exited", "code": os.WEXITSTATUS(status), "signal": 0, "wall": wall}
+
+
+def preload() -> None:
+    """Import what children will need while we can still read the interpreter's folders."""
+    for name in filter(None, os.environ.get("LLMNAS_PRELOAD", "").split(",")):
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            print(f"zygote: cannot preload {name}: {exc}", file=sys.stderr)
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as folder:
+        worker.warm_up(Path(folder))
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when we stop
+    preload()
+    out = sys.stdout
+    out.write(json.dumps({"ready": os.getpid()}) + "\n")
+    out.flush()
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        req = json.loads(line)
+        job = Job.model_validate_json(Path(req["job"]).read_text())
+        reply = run_one(job, Path(req["workdir"]), Limits.model_validate(req["limits"]), req.get("uid"))
+        out.write(json.dumps(reply) + "\n")
+        out.flush()
+
+
+if __name__ == "__main__":
+    main()
