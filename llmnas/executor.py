@@ -147,12 +147,13 @@ class _Slot:
     def _run_zygote(self, job_file: Path, workdir: Path, limits: Limits) -> dict:
         if self.proc is None or self.proc.poll() is not None:
             self.start()
+        proc = self.proc
         req = {"job": str(job_file), "workdir": str(workdir), "limits": limits.model_dump(), "uid": self.uid}
         try:
-            self.proc.stdin.write(json.dumps(req) + "\n")
-            self.proc.stdin.flush()
-            ready, _, _ = select.select([self.proc.stdout], [], [], limits.timeout_s + _SAFETY_MARGIN_S)
-            line = self.proc.stdout.readline() if ready else ""
+            proc.stdin.write(json.dumps(req) + "\n")
+            proc.stdin.flush()
+            ready, _, _ = select.select([proc.stdout], [], [], limits.timeout_s + _SAFETY_MARGIN_S)
+            line = proc.stdout.readline() if ready else ""
             if line:
                 return json.loads(line)
         except (OSError, ValueError):
@@ -215,6 +216,7 @@ class LocalPool:
         self.data_dir = self.root / "data"
         base = _uid_base()
         self._slots: queue.Queue[_Slot] = queue.Queue()
+        self._all: list[_Slot] = []
         for i in range(self.workers):
             home = self.root / f"slot{i}"
             home.mkdir(mode=0o711)
@@ -222,7 +224,8 @@ class LocalPool:
             env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
             if gpus:
                 env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
-            self._slots.put(_Slot(i, None if base is None else base + i, env, mode == "zygote"))
+            self._all.append(_Slot(i, None if base is None else base + i, env, mode == "zygote"))
+            self._slots.put(self._all[-1])
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="llmnas-worker")
         self._counter = 0
         self._lock = threading.Lock()
@@ -294,9 +297,13 @@ class LocalPool:
             job_file.unlink(missing_ok=True)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        while not self._slots.empty():
-            self._slots.get().stop()
+        """Stop at once: queued jobs are cancelled, candidates in flight are killed with their zygotes."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for slot in self._all:
+            slot.stop()
+        self._pool.shutdown(wait=True)
+        for slot in self._all:
+            slot.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> LocalPool:

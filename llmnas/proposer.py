@@ -33,6 +33,7 @@ class Parent:
     reward: float = 0.0
     stage: str | None = None
     message: str = ""
+    decisions: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,14 @@ class Proposal:
 
 
 class Proposer(Protocol):
-    """Writes one candidate for an action, given parents and the spec."""
+    """Writes one candidate for an action, given parents and the spec.
+
+    ``operators`` and ``variants`` tell the policy what it may choose; ``end_round`` and the state
+    pair let a proposer learn between rounds and resume exactly.
+    """
+
+    operators: tuple[str, ...]
+    variants: tuple[str, ...]
 
     def propose(
         self, action: Action, parents: Sequence[Parent], spec: TaskSpec, rng: np.random.Generator
@@ -60,3 +68,9 @@ class Proposer(Protocol):
 
     def learn(self, proposal: Proposal, reward: float) -> None:
         """Feedback after evaluation (the offline controller trains on it; LLMs may ignore it)."""
+
+    def end_round(self) -> None: ...
+
+    def state(self) -> tuple[dict, bytes]: ...
+
+    def load_state(self, meta: dict, blob: bytes) -> None: ...

@@ -7,9 +7,11 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -224,6 +226,19 @@ def warm_up(folder: Path) -> None:
         raise RuntimeError(f"sandbox warm-up failed: {result.stage}: {result.message}")
 
 
+def preload() -> None:
+    """Import what a candidate will need while the interpreter's folders are still readable: the
+    user's extra allowed modules, then one tiny in-process evaluation at one thread (lazy imports)."""
+    for name in filter(None, os.environ.get("LLMNAS_PRELOAD", "").split(",")):
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            print(f"sandbox: cannot preload {name}: {exc}", file=sys.stderr)
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as folder:
+        warm_up(Path(folder))
+
+
 def write_result(result: Result, workdir: Path) -> None:
     tmp = workdir / (RESULT_FILE + ".tmp")
     tmp.write_text(result.model_dump_json())
@@ -256,6 +271,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--uid", type=int, default=None, help="unprivileged uid to drop to when root")
     args = ap.parse_args(argv)
     job = Job.model_validate_json(Path(args.job).read_text())
+    preload()
     run_confined(job, Path(args.workdir), Limits.model_validate(json.loads(args.limits)), args.uid)
 
 

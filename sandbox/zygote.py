@@ -9,17 +9,13 @@ The zygote never runs a torch op itself, so no thread pool exists when it forks.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import os
 import select
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
-
-import torch
 
 import sandbox.worker as worker
 from sandbox.protocol import Job, Limits
@@ -91,21 +87,9 @@ def run_one(job: Job, workdir: Path, limits: Limits, uid: int | None) -> dict:
     return {"status": "exited", "code": os.WEXITSTATUS(status), "signal": 0, "wall": wall}
 
 
-def preload() -> None:
-    """Import what children will need while we can still read the interpreter's folders."""
-    for name in filter(None, os.environ.get("LLMNAS_PRELOAD", "").split(",")):
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            print(f"zygote: cannot preload {name}: {exc}", file=sys.stderr)
-    torch.set_num_threads(1)
-    with tempfile.TemporaryDirectory() as folder:
-        worker.warm_up(Path(folder))
-
-
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when we stop
-    preload()
+    worker.preload()
     out = sys.stdout
     out.write(json.dumps({"ready": os.getpid()}) + "\n")
     out.flush()

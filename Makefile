@@ -1,0 +1,32 @@
+# Two entry points for a fresh machine: `make demo` (a real offline search) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/llmnas search "classify 8x8 grayscale digits into 10 classes; under 20k parameters; under 1 ms on CPU" \
+		--data digits --budget 24 --seed 0
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: setup
+	$(BIN)/ruff check .
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python bench/sandbox_overhead.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

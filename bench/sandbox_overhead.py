@@ -1,0 +1,88 @@
+"""Per-candidate overhead of the sandbox: warm zygote fork vs a fresh `python -m sandbox.worker`.
+
+Runs the same trivial candidate (one training step) N times through each path of the local pool, one
+worker, in one run, and prints the medians and their ratio. Target: zygote <= 50 ms median and at
+least 20x cheaper than a fresh process.
+
+    python bench/sandbox_overhead.py [--n 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from llmnas.executor import LocalPool
+from sandbox.protocol import Job, Limits, TrainConfig
+
+TRIVIAL = """
+import torch.nn as nn
+
+def build_model(input_shape, num_classes):
+    return nn.Sequential(nn.Flatten(), nn.Linear(input_shape[0], num_classes))
+"""
+
+
+def _write_data(folder: Path) -> None:
+    folder.mkdir(mode=0o755, exist_ok=True)
+    rng = np.random.default_rng(0)
+    arrays = {
+        "train_x": rng.normal(size=(64, 8)).astype(np.float32),
+        "train_y": rng.integers(0, 2, 64),
+        "val_x": rng.normal(size=(16, 8)).astype(np.float32),
+        "test_x": rng.normal(size=(16, 8)).astype(np.float32),
+    }
+    for name, arr in arrays.items():
+        np.save(folder / f"{name}.npy", arr, allow_pickle=False)
+        (folder / f"{name}.npy").chmod(0o644)
+
+
+def measure(mode: str, n: int) -> list[float]:
+    with LocalPool(1, Limits(timeout_s=60), mode=mode) as pool, tempfile.TemporaryDirectory() as out:
+        _write_data(pool.data_dir)
+        times = []
+        for i in range(n + 1):
+            job = Job(
+                candidate_id=f"bench{i}",
+                code=TRIVIAL,
+                data_dir=str(pool.data_dir),
+                input_shape=(8,),
+                num_classes=2,
+                seed=i,
+                train=TrainConfig(max_steps=1, eval_every=1),
+                latency_runs=1,
+            )
+            t0 = time.perf_counter()
+            result = pool.submit(job, Path(out) / job.candidate_id).result()
+            elapsed = time.perf_counter() - t0
+            if not result.ok:
+                raise SystemExit(f"{mode}: trivial candidate failed: {result.stage}: {result.message}")
+            if i:  # the first call starts the zygote: not per-candidate overhead
+                times.append(elapsed * 1000)
+        return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=20, help="candidates per path")
+    args = ap.parse_args()
+    zygote = measure("zygote", args.n)
+    fresh = measure("fresh", max(5, args.n // 2))
+    z, f = statistics.median(zygote), statistics.median(fresh)
+    print(
+        f"zygote fork : median {z:7.1f} ms  (min {min(zygote):.1f}, max {max(zygote):.1f}, n={len(zygote)})"
+    )
+    print(f"fresh python: median {f:7.1f} ms  (min {min(fresh):.1f}, max {max(fresh):.1f}, n={len(fresh)})")
+    print(
+        f"ratio fresh/zygote: {f / z:.1f}x   target: zygote <= 50 ms and >= 20x  ->  "
+        f"{'PASS' if z <= 50 and f / z >= 20 else 'FAIL'}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,269 @@
+"""The `llmnas` command line. Every error is one line that names the flag to fix."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class UsageError(Exception):
+    """A bad argument or value: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage dump
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def _positive_int(flag: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a whole number, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{flag} must be at least 1, got {value}")
+        return value
+
+    return parse
+
+
+def _int(flag: str):
+    def parse(text: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a whole number, got {text!r}") from None
+
+    return parse
+
+
+def _positive_float(flag: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a number, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{flag} must be positive, got {text}")
+        return value
+
+    return parse
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data",
+        default="digits",
+        help="digits | mnist1d | FILE.npz | FILE.csv | IMAGE_FOLDER | torchvision:NAME (default: digits)",
+    )
+    p.add_argument("--label-column", help="label column of a CSV dataset")
+    p.add_argument("--data-root", help="root folder of a torchvision dataset")
+    p.add_argument(
+        "--max-samples", type=_positive_int("--max-samples"), help="subsample the data (quick runs)"
+    )
+    p.add_argument(
+        "--seed", type=_int("--seed"), default=0, help="seed of the one RNG the run uses (default: 0)"
+    )
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--steps", type=_positive_int("--steps"), help="training steps per candidate")
+    p.add_argument(
+        "--train-seconds", type=_positive_float("--train-seconds"), help="training seconds per candidate"
+    )
+    p.add_argument(
+        "--timeout", type=_positive_float("--timeout"), help="hard wall-clock limit per candidate (s)"
+    )
+    p.add_argument("--memory-mb", type=_positive_int("--memory-mb"), help="memory limit per candidate (MiB)")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="where candidates train")
+    p.add_argument(
+        "--allow-import",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="extend the candidate import allow-list (repeatable)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    root = _Parser(prog="llmnas", description="LLM-guided neural architecture search.")
+    root.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = root.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser(
+        "search",
+        help="search for a model that meets plain-English requirements",
+        description="Search for a model that meets plain-English requirements.",
+    )
+    s.add_argument("requirements", help='e.g. "classify 8x8 digits; under 20k parameters; under 1 ms on CPU"')
+    _add_data_args(s)
+    s.add_argument(
+        "--budget", type=_positive_int("--budget"), default=24, help="candidates to propose (default: 24)"
+    )
+    s.add_argument(
+        "--workers", type=_positive_int("--workers"), help="parallel sandboxed workers (default: cores)"
+    )
+    s.add_argument(
+        "--llm", default="offline", help="offline | openai:MODEL | URL#MODEL | hf:PATH (default: offline)"
+    )
+    s.add_argument(
+        "--strategy",
+        choices=("rl", "random"),
+        default="rl",
+        help="offline proposer: the RL controller with mutations, or random search (baseline)",
+    )
+    s.add_argument("--out", type=Path, help="run folder (default: results/<time>-<data>-s<seed>)")
+    s.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_train_args(s)
+
+    r = sub.add_parser(
+        "resume", help="continue an interrupted run", description="Continue an interrupted run."
+    )
+    r.add_argument("run", type=Path, help="results/<run-id>")
+    r.add_argument("--budget", type=_positive_int("--budget"), help="new total candidate budget")
+    r.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    e = sub.add_parser(
+        "eval",
+        help="evaluate one model file through the sandbox",
+        description="Evaluate one model file through the same sandbox as a search.",
+    )
+    e.add_argument(
+        "file", type=Path, help="a Python file defining build_model(input_shape, num_classes) or Model"
+    )
+    _add_data_args(e)
+    e.add_argument("--out", type=Path, help="keep the evaluation's files here")
+    e.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_train_args(e)
+    return root
+
+
+def _config(args: argparse.Namespace, requirements: str, **extra):
+    from llmnas.config import RunConfig
+    from sandbox.protocol import Limits, TrainConfig
+
+    train = {
+        k: v for k, v in (("max_steps", args.steps), ("max_seconds", args.train_seconds)) if v is not None
+    }
+    limits = {k: v for k, v in (("timeout_s", args.timeout), ("memory_mb", args.memory_mb)) if v is not None}
+    fields = dict(
+        requirements=requirements,
+        data=args.data,
+        label_column=args.label_column,
+        data_root=args.data_root,
+        max_samples=args.max_samples,
+        seed=args.seed,
+        device=args.device,
+        extra_imports=tuple(args.allow_import),
+        train=TrainConfig(**train),
+        limits=Limits(**limits),
+        **extra,
+    )
+    return RunConfig(**{k: v for k, v in fields.items() if v is not None})
+
+
+def _summary(result) -> dict:
+    best = result.best
+    return {
+        "run_dir": str(result.run_dir),
+        "evaluations": result.evaluations,
+        "stats": result.stats,
+        "best": None if best is None else {"candidate_id": best.candidate_id, **best.metrics},
+        "front": [{"candidate_id": e.candidate_id, **e.metrics} for e in result.front],
+    }
+
+
+def _report_result(result, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(_summary(result), indent=1))
+        return EXIT_OK
+    best = result.best
+    if best is None:
+        print(f"\nNo candidate passed. Everything is in {result.run_dir}")
+    else:
+        m = best.metrics
+        print(
+            f"\nBest: {best.candidate_id}  val {m['val_acc']:.4f}  test {m['test_acc']:.4f}  "
+            f"params {int(m['params']):,}  latency {m['latency_ms']:.3f} ms"
+        )
+        print(
+            f"Pareto front: {len(result.front)} models. Results: {result.run_dir}  (best model: {result.run_dir}/best)"
+        )
+    return EXIT_OK
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from llmnas.run import start
+
+    extra = {"budget": args.budget, "workers": args.workers, "llm": args.llm, "strategy": args.strategy}
+    cfg = _config(args, args.requirements, **extra)
+    return _report_result(start(cfg, args.out, progress=not args.json), args.json)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from llmnas.run import resume
+
+    return _report_result(resume(args.run, budget=args.budget, progress=not args.json), args.json)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from llmnas.evaluate import evaluate_file
+
+    cfg = _config(args, "evaluate a hand-written model", workers=1)
+    outcome = evaluate_file(args.file, cfg, args.out)
+    if args.json:
+        print(json.dumps(outcome, indent=1))
+    elif outcome["ok"]:
+        m = outcome["metrics"]
+        print(
+            f"ok  val {m['val_acc']:.4f}  test {m['test_acc']:.4f}  params {m['params']:,}  "
+            f"FLOPs {m['flops']:,}  latency {m['latency_ms']:.3f} ms (IQR {m['latency_iqr_ms']:.3f})  "
+            f"peak mem {m['peak_mem_mb']:.1f} MiB  trained {m['train_steps']} steps in {m['train_seconds']:.1f} s"
+        )
+    else:
+        print(f"rejected at stage {outcome['stage']}: {outcome['message']}")
+    return EXIT_OK if outcome["ok"] else EXIT_REJECTED
+
+
+COMMANDS = {"search": cmd_search, "resume": cmd_resume, "eval": cmd_eval}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    from llmnas.datasets import DatasetError
+    from llmnas.spec import SpecError
+
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except (DatasetError, SpecError, FileNotFoundError, FileExistsError, ValueError) as exc:
+        message = _one_line(exc)
+        print(f"llmnas {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, ValidationError | DatasetError | SpecError) else EXIT_ERROR
+
+
+def _one_line(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        return f"{where}: {err['msg']}"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

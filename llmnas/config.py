@@ -1,0 +1,35 @@
+"""One typed, frozen configuration for a run, passed down as a single object."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sandbox.protocol import Limits, TrainConfig
+
+STRATEGIES = ("rl", "random")
+
+
+class RunConfig(BaseModel):
+    """Everything that decides what a run does; stored in run.json and restored on resume."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    requirements: str
+    data: str = "digits"
+    label_column: str | None = None
+    data_root: str | None = None
+    max_samples: int | None = Field(None, ge=10)
+    seed: int = 0
+    budget: int = Field(24, ge=1)
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    threads: int = Field(1, ge=1)
+    llm: str = "offline"
+    strategy: Literal["rl", "random"] = "rl"
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    train: TrainConfig = TrainConfig()
+    limits: Limits = Limits()
+    extra_imports: tuple[str, ...] = ()
+    repair_attempts: int = Field(2, ge=0)

@@ -1,0 +1,52 @@
+"""Evaluate one hand-written model file through exactly the path a search uses."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from llmnas import validate
+from llmnas.config import RunConfig
+from llmnas.executor import LocalPool
+from llmnas.loop import make_job
+from llmnas.reward import violations
+from llmnas.run import load_data, make_spec
+from llmnas.scoring import ScoringError, score
+
+
+def evaluate_file(path: Path, cfg: RunConfig, out: Path | None = None) -> dict:
+    """Static checks, sandboxed build/train/measure, driver-side scoring; a dict with ok/stage/message."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"FILE: no such model file: {path}")
+    data = load_data(cfg)
+    spec = make_spec(cfg, data)
+    checked = validate.check(
+        path.read_text(), validate.DEFAULT_ALLOWED_IMPORTS | frozenset(cfg.extra_imports)
+    )
+    if isinstance(checked, validate.Rejection):
+        return {"ok": False, "stage": checked.stage, "message": checked.message, "metrics": {}}
+    folder = Path(out) if out else Path(tempfile.mkdtemp(prefix="llmnas-eval-"))
+    with LocalPool(1, cfg.limits) as pool:
+        data.write_worker_files(pool.data_dir)
+        job = make_job(cfg, spec, data, pool.data_dir, checked.candidate_id, checked.code)
+        result = pool.submit(job, folder).result()
+    outcome = {
+        "ok": result.ok,
+        "stage": result.stage.value if result.stage else None,
+        "message": result.message,
+        "candidate_id": checked.candidate_id,
+        "folder": str(folder),
+        "device": result.device,
+        "metrics": {},
+    }
+    if result.ok:
+        try:
+            outcome["metrics"] = result.metrics.model_dump() | score(
+                folder, data.y_val, data.y_test, data.num_classes
+            )
+        except ScoringError as exc:
+            outcome.update(ok=False, stage="crash", message=str(exc))
+        if outcome["ok"] and (over := violations(outcome["metrics"], spec)):
+            outcome.update(ok=False, stage="budget", message="; ".join(over))
+    return outcome

@@ -1,0 +1,417 @@
+"""The search loop: choose, propose, check, evaluate in the sandbox, score, reward, learn, record.
+
+Work proceeds in rounds of ``workers`` proposals. Proposals depend only on the seeded RNG and on
+rounds already processed (in submission order), so the same seed and the same model replies give the
+same run, whatever order the workers finish in. Each evaluation is appended to events.jsonl the moment
+it finishes; the learning state is checkpointed after each round. Resume restores the last checkpoint
+and replays the interrupted round: its proposals come out the same, and the evaluations already on
+disk are taken from the log instead of being run again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from concurrent.futures import Future, as_completed
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from llmnas import validate
+from llmnas.archive import Archive, Entry
+from llmnas.config import RunConfig
+from llmnas.datasets import Dataset
+from llmnas.executor import Executor
+from llmnas.export import export_candidate
+from llmnas.policy import Policy
+from llmnas.proposer import Action, Parent, Proposal, Proposer
+from llmnas.reward import failure_reward, reward, violations
+from llmnas.scoring import ScoringError, score
+from llmnas.spec import TaskSpec
+from llmnas.store import RunStore
+from sandbox.protocol import Job, Result
+
+log = logging.getLogger("llmnas")
+PARENTS = 2
+
+
+def make_job(cfg: RunConfig, spec: TaskSpec, data: Dataset, data_dir: Path, cid: str, code: str) -> Job:
+    """The sandbox job for one candidate: the spec's hard limits travel with it."""
+    return Job(
+        candidate_id=cid,
+        code=code,
+        data_dir=str(data_dir),
+        input_shape=data.input_shape,
+        num_classes=data.num_classes,
+        seed=cfg.seed,
+        train=cfg.train,
+        max_params=spec.max_params,
+        max_flops=spec.max_flops,
+        threads=cfg.threads,
+        device="cuda" if cfg.device == "cuda" else "cpu",
+    )
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    run_dir: Path
+    best: Entry | None
+    front: list[Entry]
+    evaluations: int
+    stats: dict
+
+
+@dataclass
+class _Slot:
+    proposal: Proposal
+    candidate_id: str | None = None
+    attempts: int = 0
+
+
+class Search:
+    """One run: owns the policy, the archive and the proposer's learning state."""
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        spec: TaskSpec,
+        data: Dataset,
+        proposer: Proposer,
+        executor: Executor,
+        store: RunStore,
+        *,
+        progress: bool = True,
+    ):
+        self.cfg, self.spec, self.data = cfg, spec, data
+        self.proposer, self.executor, self.store = proposer, executor, store
+        self.allowed = validate.DEFAULT_ALLOWED_IMPORTS | frozenset(cfg.extra_imports)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.policy = Policy()
+        self.archive = Archive()
+        self.round = 0
+        self.proposed = 0
+        self.known: set[str] = set()
+        self.decisions: dict[str, list[int]] = {}
+        self.failures: deque[dict] = deque(maxlen=16)
+        self.stats = {
+            "proposals": 0,
+            "valid_first_try": 0,
+            "valid_after_repair": 0,
+            "evaluated": 0,
+            "passed": 0,
+        }
+        self.best_id: str | None = None
+        self.progress = progress
+        self._cache = {e["candidate_id"]: e for e in store.events() if e.get("type") == "evaluation"}
+        self._restore()
+
+    # ------------------------------------------------------------------ state
+    def _state(self) -> tuple[dict, bytes]:
+        meta, blob = self.proposer.state()
+        return {
+            "round": self.round,
+            "proposed": self.proposed,
+            "rng": self.rng.bit_generator.state,
+            "policy": self.policy.state_dict(),
+            "archive": self.archive.state_dict(),
+            "proposer": meta,
+            "known": sorted(self.known),
+            "decisions": self.decisions,
+            "failures": list(self.failures),
+            "stats": self.stats,
+            "best_id": self.best_id,
+        }, blob
+
+    def _restore(self) -> None:
+        saved = self.store.load_state()
+        if saved is None:
+            return
+        state, blob = saved
+        self.round, self.proposed = state["round"], state["proposed"]
+        self.rng.bit_generator.state = state["rng"]
+        self.policy.load_state_dict(state["policy"])
+        self.archive.load_state_dict(state["archive"])
+        self.proposer.load_state(state["proposer"], blob)
+        self.known = set(state["known"])
+        self.decisions = state["decisions"]
+        self.failures = deque(state["failures"], maxlen=16)
+        self.stats = state["stats"]
+        self.best_id = state["best_id"]
+
+    # ------------------------------------------------------------------ one proposal
+    def _parent(self, entry: Entry) -> Parent:
+        cid = entry.candidate_id
+        return Parent(
+            cid,
+            self.store.code(cid),
+            dict(entry.metrics),
+            entry.reward,
+            decisions=tuple(self.decisions.get(cid, ())),
+        )
+
+    def _operators(self) -> list[str]:
+        ops = [op for op in self.proposer.operators if op in ("generate", "repair")]
+        n = len(self.archive.all_entries)
+        if n >= 1:
+            ops += [op for op in self.proposer.operators if op in ("mutate", "simplify")]
+        if n >= 2 and "crossover" in self.proposer.operators:
+            ops.append("crossover")
+        if not self.failures and "repair" in ops:
+            ops.remove("repair")
+        return ops
+
+    def _propose(self, action: Action) -> Proposal:
+        if action.operator == "repair":
+            f = self.failures.popleft()
+            parents = [Parent(f["candidate_id"], f["code"], stage=f["stage"], message=f["message"])]
+        else:
+            parents = [self._parent(e) for e in self.archive.select(action.selector, PARENTS, self.rng)]
+        return self.proposer.propose(action, parents, self.spec, self.rng)
+
+    def _check(self, proposal: Proposal) -> tuple[Proposal, str | None]:
+        """Static checks; returns the proposal (with a stage when rejected) and the candidate id."""
+        if proposal.code is None:
+            return proposal, None
+        checked = validate.check(proposal.code, self.allowed)
+        if isinstance(checked, validate.Rejection):
+            return replace(proposal, stage=checked.stage, message=checked.message), None
+        return replace(proposal, code=checked.code), checked.candidate_id
+
+    def _propose_with_repair(self, action: Action) -> _Slot:
+        """Propose; a reply rejected before the sandbox goes straight back to the model to repair."""
+        proposal, cid = self._check(self._propose(action))
+        slot = _Slot(proposal, cid)
+        self.stats["valid_first_try"] += cid is not None
+        while (
+            cid is None
+            and proposal.code is not None
+            and slot.attempts < self.cfg.repair_attempts
+            and "repair" in self.proposer.operators
+        ):
+            slot.attempts += 1
+            fix = Parent("rejected", proposal.code, stage=proposal.stage, message=proposal.message)
+            proposal, cid = self._check(
+                self.proposer.propose(
+                    Action("repair", temperature=action.temperature), [fix], self.spec, self.rng
+                )
+            )
+            slot = _Slot(proposal, cid, slot.attempts)
+        self.stats["valid_after_repair"] += cid is not None
+        return slot
+
+    # ------------------------------------------------------------------ a round
+    def run_round(self, n: int, bar: tqdm | None) -> None:
+        slots: list[_Slot] = []
+        seen: set[str] = set()
+        for i in range(n):
+            action = self.policy.choose(self.rng, self._operators(), list(self.proposer.variants))
+            slot = self._propose_with_repair(action)
+            cid = slot.candidate_id
+            if cid is not None and (cid in self.known or cid in seen):
+                slot = _Slot(
+                    replace(slot.proposal, stage="duplicate", message=f"same code as candidate {cid}"),
+                    cid,
+                    slot.attempts,
+                )
+            elif cid is not None:
+                seen.add(cid)
+                p = slot.proposal
+                self.store.write_candidate(cid, p.code, p.prompt, p.reply)
+            self._log_proposal(slot, i)
+            slots.append(slot)
+        self._evaluate(slots, bar)
+        self.proposer.end_round()
+        self.round += 1
+        self.proposed += n
+        self.store.append(
+            {
+                "type": "round",
+                "round": self.round,
+                "proposed": self.proposed,
+                "best": self.best_id,
+                "policy": self.policy.probabilities(),
+            }
+        )
+        self.store.save_state(*self._state())
+
+    def _log_proposal(self, slot: _Slot, index: int) -> None:
+        p = slot.proposal
+        self.store.append(
+            {
+                "type": "proposal",
+                "round": self.round,
+                "slot": index,
+                "candidate_id": slot.candidate_id,
+                "operator": p.action.operator,
+                "variant": p.action.variant,
+                "temperature": p.action.temperature,
+                "selector": p.action.selector,
+                "parents": list(p.parent_ids),
+                "stage": p.stage,
+                "message": p.message,
+                "notes": list(p.notes),
+                "usage": p.usage,
+                "decisions": list(p.decisions),
+                "repairs": slot.attempts,
+            }
+        )
+
+    def _evaluate(self, slots: list[_Slot], bar: tqdm | None) -> None:
+        futures: dict[int, Future] = {}
+        for i, slot in enumerate(slots):
+            cid = slot.candidate_id
+            if slot.proposal.stage is None and cid not in self._cache:
+                job = make_job(
+                    self.cfg, self.spec, self.data, self.executor.data_dir, cid, slot.proposal.code
+                )
+                futures[i] = self.executor.submit(job, self.store.candidate_dir(cid))
+        events: dict[int, dict] = {}
+        index_of = {f: i for i, f in futures.items()}
+        for fut in as_completed(futures.values()):
+            i = index_of[fut]
+            events[i] = self._record(slots[i], fut.result())
+        for i, slot in enumerate(slots):
+            if slot.proposal.stage is not None:
+                event = {
+                    "ok": False,
+                    "stage": slot.proposal.stage,
+                    "message": slot.proposal.message,
+                    "reward": failure_reward(slot.proposal.stage),
+                    "metrics": {},
+                }
+            else:
+                event = events.get(i) or self._cache[slot.candidate_id]
+            self._learn(slot, event)
+            if bar is not None:
+                bar.update(1)
+                bar.write(self._line(slot, event))
+            else:
+                log.info(self._line(slot, event))
+
+    def _record(self, slot: _Slot, result: Result) -> dict:
+        """Score a finished evaluation on the driver side and append it to the log at once."""
+        cid = slot.candidate_id
+        metrics: dict = {}
+        ok, stage, message = result.ok, result.stage.value if result.stage else None, result.message
+        if ok:
+            m = result.metrics
+            metrics = {
+                "params": m.params,
+                "flops": m.flops,
+                "depth": m.depth,
+                "latency_ms": m.latency_ms,
+                "latency_iqr_ms": m.latency_iqr_ms,
+                "peak_mem_mb": m.peak_mem_mb,
+                "train_seconds": m.train_seconds,
+                "train_steps": m.train_steps,
+                "proxies": m.proxies,
+            }
+            try:
+                metrics |= score(
+                    self.store.candidate_dir(cid), self.data.y_val, self.data.y_test, self.data.num_classes
+                )
+            except ScoringError as exc:
+                ok, stage, message = False, "crash", str(exc)
+        if ok and (over := violations(metrics, self.spec)):
+            ok, stage, message = False, "budget", "; ".join(over)
+        event = {
+            "type": "evaluation",
+            "round": self.round,
+            "candidate_id": cid,
+            "ok": ok,
+            "stage": stage,
+            "message": message,
+            "metrics": metrics,
+            "device": result.device,
+            "wall_seconds": result.wall_seconds,
+            "reward": reward(metrics, self.spec) if ok else failure_reward(stage),
+        }
+        self.store.append(event)
+        return event
+
+    def _learn(self, slot: _Slot, event: dict) -> None:
+        r = float(event["reward"])
+        self.policy.update(slot.proposal.action, r)
+        self.proposer.learn(slot.proposal, r)
+        cid = slot.candidate_id
+        self.stats["proposals"] += 1
+        if cid is None or slot.proposal.stage == "duplicate":
+            if slot.proposal.code and slot.proposal.stage not in (None, "duplicate"):
+                self._remember_failure(cid or "rejected", slot.proposal.code, event)
+            return
+        self.known.add(cid)
+        self.stats["evaluated"] += 1
+        if slot.proposal.decisions:
+            self.decisions[cid] = list(slot.proposal.decisions)
+        if event["ok"]:
+            self.stats["passed"] += 1
+            metrics = {k: v for k, v in event["metrics"].items() if isinstance(v, int | float)}
+            self.archive.add(Entry(cid, metrics, r, int(event["metrics"].get("depth", 0))))
+            self._update_best()
+        else:
+            self._remember_failure(cid, slot.proposal.code, event)
+
+    def _remember_failure(self, cid: str, code: str, event: dict) -> None:
+        if event["stage"] not in ("budget", "duplicate"):
+            self.failures.append(
+                {"candidate_id": cid, "code": code, "stage": event["stage"], "message": event["message"]}
+            )
+
+    def _update_best(self) -> None:
+        best = self.archive.best()
+        if best is None or best.candidate_id == self.best_id:
+            return
+        self.best_id = best.candidate_id
+        export_candidate(
+            self.store.folder,
+            best.candidate_id,
+            self.store.folder / "best",
+            input_shape=self.data.input_shape,
+            num_classes=self.data.num_classes,
+            metrics={"candidate": best.candidate_id, **best.metrics, "reward": best.reward},
+            title=f"Best model so far: {self.spec.text[:80]}",
+        )
+
+    def _line(self, slot: _Slot, event: dict) -> str:
+        a = slot.proposal.action
+        op = a.operator + (
+            f"({a.variant})" if a.operator in ("mutate", "simplify") and a.variant != "default" else ""
+        )
+        head = f"[{self.proposed + 1:>4}] {slot.candidate_id or '-':12} {op:22}"
+        if not event["ok"]:
+            return f"{head} {event['stage']}: {event['message'][:90]}"
+        m = event["metrics"]
+        best = self.archive.best()
+        return (
+            f"{head} val {m['val_acc']:.3f} test {m['test_acc']:.3f} params {m['params']:>8,} "
+            f"lat {m['latency_ms']:.3f} ms reward {event['reward']:.3f}"
+            + (f" | best val {best.metrics['val_acc']:.3f}" if best else "")
+        )
+
+    # ------------------------------------------------------------------ the whole run
+    def run(self, budget: int) -> SearchResult:
+        bar = tqdm(
+            total=budget,
+            initial=self.proposed,
+            desc="search",
+            unit="cand",
+            disable=not self.progress,
+            dynamic_ncols=True,
+        )
+        try:
+            while self.proposed < budget:
+                self.run_round(min(self.cfg.workers, budget - self.proposed), bar if self.progress else None)
+        finally:
+            bar.close()
+        return self.result()
+
+    def result(self) -> SearchResult:
+        return SearchResult(
+            self.store.folder,
+            self.archive.best(),
+            self.archive.front(),
+            self.stats["evaluated"],
+            dict(self.stats),
+        )

@@ -1,0 +1,108 @@
+"""Proposers that need no language model: the RL controller with code mutations, and random search."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from llmnas import space
+from llmnas.controller import Controller
+from llmnas.mutate import MUTATIONS, MutationError, applicable, mutate
+from llmnas.proposer import Action, Parent, Proposal
+from llmnas.spec import TaskSpec
+
+OFFLINE_OPERATORS = ("generate", "mutate", "crossover", "simplify")
+
+
+class OfflineProposer:
+    """Zoph & Le controller for ``generate``; libcst mutations for ``mutate``/``simplify``;
+    decision-level uniform crossover of two controller-born parents for ``crossover``."""
+
+    operators = OFFLINE_OPERATORS
+    variants = MUTATIONS
+
+    def __init__(self, modality: str, seed: int, *, learn_controller: bool = True):
+        self.modality = modality
+        self.controller = Controller(space.decisions_for(modality), seed=seed)
+        self.learn_controller = learn_controller
+        self._pending: list[tuple[tuple[int, ...], float]] = []
+
+    def _render(
+        self, action: Action, decisions: tuple[int, ...], parents: tuple[str, ...] = (), note: str = ""
+    ) -> Proposal:
+        return Proposal(
+            code=space.render(self.modality, decisions),
+            action=action,
+            parent_ids=parents,
+            decisions=decisions,
+            notes=(note,) if note else (),
+        )
+
+    def propose(
+        self, action: Action, parents: Sequence[Parent], spec: TaskSpec, rng: np.random.Generator
+    ) -> Proposal:
+        op = action.operator
+        if op == "crossover" and len(parents) >= 2:
+            a, b = parents[0].decisions, parents[1].decisions
+            if a and b:
+                mask = rng.random(len(a)) < 0.5
+                child = tuple(int(x if m else y) for x, y, m in zip(a, b, mask, strict=True))
+                return self._render(
+                    action,
+                    child,
+                    (parents[0].candidate_id, parents[1].candidate_id),
+                    "uniform crossover of decisions",
+                )
+            op = "mutate"
+        if op in ("mutate", "simplify") and parents:
+            parent = parents[0]
+            kinds = applicable(parent.code)
+            kind = "width" if op == "simplify" else action.variant
+            if kind not in kinds:
+                kind = kinds[int(rng.integers(len(kinds)))] if kinds else ""
+            if kind:
+                try:
+                    code, what = mutate(parent.code, kind, rng)
+                    return Proposal(
+                        code=code, action=action, parent_ids=(parent.candidate_id,), notes=(what,)
+                    )
+                except MutationError as exc:
+                    return Proposal(
+                        code=None,
+                        action=action,
+                        parent_ids=(parent.candidate_id,),
+                        stage="static",
+                        message=f"mutation {kind} failed: {exc}",
+                    )
+        return self._render(action, self._sample(rng))
+
+    def _sample(self, rng: np.random.Generator) -> tuple[int, ...]:
+        return self.controller.sample(rng)
+
+    def learn(self, proposal: Proposal, reward: float) -> None:
+        if proposal.decisions and proposal.action.operator == "generate" and self.learn_controller:
+            self._pending.append((proposal.decisions, reward))
+
+    def end_round(self) -> None:
+        """One REINFORCE step on the round's controller samples."""
+        batch, self._pending = self._pending, []
+        self.controller.update(batch)
+
+    def state(self) -> tuple[dict, bytes]:
+        return {}, self.controller.to_bytes()
+
+    def load_state(self, meta: dict, blob: bytes) -> None:
+        self.controller.load_bytes(blob)
+
+
+class RandomProposer(OfflineProposer):
+    """Random search over the same space: every proposal a uniform sample, nothing learned."""
+
+    operators = ("generate",)
+
+    def __init__(self, modality: str, seed: int):
+        super().__init__(modality, seed, learn_controller=False)
+
+    def _sample(self, rng: np.random.Generator) -> tuple[int, ...]:
+        return space.sample_uniform(self.modality, rng)

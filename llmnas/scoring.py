@@ -1,0 +1,39 @@
+"""Driver-side scoring: the worker returns logits, the driver holds the labels and computes accuracy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sandbox.protocol import PRED_FILES
+
+
+class ScoringError(ValueError):
+    """The worker's predictions are unusable (wrong shape, wrong dtype, unreadable)."""
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of rows whose largest finite logit is the label; non-finite rows count as wrong."""
+    finite = np.isfinite(logits).all(axis=1)
+    pred = np.where(finite, np.argmax(np.nan_to_num(logits, nan=-np.inf), axis=1), -1)
+    return float((pred == labels).mean()) if len(labels) else 0.0
+
+
+def load_logits(folder: Path, split: str, n: int, num_classes: int) -> np.ndarray:
+    try:
+        arr = np.load(Path(folder) / PRED_FILES[split], allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ScoringError(f"unreadable {split} predictions: {exc}") from None
+    if arr.shape != (n, num_classes) or arr.dtype.kind != "f":
+        raise ScoringError(
+            f"{split} predictions have shape {arr.shape} {arr.dtype}, expected ({n}, {num_classes})"
+        )
+    return arr
+
+
+def score(folder: Path, y_val: np.ndarray, y_test: np.ndarray, num_classes: int) -> dict[str, float]:
+    """Validation accuracy (drives selection) and test accuracy (reported only)."""
+    val = load_logits(folder, "val", len(y_val), num_classes)
+    test = load_logits(folder, "test", len(y_test), num_classes)
+    return {"val_acc": accuracy(val, y_val), "test_acc": accuracy(test, y_test)}

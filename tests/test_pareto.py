@@ -1,0 +1,73 @@
+import math
+
+import pytest
+
+from llmnas.pareto import (
+    OBJECTIVES,
+    crowding_distance,
+    dominates,
+    hypervolume_2d,
+    objective_vector,
+    pareto_front,
+)
+
+MM = ("max", "min")
+
+
+def test_dominates():
+    assert dominates((0.9, 10), (0.8, 20), MM)
+    assert dominates((0.9, 10), (0.9, 20), MM)
+    assert not dominates((0.9, 10), (0.9, 10), MM)
+    assert not dominates((0.9, 30), (0.8, 20), MM)
+    assert dominates((1, 1), (0, 0), ("max", "max"))
+    assert not dominates((0, 0), (1, 1), ("max", "max"))
+    with pytest.raises(ValueError):
+        dominates((1,), (2,), ("up",))
+
+
+def test_front_simple_and_duplicates():
+    pts = [(0.9, 100), (0.8, 50), (0.85, 200), (0.9, 100), (0.7, 50), (0.95, 400)]
+    # (0.85, 200) is dominated by (0.9, 100); (0.7, 50) by (0.8, 50); the duplicates both stay.
+    assert pareto_front(pts, MM) == [0, 1, 3, 5]
+    assert pareto_front([], MM) == []
+    assert pareto_front([(1, 1)], MM) == [0]
+
+
+def test_front_with_inf_and_nan():
+    pts = [(0.9, 10, math.inf), (0.9, 10, 1.0), (0.5, 5, math.inf), (math.nan, 1, 1)]
+    senses = [s for _, s in OBJECTIVES]
+    assert pareto_front(pts, senses) == [1, 2, 3]
+
+
+def test_objective_vector_missing_is_worst():
+    assert objective_vector({"val_acc": 0.9, "params": 100}) == (0.9, 100.0, math.inf)
+    assert objective_vector({"params": 1, "latency_ms": None}) == (-math.inf, 1.0, math.inf)
+
+
+def test_crowding_distance():
+    pts = [(0.0, 0.0), (1.0, 1.0), (2.0, 4.0), (4.0, 6.0)]
+    d = crowding_distance(pts, ("max", "min"))
+    assert d[0] == d[3] == math.inf
+    assert d[1] == pytest.approx(2 / 4 + 4 / 6)
+    assert d[2] == pytest.approx(3 / 4 + 5 / 6)
+    assert crowding_distance([(1, 1), (2, 2)], MM) == [math.inf, math.inf]
+    same = crowding_distance([(1, 1)] * 4, MM)
+    assert sum(math.isinf(x) for x in same) == 2 and sorted(same)[:2] == [0.0, 0.0]
+
+
+def test_crowding_distance_inf_value():
+    d = crowding_distance([(1, 0), (2, 1), (3, math.inf), (4, math.inf)], ("max", "min"))
+    assert d[0] == d[3] == math.inf
+    assert d[1] == math.inf  # its neighbour in the second objective is infinitely far
+    assert all(not math.isnan(x) for x in d)
+
+
+def test_hypervolume_2d():
+    assert hypervolume_2d([(1, 1)], (3, 3), ("min", "min")) == pytest.approx(4)
+    assert hypervolume_2d([(1, 2), (2, 1)], (3, 3), ("min", "min")) == pytest.approx(3)
+    # dominated, duplicate, and outside-ref points add nothing
+    pts = [(1, 2), (2, 1), (2, 2), (2, 1), (4, 0), (math.inf, 0)]
+    assert hypervolume_2d(pts, (3, 3), ("min", "min")) == pytest.approx(3)
+    # accuracy (max) vs params (min): ref (0, 100)
+    assert hypervolume_2d([(0.5, 50), (0.8, 80)], (0.0, 100), MM) == pytest.approx(0.5 * 50 + 0.3 * 20)
+    assert hypervolume_2d([], (0, 0), MM) == 0.0

@@ -1,0 +1,66 @@
+import math
+
+import pytest
+
+from llmnas.reward import FAILURE_REWARDS, failure_reward, reward, targets, violations
+from llmnas.spec import TaskSpec
+
+
+def test_known_value_under_target():
+    spec = TaskSpec(target_params=20_000)
+    assert reward({"val_acc": 0.9, "params": 10_000}, spec) == pytest.approx(0.9 * 0.5**-0.07)
+
+
+def test_beta_applies_over_target():
+    spec = TaskSpec(target_params=20_000, reward_alpha=0.0, reward_beta=-1.0)
+    assert reward({"val_acc": 0.8, "params": 40_000}, spec) == pytest.approx(0.8 * 2.0**-1.0)
+    assert reward({"val_acc": 0.8, "params": 10_000}, spec) == pytest.approx(0.8)
+
+
+def test_hard_limit_is_also_a_soft_term_and_terms_multiply():
+    spec = TaskSpec(target_params=20_000, max_params=40_000, max_latency_ms=2.0)
+    m = {"val_acc": 0.9, "params": 10_000, "latency_ms": 1.0, "flops": 5}
+    expected = 0.9 * 0.5**-0.07 * 0.25**-0.07 * 0.5**-0.07
+    assert reward(m, spec) == pytest.approx(expected)
+    assert targets(spec) == [("params", 20_000.0), ("params", 40_000.0), ("latency_ms", 2.0)]
+
+
+def test_no_targets_is_accuracy_and_missing_metric_skips_term():
+    assert reward({"val_acc": 0.7}, TaskSpec()) == pytest.approx(0.7)
+    assert reward({"val_acc": 0.7, "latency_ms": None}, TaskSpec(target_latency_ms=1.0)) == pytest.approx(0.7)
+
+
+def test_zero_metric_does_not_blow_up():
+    r = reward({"val_acc": 0.5, "latency_ms": 0.0}, TaskSpec(target_latency_ms=1.0))
+    assert math.isfinite(r) and r == pytest.approx(0.5 * 1e-3**-0.07)
+
+
+def test_reward_needs_accuracy():
+    with pytest.raises(ValueError, match="val_acc"):
+        reward({"params": 10}, TaskSpec())
+
+
+def test_violations_are_readable():
+    spec = TaskSpec(max_params=20_000, max_latency_ms=1.0, max_flops=1_000_000)
+    v = violations({"params": 25_300, "latency_ms": 1.5, "flops": 900_000}, spec)
+    assert v == ["params 25,300 > limit 20,000", "latency_ms 1.5 > limit 1 ms"]
+    assert violations({"params": 20_000, "latency_ms": 1.0, "flops": 1_000_000}, spec) == []
+    assert violations({"params": 100}, spec) == [
+        "flops not measured (limit 1,000,000)",
+        "latency_ms not measured (limit 1 ms)",
+    ]
+    assert violations({}, TaskSpec()) == []
+
+
+def test_failure_table_order():
+    cascade = ["extract", "static", "build", "shape", "train", "budget"]
+    values = [failure_reward(s) for s in cascade]
+    assert values == sorted(values) and len(set(values)) == len(values)
+    assert failure_reward("extract") == -1.0
+    assert -0.1 <= failure_reward("budget") < 0
+    for s in ("timeout", "memory", "crash"):
+        assert failure_reward("shape") < failure_reward(s) < failure_reward("budget")
+    assert failure_reward("duplicate") == pytest.approx(-0.2)
+    assert all(v < 0 for v in FAILURE_REWARDS.values())
+    with pytest.raises(ValueError, match="unknown failure stage"):
+        failure_reward("nope")
