@@ -1,0 +1,61 @@
+"""Requirements text to TaskSpec: numbers, hints, notes for what is not understood, contradictions."""
+
+import pytest
+
+from llmnas.spec import SpecError, TaskSpec, parse_requirements
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("classify 8x8 grayscale digits into 10 classes; under 20k parameters; under 1 ms on CPU",
+         {"num_classes": 10, "max_params": 20_000, "max_latency_ms": 1.0}),
+        ("<= 1M params", {"max_params": 1_000_000}),
+        ("at most 1.5M parameters, latency under 500 us", {"max_params": 1_500_000, "max_latency_ms": 0.5}),
+        ("2ms on CPU", {"max_latency_ms": 2.0}),
+        ("fewer than 50,000 parameters", {"max_params": 50_000}),
+        ("under 50 MFLOPs", {"max_flops": 50_000_000}),
+        ("below 2 GFLOPs", {"max_flops": 2_000_000_000}),
+        ("under 10 MMACs", {"max_flops": 20_000_000}),
+        ("recognise five categories", {"num_classes": 5}),
+        ("a tiny model", {"target_params": 10_000, "hints": ("tiny",)}),
+        ("small and fast please", {"target_params": 100_000, "target_latency_ms": 1.0, "hints": ("small", "fast")}),
+        ("tiny, under 5k parameters", {"max_params": 5_000, "target_params": 5_000}),
+    ],
+)
+def test_parses_numbers_and_hints(text, expected):
+    spec = parse_requirements(text)
+    for key, value in expected.items():
+        assert getattr(spec, key) == value, (key, spec)
+
+
+def test_unparsed_text_stays_verbatim_in_notes():
+    spec = parse_requirements("classify digits, under 20k parameters; use GELU everywhere. Make it pretty")
+    assert spec.max_params == 20_000
+    assert "use GELU everywhere" in spec.notes
+    assert "Make it pretty" in spec.notes
+    assert "not understood" in spec.summary() and "use GELU everywhere" in spec.summary()
+
+
+def test_empty_requirements_is_a_clear_error():
+    with pytest.raises(SpecError, match="requirements text is empty"):
+        parse_requirements("   ")
+
+
+def test_resolve_fills_shape_and_classes_from_the_data():
+    spec = parse_requirements("classify, under 20k parameters").resolve(
+        input_shape=(1, 8, 8), num_classes=10, modality="image")
+    assert (spec.input_shape, spec.num_classes, spec.modality) == ((1, 8, 8), 10, "image")
+
+
+def test_contradiction_with_the_data_is_an_error_naming_both_numbers():
+    spec = parse_requirements("classify into 5 classes")
+    with pytest.raises(SpecError, match=r"5 classes but the data has 10"):
+        spec.resolve(input_shape=(1, 8, 8), num_classes=10, modality="image")
+
+
+def test_spec_is_frozen_and_rejects_unknown_fields():
+    with pytest.raises(ValueError):
+        TaskSpec(max_params=-3)
+    with pytest.raises(ValueError):
+        TaskSpec(colour="blue")
