@@ -120,6 +120,19 @@ def build_parser() -> argparse.ArgumentParser:
         default="rl",
         help="offline proposer: the RL controller with mutations, or random search (baseline)",
     )
+    s.add_argument("--api-key", help="API key for --llm (default: $OPENAI_API_KEY; never written to the run)")
+    s.add_argument(
+        "--max-tokens", type=_positive_int("--max-tokens"), help="end the run after this many LLM tokens"
+    )
+    s.add_argument(
+        "--max-cost", type=_positive_float("--max-cost"), help="end the run after this LLM cost (USD)"
+    )
+    s.add_argument(
+        "--repair-attempts",
+        type=_int("--repair-attempts"),
+        default=2,
+        help="times a rejected reply goes back to the model with its error (default: 2)",
+    )
     s.add_argument("--out", type=Path, help="run folder (default: results/<time>-<data>-s<seed>)")
     s.add_argument("--json", action="store_true", help="print the result as JSON")
     _add_train_args(s)
@@ -129,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("run", type=Path, help="results/<run-id>")
     r.add_argument("--budget", type=_positive_int("--budget"), help="new total candidate budget")
+    r.add_argument("--api-key", help="API key for the run's --llm (default: $OPENAI_API_KEY)")
     r.add_argument("--json", action="store_true", help="print the result as JSON")
 
     e = sub.add_parser(
@@ -203,15 +217,25 @@ def _report_result(result, as_json: bool) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     from llmnas.run import start
 
-    extra = {"budget": args.budget, "workers": args.workers, "llm": args.llm, "strategy": args.strategy}
+    extra = {
+        "budget": args.budget,
+        "workers": args.workers,
+        "llm": args.llm,
+        "strategy": args.strategy,
+        "max_tokens": args.max_tokens,
+        "max_cost_usd": args.max_cost,
+        "repair_attempts": args.repair_attempts,
+    }
     cfg = _config(args, args.requirements, **extra)
-    return _report_result(start(cfg, args.out, progress=not args.json), args.json)
+    return _report_result(start(cfg, args.out, api_key=args.api_key, progress=not args.json), args.json)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from llmnas.run import resume
 
-    return _report_result(resume(args.run, budget=args.budget, progress=not args.json), args.json)
+    return _report_result(
+        resume(args.run, budget=args.budget, api_key=args.api_key, progress=not args.json), args.json
+    )
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -245,13 +269,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     from llmnas.datasets import DatasetError
+    from llmnas.llm import LLMError
     from llmnas.spec import SpecError
 
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    except (DatasetError, SpecError, FileNotFoundError, FileExistsError, ValueError) as exc:
+    except (DatasetError, SpecError, LLMError, FileNotFoundError, FileExistsError, ValueError) as exc:
         message = _one_line(exc)
         print(f"llmnas {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, ValidationError | DatasetError | SpecError) else EXIT_ERROR

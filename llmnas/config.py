@@ -33,3 +33,8 @@ class RunConfig(BaseModel):
     limits: Limits = Limits()
     extra_imports: tuple[str, ...] = ()
     repair_attempts: int = Field(2, ge=0)
+    llm_timeout_s: float = Field(120.0, gt=0)
+    llm_retries: int = Field(5, ge=0)
+    llm_concurrency: int = Field(4, ge=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_cost_usd: float | None = Field(None, gt=0)

@@ -85,7 +85,7 @@ class Controller(nn.Module):
         self.opt.zero_grad()
         loss.backward()
         self.opt.step()
-        return float(loss)
+        return loss.item()
 
     def probabilities(self) -> list[list[float]]:
         """Greedy-path choice probabilities per step, for reports."""

@@ -27,7 +27,7 @@ def evaluate_file(path: Path, cfg: RunConfig, out: Path | None = None) -> dict:
     if isinstance(checked, validate.Rejection):
         return {"ok": False, "stage": checked.stage, "message": checked.message, "metrics": {}}
     folder = Path(out) if out else Path(tempfile.mkdtemp(prefix="llmnas-eval-"))
-    with LocalPool(1, cfg.limits) as pool:
+    with LocalPool(1, cfg.limits, preload=cfg.extra_imports) as pool:
         data.write_worker_files(pool.data_dir)
         job = make_job(cfg, spec, data, pool.data_dir, checked.candidate_id, checked.code)
         result = pool.submit(job, folder).result()

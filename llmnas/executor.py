@@ -205,7 +205,13 @@ class LocalPool:
     """N sandboxed worker slots on this machine (default: one per core, one thread each)."""
 
     def __init__(
-        self, workers: int | None = None, limits: Limits | None = None, *, mode: str = "zygote", gpus: int = 0
+        self,
+        workers: int | None = None,
+        limits: Limits | None = None,
+        *,
+        mode: str = "zygote",
+        gpus: int = 0,
+        preload: tuple[str, ...] = (),
     ):
         if mode not in ("zygote", "fresh"):
             raise ValueError(f"unknown executor mode {mode!r}: use 'zygote' or 'fresh'")
@@ -222,6 +228,7 @@ class LocalPool:
             home.mkdir(mode=0o711)
             env = scrubbed_env(1, str(home))
             env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+            env["LLMNAS_PRELOAD"] = ",".join(preload)
             if gpus:
                 env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
             self._all.append(_Slot(i, None if base is None else base + i, env, mode == "zygote"))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import random
 import threading
 import time
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -446,3 +449,32 @@ class UsageMeter:
     def _emit(self, record: dict) -> None:
         if self.on_call is not None:
             self.on_call(record)
+
+
+def prompt_key(messages: Messages, temperature: float, n: int, max_tokens: int) -> str:
+    """A stable id of one request, for replaying recorded replies."""
+    blob = json.dumps([messages, temperature, n, max_tokens], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+class ReplayChat:
+    """Serves replies recorded in the run log for requests already made (exact resume), and records
+    every new reply through ``on_reply``. Requests repeated verbatim replay in their recorded order."""
+
+    def __init__(self, chat: ChatModel, recorded: list[dict], on_reply: Callable[[dict], None]):
+        self.chat = chat
+        self.name = chat.name
+        self.on_reply = on_reply
+        self._queue: dict[str, deque[list[str]]] = defaultdict(deque)
+        for record in recorded:
+            self._queue[record["key"]].append(record["texts"])
+
+    def complete(
+        self, messages: Messages, *, temperature: float, n: int = 1, max_tokens: int = 2048
+    ) -> list[Completion]:
+        key = prompt_key(messages, temperature, n, max_tokens)
+        if self._queue[key]:
+            return [Completion(text) for text in self._queue[key].popleft()]
+        completions = self.chat.complete(messages, temperature=temperature, n=n, max_tokens=max_tokens)
+        self.on_reply({"type": "llm_reply", "key": key, "texts": [c.text for c in completions]})
+        return completions

@@ -203,14 +203,24 @@ def _instruction_lines(reply: str) -> list[str]:
 class LLMProposer:
     """Writes candidates with a chat model; implements the Proposer protocol."""
 
+    operators = OPERATORS
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """Prompt variants the policy chooses among: the live mutation instructions."""
+        return tuple(self.instructions.names())
+
     def __init__(
         self,
         chat: ChatModel,
         allowed_imports: Iterable[str] = DEFAULT_ALLOWED_IMPORTS,
         instructions: InstructionArchive | None = None,
         max_tokens: int = 2048,
+        evolve_every: int = 3,
     ):
         self.chat = chat
+        self.evolve_every = evolve_every
+        self._rounds = 0
         self.allowed_imports = frozenset(allowed_imports)
         self.instructions = instructions if instructions is not None else InstructionArchive()
         self.max_tokens = max_tokens
@@ -275,11 +285,18 @@ class LLMProposer:
             if note.startswith(_NOTE):
                 self.instructions.update(note[len(_NOTE) :], reward)
 
-    def state_dict(self) -> dict:
-        return {"instructions": self.instructions.state_dict()}
+    def end_round(self, rng: np.random.Generator) -> None:
+        """Every ``evolve_every`` rounds, the model writes new instructions from the best ones."""
+        self._rounds += 1
+        if self.evolve_every and self._rounds % self.evolve_every == 0:
+            self.instructions.evolve(self.chat, rng)
 
-    def load_state_dict(self, state: dict) -> None:
-        self.instructions.load_state_dict(state["instructions"])
+    def state(self) -> tuple[dict, bytes]:
+        return {"instructions": self.instructions.state_dict(), "rounds": self._rounds}, b""
+
+    def load_state(self, meta: dict, blob: bytes) -> None:
+        self.instructions.load_state_dict(meta["instructions"])
+        self._rounds = meta["rounds"]
 
 
 def _effective(operator: str, parents: Sequence[Parent]) -> tuple[str, list[str]]:

@@ -25,6 +25,7 @@ from llmnas.config import RunConfig
 from llmnas.datasets import Dataset
 from llmnas.executor import Executor
 from llmnas.export import export_candidate
+from llmnas.llm import BudgetExhausted
 from llmnas.policy import Policy
 from llmnas.proposer import Action, Parent, Proposal, Proposer
 from llmnas.reward import failure_reward, reward, violations
@@ -222,7 +223,7 @@ class Search:
             self._log_proposal(slot, i)
             slots.append(slot)
         self._evaluate(slots, bar)
-        self.proposer.end_round()
+        self.proposer.end_round(self.rng)
         self.round += 1
         self.proposed += n
         self.store.append(
@@ -379,7 +380,7 @@ class Search:
         op = a.operator + (
             f"({a.variant})" if a.operator in ("mutate", "simplify") and a.variant != "default" else ""
         )
-        head = f"[{self.proposed + 1:>4}] {slot.candidate_id or '-':12} {op:22}"
+        head = f"[{self.stats['proposals']:>4}] {slot.candidate_id or '-':12} {op:22}"
         if not event["ok"]:
             return f"{head} {event['stage']}: {event['message'][:90]}"
         m = event["metrics"]
@@ -403,6 +404,9 @@ class Search:
         try:
             while self.proposed < budget:
                 self.run_round(min(self.cfg.workers, budget - self.proposed), bar if self.progress else None)
+        except BudgetExhausted as exc:
+            log.warning("%s: the run ends here; finished work is saved (raise the budget and resume)", exc)
+            self.store.append({"type": "stopped", "reason": str(exc)})
         finally:
             bar.close()
         return self.result()

@@ -84,7 +84,7 @@ class OfflineProposer:
         if proposal.decisions and proposal.action.operator == "generate" and self.learn_controller:
             self._pending.append((proposal.decisions, reward))
 
-    def end_round(self) -> None:
+    def end_round(self, rng: np.random.Generator) -> None:
         """One REINFORCE step on the round's controller samples."""
         batch, self._pending = self._pending, []
         self.controller.update(batch)

@@ -1,9 +1,10 @@
 """Reward: MnasNet-style accuracy x soft target terms; hard limits reject; failures earn a stage reward.
 
 ``R = acc * prod_i (m_i / T_i) ** w_i`` with ``w_i = spec.reward_alpha`` when ``m_i <= T_i`` and
-``spec.reward_beta`` otherwise. The terms are every target and every hard limit the spec sets
-(target_params, max_params, target_latency_ms, max_latency_ms, max_flops): a hard limit rejects in
-``violations`` and also acts as a soft target. A metric that is missing skips its term.
+``spec.reward_beta`` otherwise. The terms are the spec's soft targets (target_params,
+target_latency_ms). Hard limits (max_params, max_latency_ms, max_flops) reject in ``violations``
+instead: MnasNet's hard-constraint weights (alpha 0 under the limit) add nothing to a passing
+candidate, so being far under a hard limit earns no bonus over accuracy. A missing metric skips its term.
 
 Failed candidates earn ``failure_reward(stage)``. The table is ordered so that getting further down
 the evaluation cascade earns more, and every failure earns less than any passing candidate (>= 0):
@@ -81,14 +82,8 @@ def violations(metrics: dict, spec: TaskSpec) -> list[str]:
 
 
 def targets(spec: TaskSpec) -> list[tuple[str, float]]:
-    """The (metric, T_i) terms of the soft reward: targets first, then hard limits."""
-    pairs = [
-        ("params", spec.target_params),
-        ("latency_ms", spec.target_latency_ms),
-        ("params", spec.max_params),
-        ("latency_ms", spec.max_latency_ms),
-        ("flops", spec.max_flops),
-    ]
+    """The (metric, T_i) terms of the soft reward: the spec's soft targets only."""
+    pairs = [("params", spec.target_params), ("latency_ms", spec.target_latency_ms)]
     return [(k, float(t)) for k, t in pairs if t is not None]
 
 

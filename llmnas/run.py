@@ -9,13 +9,17 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from llmnas import validate
 from llmnas.config import RunConfig
 from llmnas.datasets import Dataset, load_dataset
 from llmnas.executor import LocalPool
+from llmnas.llm import ChatModel, ReplayChat, Usage, UsageMeter, parse_llm
+from llmnas.llm_proposer import LLMProposer
 from llmnas.loop import Search, SearchResult
 from llmnas.offline import OfflineProposer, RandomProposer
 from llmnas.proposer import Proposer
 from llmnas.spec import TaskSpec, parse_requirements
+from llmnas.spec_llm import spec_from_llm
 from llmnas.store import RunStore
 
 log = logging.getLogger("llmnas")
@@ -31,18 +35,51 @@ def load_data(cfg: RunConfig) -> Dataset:
     )
 
 
-def make_spec(cfg: RunConfig, data: Dataset) -> TaskSpec:
-    """Rule-based parse, resolved against the data (the LLM parse joins in with the LLM backends)."""
-    spec = parse_requirements(cfg.requirements)
+def make_chat(cfg: RunConfig, api_key: str | None = None) -> ChatModel | None:
+    """The configured language model, or None for the offline proposer (checks --llm early)."""
+    return parse_llm(
+        cfg.llm,
+        api_key=api_key,
+        timeout_s=cfg.llm_timeout_s,
+        max_retries=cfg.llm_retries,
+        concurrency=cfg.llm_concurrency,
+    )
+
+
+def make_spec(cfg: RunConfig, data: Dataset, chat: ChatModel | None = None, announce=print) -> TaskSpec:
+    """The model's reading of the requirements when there is one (cross-checked by the rule parser),
+    else the rule parser's; resolved against the data."""
+    if chat is None:
+        spec = parse_requirements(cfg.requirements)
+    else:
+        spec, warnings = spec_from_llm(cfg.requirements, chat)
+        for line in warnings:
+            announce(f"spec: {line}")
     return spec.resolve(input_shape=data.input_shape, num_classes=data.num_classes, modality=data.modality)
 
 
-def make_proposer(cfg: RunConfig, spec: TaskSpec) -> Proposer:
-    if cfg.llm != "offline":
-        raise ValueError(f"--llm {cfg.llm!r}: only 'offline' is available in this build")
-    if cfg.strategy == "random":
-        return RandomProposer(spec.modality, cfg.seed)
-    return OfflineProposer(spec.modality, cfg.seed)
+def make_proposer(cfg: RunConfig, spec: TaskSpec, store: RunStore, chat: ChatModel | None) -> Proposer:
+    if chat is None:
+        if cfg.strategy == "random":
+            return RandomProposer(spec.modality, cfg.seed)
+        return OfflineProposer(spec.modality, cfg.seed)
+    events = store.events()
+    spent = Usage()
+    for e in (e for e in events if e.get("type") == "llm_call"):
+        spent.calls += 1
+        spent.failures += not e.get("ok", False)
+        spent.prompt_tokens += e.get("prompt_tokens", 0)
+        spent.completion_tokens += e.get("completion_tokens", 0)
+        spent.cost_usd += e.get("cost_usd", 0.0)
+    meter = UsageMeter(
+        chat,
+        max_tokens=cfg.max_tokens,
+        max_cost_usd=cfg.max_cost_usd,
+        usage=spent,
+        on_call=lambda record: store.append({"type": "llm_call", **record}),
+    )
+    replay = ReplayChat(meter, [e for e in events if e.get("type") == "llm_reply"], store.append)
+    return LLMProposer(replay, validate.DEFAULT_ALLOWED_IMPORTS | frozenset(cfg.extra_imports))
 
 
 def default_run_dir(cfg: RunConfig, root: Path = Path("results")) -> Path:
@@ -63,10 +100,18 @@ def _versions() -> dict:
     }
 
 
-def start(cfg: RunConfig, out: Path | None = None, *, progress: bool = True, announce=print) -> SearchResult:
-    """A new run: parse, check the data, create the run folder, search."""
+def start(
+    cfg: RunConfig,
+    out: Path | None = None,
+    *,
+    api_key: str | None = None,
+    progress: bool = True,
+    announce=print,
+) -> SearchResult:
+    """A new run: check the model and the data, parse the spec, create the run folder, search."""
+    chat = make_chat(cfg, api_key)
     data = load_data(cfg)
-    spec = make_spec(cfg, data)
+    spec = make_spec(cfg, data, chat, announce)
     announce("Task spec:\n  " + spec.summary().replace("\n", "\n  "))
     folder = Path(out) if out else default_run_dir(cfg)
     store = RunStore.create(
@@ -81,10 +126,17 @@ def start(cfg: RunConfig, out: Path | None = None, *, progress: bool = True, ann
         cfg.requirements,
     )
     announce(f"Run folder: {folder}")
-    return _search(cfg, spec, data, store, progress)
+    return _search(cfg, spec, data, store, chat, progress)
 
 
-def resume(folder: Path, *, budget: int | None = None, progress: bool = True, announce=print) -> SearchResult:
+def resume(
+    folder: Path,
+    *,
+    budget: int | None = None,
+    api_key: str | None = None,
+    progress: bool = True,
+    announce=print,
+) -> SearchResult:
     """Continue a run from its folder: the last checkpoint plus the evaluations logged after it."""
     store = RunStore.open(folder)
     info = store.run_info
@@ -94,13 +146,15 @@ def resume(folder: Path, *, budget: int | None = None, progress: bool = True, an
         store.update_run_info(config=cfg.model_dump(mode="json"))
     spec = TaskSpec.model_validate(info["spec"])
     announce(f"Resuming {folder}")
-    return _search(cfg, spec, load_data(cfg), store, progress)
+    return _search(cfg, spec, load_data(cfg), store, make_chat(cfg, api_key), progress)
 
 
-def _search(cfg: RunConfig, spec: TaskSpec, data: Dataset, store: RunStore, progress: bool) -> SearchResult:
-    proposer = make_proposer(cfg, spec)
+def _search(
+    cfg: RunConfig, spec: TaskSpec, data: Dataset, store: RunStore, chat: ChatModel | None, progress: bool
+) -> SearchResult:
+    proposer = make_proposer(cfg, spec, store, chat)
     try:
-        with LocalPool(cfg.workers, cfg.limits) as pool:
+        with LocalPool(cfg.workers, cfg.limits, preload=cfg.extra_imports) as pool:
             data.write_worker_files(pool.data_dir)
             search = Search(cfg, spec, data, proposer, pool, store, progress=progress)
             return search.run(cfg.budget)

@@ -17,12 +17,11 @@ def test_beta_applies_over_target():
     assert reward({"val_acc": 0.8, "params": 10_000}, spec) == pytest.approx(0.8)
 
 
-def test_hard_limit_is_also_a_soft_term_and_terms_multiply():
-    spec = TaskSpec(target_params=20_000, max_params=40_000, max_latency_ms=2.0)
+def test_soft_terms_multiply_and_hard_limits_add_no_bonus():
+    spec = TaskSpec(target_params=20_000, target_latency_ms=2.0, max_params=40_000, max_latency_ms=4.0)
     m = {"val_acc": 0.9, "params": 10_000, "latency_ms": 1.0, "flops": 5}
-    expected = 0.9 * 0.5**-0.07 * 0.25**-0.07 * 0.5**-0.07
-    assert reward(m, spec) == pytest.approx(expected)
-    assert targets(spec) == [("params", 20_000.0), ("params", 40_000.0), ("latency_ms", 2.0)]
+    assert reward(m, spec) == pytest.approx(0.9 * 0.5**-0.07 * 0.5**-0.07)
+    assert reward(m, TaskSpec(max_params=40_000, max_flops=10)) == pytest.approx(0.9)
 
 
 def test_no_targets_is_accuracy_and_missing_metric_skips_term():

@@ -1,0 +1,122 @@
+"""The command line end to end: a real offline search on a tiny budget, its run folder, its errors."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from llmnas.cli import main
+from llmnas.datasets import load_dataset
+from llmnas.scoring import accuracy
+
+REQ = "classify 8x8 grayscale digits into 10 classes; under 20k parameters; use a pretty colour"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "run"
+    code = main(["search", REQ, "--data", "digits", "--budget", "6", "--workers", "2", "--steps", "120",
+                 "--seed", "3", "--out", str(out), "--json"])
+    assert code == 0
+    return out
+
+
+def test_search_writes_the_run_folder(run_dir: Path):
+    for name in ("run.json", "requirements.md", "events.jsonl", "state.json", "best/model.py", "best/weights.pt",
+                 "best/weights.safetensors", "best/README.md"):
+        assert (run_dir / name).is_file(), name
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["seed"] == 3 and info["spec"]["max_params"] == 20_000
+    assert info["spec"]["num_classes"] == 10 and info["spec"]["input_shape"] == [1, 8, 8]
+    assert "use a pretty colour" in info["spec"]["notes"]
+    assert "torch" in info["versions"]
+    assert REQ in (run_dir / "requirements.md").read_text()
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    proposals = [e for e in events if e["type"] == "proposal"]
+    evaluations = [e for e in events if e["type"] == "evaluation"]
+    assert len(proposals) == 6
+    assert evaluations and all("reward" in e for e in evaluations)
+    for e in evaluations:
+        folder = run_dir / "candidates" / e["candidate_id"]
+        assert (folder / "model.py").is_file() and (folder / "result.json").is_file()
+        if e["ok"]:
+            assert 0.0 <= e["metrics"]["val_acc"] <= 1.0 and e["metrics"]["params"] <= 20_000
+
+
+def test_best_model_is_standalone_and_reproduces_its_validation_accuracy(run_dir: Path):
+    source = (run_dir / "best" / "model.py").read_text()
+    imported = {alias.name.split(".")[0] for node in ast.walk(ast.parse(source))
+                if isinstance(node, ast.Import | ast.ImportFrom)
+                for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")])}
+    assert imported <= {"torch", "os"}, imported
+    spec = importlib.util.spec_from_file_location("best_model", run_dir / "best" / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    net = module.load()
+    data = load_dataset("digits", seed=3)
+    with torch.no_grad():
+        logits = net(torch.from_numpy(data.x_val)).numpy()
+    reported = json.loads((run_dir / "best" / "metrics.json").read_text())
+    assert accuracy(logits, data.y_val) == pytest.approx(reported["val_acc"], abs=1e-9)
+    assert reported["val_acc"] > 0.5
+
+
+def test_best_model_runs_as_a_script_without_llmnas(run_dir: Path, tmp_path: Path):
+    result = subprocess.run([sys.executable, "-I", str(run_dir / "best" / "model.py")], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "torch.Size([1, 10])" in result.stdout
+
+
+@pytest.mark.parametrize("command", [[], ["search"], ["resume"], ["eval"]])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["search", "classify", "--budget", "0"], "--budget"),
+        (["search", "classify", "--budget", "many"], "--budget"),
+        (["search", "classify", "--seed", "x"], "--seed"),
+        (["search", "classify", "--workers", "-2"], "--workers"),
+        (["search", "classify", "--steps", "1.5"], "--steps"),
+        (["search", "classify", "--timeout", "0"], "--timeout"),
+        (["search", "classify", "--strategy", "magic"], "--strategy"),
+        (["search", "classify", "--frobnicate"], "--frobnicate"),
+        (["search", "classify", "--data", "no/such/file.npz"], "--data"),
+        (["search", "classify", "--data", "imagenet22k"], "--data"),
+        (["search", "classify", "--llm", "gpt-9"], "--llm"),
+        (["search", "classify into 5 classes", "--data", "digits"], "5 classes"),
+        (["search", "   "], "requirements"),
+        (["resume", "/no/such/run"], "run folder"),
+        (["eval", "/no/such/model.py"], "no such model file"),
+    ],
+)
+def test_bad_input_is_one_clear_line_naming_the_flag(argv, flag, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code in (2, 3)
+    assert len(err.splitlines()) == 1, err
+    assert flag in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+
+
+def test_console_script_reports_a_bad_value_without_traceback(tmp_path):
+    exe = Path(sys.executable).with_name("llmnas")
+    result = subprocess.run([str(exe), "search", "x", "--budget", "-1"], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=60)
+    assert result.returncode == 2
+    assert "--budget" in result.stderr and "Traceback" not in result.stderr
