@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from llmnas.reward import FAILURE_REWARDS, failure_reward, reward, targets, violations
+from llmnas.reward import FAILURE_REWARDS, failure_reward, reward, violations
 from llmnas.spec import TaskSpec
 
 
