@@ -214,6 +214,11 @@ def _report_result(result, as_json: bool) -> int:
     return EXIT_OK
 
 
+def _announcer(as_json: bool):
+    """Messages for people go to stderr when stdout carries JSON for scripts."""
+    return (lambda text: print(text, file=sys.stderr)) if as_json else print
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from llmnas.run import start
 
@@ -227,7 +232,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         "repair_attempts": args.repair_attempts,
     }
     cfg = _config(args, args.requirements, **extra)
-    return _report_result(start(cfg, args.out, api_key=args.api_key, progress=not args.json), args.json)
+    return _report_result(
+        start(cfg, args.out, api_key=args.api_key, progress=not args.json, announce=_announcer(args.json)), args.json
+    )
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

@@ -102,9 +102,9 @@ class Controller(nn.Module):
     def to_bytes(self) -> bytes:
         """Weights and optimiser moments as safetensors bytes (never pickle)."""
         tensors = {f"model.{k}": v.contiguous() for k, v in self.state_dict().items()}
-        for i, group in enumerate(self.opt.state_dict()["state"].values()):
+        for pid, group in self.opt.state_dict()["state"].items():
             for k, v in group.items():
-                tensors[f"opt.{i}.{k}"] = torch.as_tensor(v).contiguous()
+                tensors[f"opt.{pid}.{k}"] = torch.as_tensor(v).contiguous()
         tensors["baseline"] = torch.tensor([np.nan if self.baseline is None else self.baseline])
         return save_tensors(tensors)
 
@@ -112,8 +112,8 @@ class Controller(nn.Module):
         tensors = load_tensors(data)
         self.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         opt_state = self.opt.state_dict()
-        for i, pid in enumerate(opt_state["param_groups"][0]["params"]):
-            keys = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"opt.{i}.")}
+        for pid in opt_state["param_groups"][0]["params"]:
+            keys = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"opt.{pid}.")}
             if keys:
                 opt_state["state"][pid] = keys
         self.opt.load_state_dict(opt_state)

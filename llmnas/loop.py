@@ -105,7 +105,9 @@ class Search:
         }
         self.best_id: str | None = None
         self.progress = progress
-        self._cache = {e["candidate_id"]: e for e in store.events() if e.get("type") == "evaluation"}
+        events = store.events()
+        self._cache = {e["candidate_id"]: e for e in events if e.get("type") == "evaluation"}
+        self._logged = {(e["round"], e["slot"]) for e in events if e.get("type") == "proposal"}
         self._restore()
 
     # ------------------------------------------------------------------ state
@@ -238,6 +240,9 @@ class Search:
         self.store.save_state(*self._state())
 
     def _log_proposal(self, slot: _Slot, index: int) -> None:
+        """Append the proposal, unless a resumed round already logged it (replay is exact)."""
+        if (self.round, index) in self._logged:
+            return
         p = slot.proposal
         self.store.append(
             {

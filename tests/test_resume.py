@@ -1,0 +1,109 @@
+"""Exact resume after kill -9, and determinism: same seed and same replies give the same run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from llmnas.config import RunConfig
+from llmnas.run import start
+from llmnas.store import RunStore
+from sandbox.protocol import TrainConfig
+
+REQ = "classify digits; under 20k parameters"
+COMMON = ["--data", "digits", "--max-samples", "500", "--workers", "2", "--steps", "80", "--seed", "5"]
+
+
+def _trajectory(run: Path) -> list[tuple]:
+    """What the search decided and measured, without wall-clock noise."""
+    out = []
+    for e in RunStore(run).events():
+        if e["type"] == "proposal":
+            out.append(("proposal", e["round"], e["slot"], e["candidate_id"], e["operator"], e["variant"], e["stage"]))
+    evaluations = {e["candidate_id"]: e for e in RunStore(run).events() if e["type"] == "evaluation"}
+    for cid in sorted(evaluations):
+        e = evaluations[cid]
+        out.append(("evaluation", cid, e["ok"], e["stage"], e["metrics"].get("val_acc"), e["metrics"].get("params")))
+    return out
+
+
+def _learning_state(run: Path) -> dict:
+    state = json.loads((run / "state.json").read_text())
+    return {k: state[k] for k in ("round", "proposed", "rng", "policy", "known", "decisions", "best_id")} | {
+        "archive_ids": sorted(e["candidate_id"] for e in state["archive"]["entries"])
+        if "entries" in state["archive"] else state["archive"]
+    }
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "llmnas.cli", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def test_same_seed_gives_the_same_run(tmp_path):
+    cfg = RunConfig(requirements=REQ, data="digits", max_samples=500, budget=6, workers=2, seed=11,
+                    train=TrainConfig(max_steps=60))
+    a = start(cfg, tmp_path / "a", progress=False, announce=lambda _: None)
+    b = start(cfg, tmp_path / "b", progress=False, announce=lambda _: None)
+    assert _trajectory(a.run_dir) == _trajectory(b.run_dir)
+    assert _learning_state(a.run_dir) == _learning_state(b.run_dir)
+    other = start(cfg.model_copy(update={"seed": 12}), tmp_path / "c", progress=False, announce=lambda _: None)
+    assert _trajectory(other.run_dir) != _trajectory(a.run_dir)
+
+
+@pytest.mark.parametrize("kill_after", [3, 7])
+def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, kill_after):
+    budget = "10"
+    reference = _cli("search", REQ, *COMMON, "--budget", budget, "--out", str(tmp_path / "ref"), cwd=tmp_path)
+    victim = _cli("search", REQ, *COMMON, "--budget", budget, "--out", str(tmp_path / "run"), cwd=tmp_path)
+    events = tmp_path / "run" / "events.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        done = events.read_text().count('"type": "evaluation"') if events.exists() else 0
+        if done >= kill_after:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the run never got going")
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    before = [e for e in RunStore(tmp_path / "run").events() if e["type"] == "evaluation"]
+    assert 0 < len(before) < int(budget)
+
+    resumed = _cli("resume", str(tmp_path / "run"), cwd=tmp_path)
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out
+    assert reference.wait(timeout=300) == 0
+
+    after = [e for e in RunStore(tmp_path / "run").events() if e["type"] == "evaluation"]
+    ids = [e["candidate_id"] for e in after]
+    assert len(ids) == len(set(ids)), "a finished evaluation was run again"
+    assert {e["candidate_id"] for e in before} <= set(ids), "a finished evaluation was lost"
+    assert _trajectory(tmp_path / "run") == _trajectory(tmp_path / "ref")
+    assert _learning_state(tmp_path / "run") == _learning_state(tmp_path / "ref")
+
+
+def test_a_line_cut_by_a_kill_is_ignored_and_repaired(tmp_path):
+    store = RunStore.create(tmp_path / "r", {"seed": 0}, "x")
+    store.append({"type": "proposal", "n": 1})
+    store.close()
+    with open(tmp_path / "r" / "events.jsonl", "a") as f:
+        f.write('{"type": "evaluation", "candid')
+    store = RunStore.open(tmp_path / "r")
+    assert [e["type"] for e in store.events()] == ["proposal"]
+    store.append({"type": "round", "n": 2})
+    assert [e["type"] for e in store.events()] == ["proposal", "round"]
+    store.close()
+
+
+def test_a_new_run_refuses_to_overwrite_an_existing_one(tmp_path):
+    RunStore.create(tmp_path / "r", {}, "x").append({"type": "proposal"})
+    with pytest.raises(FileExistsError, match="llmnas resume"):
+        RunStore.create(tmp_path / "r", {}, "x")
