@@ -157,6 +157,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", type=Path, help="keep the evaluation's files here")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     _add_train_args(e)
+    rp = sub.add_parser("report", help="write a self-contained RUN/report.html and RUN/plots/",
+                        description="Write a self-contained HTML report of a run (and its plots).")
+    rp.add_argument("run", type=Path, help="results/<run-id>")
+    rp.add_argument("--out", type=Path, help="HTML file to write (default: RUN/report.html)")
+
+    ls = sub.add_parser("list", help="list the runs in a results folder", description="List runs.")
+    ls.add_argument("--results", type=Path, default=Path("results"), help="folder of runs (default: results)")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+
+    sh = sub.add_parser("show", help="the leaderboard of a run", description="Show a run's leaderboard.")
+    sh.add_argument("run", type=Path, help="results/<run-id>")
+    sh.add_argument("--json", action="store_true", help="print JSON")
+    sh.add_argument("--top", type=_positive_int("--top"), help="only the best N")
     return root
 
 
@@ -264,7 +277,31 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_OK if outcome["ok"] else EXIT_REJECTED
 
 
-COMMANDS = {"search": cmd_search, "resume": cmd_resume, "eval": cmd_eval}
+def cmd_report(args: argparse.Namespace) -> int:
+    from llmnas.report import render_report
+
+    print(render_report(args.run, args.out))
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from llmnas.leaderboard import format_runs, runs
+
+    rows = runs(args.results)
+    print(json.dumps(rows, indent=1, default=str) if args.json else format_runs(rows))
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from llmnas.leaderboard import format_leaderboard, leaderboard
+
+    rows = leaderboard(args.run)[: args.top]
+    print(json.dumps(rows, indent=1) if args.json else format_leaderboard(rows))
+    return EXIT_OK
+
+
+COMMANDS = {"search": cmd_search, "resume": cmd_resume, "eval": cmd_eval, "report": cmd_report, "list": cmd_list,
+            "show": cmd_show}
 
 
 def main(argv: list[str] | None = None) -> int:

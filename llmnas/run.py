@@ -167,3 +167,14 @@ def _search(
         raise
     finally:
         store.close()
+        _write_report(store.folder)
+
+
+def _write_report(folder: Path) -> None:
+    """The report and plots every run folder promises; a failure here never hides the search's result."""
+    from llmnas.report import render_report
+
+    try:
+        render_report(folder)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("report not written (%s); run `llmnas report %s`", exc, folder)

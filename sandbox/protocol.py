@@ -38,16 +38,17 @@ class _Frozen(BaseModel):
 
 
 class TrainConfig(_Frozen):
-    """Budgeted training: whichever of steps or seconds runs out first ends it."""
+    """Budgeted training: whichever of steps or seconds runs out first ends it. Early stopping on the
+    held-out slice starts after three quarters of the steps, once the schedule has done its work."""
 
-    max_steps: int = Field(600, ge=0)
-    max_seconds: float = Field(30.0, gt=0)
+    max_steps: int = Field(4000, ge=0)
+    max_seconds: float = Field(60.0, gt=0)
     batch_size: int = Field(64, ge=1)
-    lr: float = Field(3e-3, gt=0)
+    lr: float = Field(1e-2, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     holdout_fraction: float = Field(0.1, ge=0, lt=0.5)
     eval_every: int = Field(100, ge=1)
-    patience: int = Field(4, ge=1)
+    patience: int = Field(10, ge=1)
 
 
 class Limits(_Frozen):

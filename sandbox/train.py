@@ -80,7 +80,7 @@ def train(
                 best_acc, best_state, bad_evals = acc, copy.deepcopy(model.state_dict()), 0
             else:
                 bad_evals += 1
-                if bad_evals >= cfg.patience:
+                if bad_evals >= cfg.patience and step >= cfg.max_steps * 3 // 4:
                     break
     if n_hold:
         acc = accuracy(model, x_hold, y_hold)

@@ -30,7 +30,7 @@ def run_dir(tmp_path_factory) -> Path:
 
 def test_search_writes_the_run_folder(run_dir: Path):
     for name in ("run.json", "requirements.md", "events.jsonl", "state.json", "best/model.py", "best/weights.pt",
-                 "best/weights.safetensors", "best/README.md"):
+                 "best/weights.safetensors", "best/README.md", "report.html", "plots/pareto.png", "plots/progress.png"):
         assert (run_dir / name).is_file(), name
     info = json.loads((run_dir / "run.json").read_text())
     assert info["seed"] == 3 and info["spec"]["max_params"] == 20_000
@@ -75,7 +75,7 @@ def test_best_model_runs_as_a_script_without_llmnas(run_dir: Path, tmp_path: Pat
     assert "torch.Size([1, 10])" in result.stdout
 
 
-@pytest.mark.parametrize("command", [[], ["search"], ["resume"], ["eval"]])
+@pytest.mark.parametrize("command", [[], ["search"], ["resume"], ["eval"], ["report"], ["list"], ["show"]])
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])
@@ -120,3 +120,13 @@ def test_console_script_reports_a_bad_value_without_traceback(tmp_path):
                             cwd=tmp_path, timeout=60)
     assert result.returncode == 2
     assert "--budget" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_list_and_show_read_the_run(run_dir: Path, capsys):
+    assert main(["list", "--results", str(run_dir.parent), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["run"] for r in rows] == [run_dir.name] and rows[0]["proposed"] == 6
+    assert main(["show", str(run_dir), "--json", "--top", "2"]) == 0
+    board = json.loads(capsys.readouterr().out)
+    assert 1 <= len(board) <= 2 and board[0]["rank"] == 1
+    assert board[0]["candidate_id"] == json.loads((run_dir / "best" / "metrics.json").read_text())["candidate"]
