@@ -145,6 +145,24 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--api-key", help="API key for the run's --llm (default: $OPENAI_API_KEY)")
     r.add_argument("--json", action="store_true", help="print the result as JSON")
 
+    f = sub.add_parser(
+        "refine",
+        help="give a run new instructions and continue it",
+        description="Append new instructions, re-derive the spec, keep the archive and policy, continue.",
+    )
+    f.add_argument("run", type=Path, help="results/<run-id>")
+    f.add_argument(
+        "instructions", help='e.g. "latency matters more than accuracy now" or "under 5k parameters"'
+    )
+    f.add_argument(
+        "--budget", type=_positive_int("--budget"), help="more candidates (default: the run's budget)"
+    )
+    f.add_argument(
+        "--interactive", action="store_true", help="ask for feedback in the terminal after each round"
+    )
+    f.add_argument("--api-key", help="API key for the run's --llm (default: $OPENAI_API_KEY)")
+    f.add_argument("--json", action="store_true", help="print the result as JSON")
+
     e = sub.add_parser(
         "eval",
         help="evaluate one model file through the sandbox",
@@ -157,8 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", type=Path, help="keep the evaluation's files here")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     _add_train_args(e)
-    rp = sub.add_parser("report", help="write a self-contained RUN/report.html and RUN/plots/",
-                        description="Write a self-contained HTML report of a run (and its plots).")
+    rp = sub.add_parser(
+        "report",
+        help="write a self-contained RUN/report.html and RUN/plots/",
+        description="Write a self-contained HTML report of a run (and its plots).",
+    )
     rp.add_argument("run", type=Path, help="results/<run-id>")
     rp.add_argument("--out", type=Path, help="HTML file to write (default: RUN/report.html)")
 
@@ -246,7 +267,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     }
     cfg = _config(args, args.requirements, **extra)
     return _report_result(
-        start(cfg, args.out, api_key=args.api_key, progress=not args.json, announce=_announcer(args.json)), args.json
+        start(cfg, args.out, api_key=args.api_key, progress=not args.json, announce=_announcer(args.json)),
+        args.json,
     )
 
 
@@ -256,6 +278,21 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return _report_result(
         resume(args.run, budget=args.budget, api_key=args.api_key, progress=not args.json), args.json
     )
+
+
+def cmd_refine(args: argparse.Namespace) -> int:
+    from llmnas.run import refine
+
+    result = refine(
+        args.run,
+        args.instructions,
+        budget=args.budget,
+        interactive=args.interactive,
+        api_key=args.api_key,
+        progress=not args.json,
+        announce=_announcer(args.json),
+    )
+    return _report_result(result, args.json)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -300,8 +337,15 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"search": cmd_search, "resume": cmd_resume, "eval": cmd_eval, "report": cmd_report, "list": cmd_list,
-            "show": cmd_show}
+COMMANDS = {
+    "search": cmd_search,
+    "resume": cmd_resume,
+    "refine": cmd_refine,
+    "eval": cmd_eval,
+    "report": cmd_report,
+    "list": cmd_list,
+    "show": cmd_show,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

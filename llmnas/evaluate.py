@@ -8,10 +8,8 @@ from pathlib import Path
 from llmnas import validate
 from llmnas.config import RunConfig
 from llmnas.executor import LocalPool
-from llmnas.loop import make_job
-from llmnas.reward import violations
+from llmnas.loop import judge, make_job
 from llmnas.run import load_data, make_spec
-from llmnas.scoring import ScoringError, score
 
 
 def evaluate_file(path: Path, cfg: RunConfig, out: Path | None = None) -> dict:
@@ -31,22 +29,6 @@ def evaluate_file(path: Path, cfg: RunConfig, out: Path | None = None) -> dict:
         data.write_worker_files(pool.data_dir)
         job = make_job(cfg, spec, data, pool.data_dir, checked.candidate_id, checked.code)
         result = pool.submit(job, folder).result()
-    outcome = {
-        "ok": result.ok,
-        "stage": result.stage.value if result.stage else None,
-        "message": result.message,
-        "candidate_id": checked.candidate_id,
-        "folder": str(folder),
-        "device": result.device,
-        "metrics": {},
-    }
-    if result.ok:
-        try:
-            outcome["metrics"] = result.metrics.model_dump() | score(
-                folder, data.y_val, data.y_test, data.num_classes
-            )
-        except ScoringError as exc:
-            outcome.update(ok=False, stage="crash", message=str(exc))
-        if outcome["ok"] and (over := violations(outcome["metrics"], spec)):
-            outcome.update(ok=False, stage="budget", message="; ".join(over))
-    return outcome
+    ok, stage, message, metrics = judge(result, folder, data, spec)
+    return {"ok": ok, "stage": stage, "message": message, "candidate_id": checked.candidate_id,
+            "folder": str(folder), "device": result.device, "metrics": metrics}

@@ -8,6 +8,7 @@ reads JSON and .npy/.safetensors bytes back from a candidate's folder, never exe
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -57,23 +58,56 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
+# Inside the namespaces: fresh tmpfs over the world-writable folders, so a candidate cannot leave files
+# behind there; the pool's own folder (often under /tmp) is bound back in through an open descriptor.
+_MASK_TMP = """
+root="$1"; shift
+exec 3<"$root" || exit 97
+for d in /tmp /var/tmp /dev/shm /run/lock; do
+  [ -d "$d" ] && { mount -t tmpfs -o mode=1777,size=512m,nosuid,nodev llmnas-tmp "$d" || exit 97; }
+done
+mkdir -p "$root" && mount --no-canonicalize --bind /proc/self/fd/3 "$root" || exit 97
+exec 3<&-
+exec "$@"
+"""
+
+
 @cache
-def namespace_prefix() -> tuple[str, ...]:
-    """The ``unshare`` prefix that works here: new network and pid namespaces, or nothing."""
+def _namespaces() -> tuple[tuple[str, ...], bool]:
+    """The ``unshare`` prefix that works here (network + pid + mount namespaces), and whether the
+    world-writable folders can be masked inside it."""
     unshare = shutil.which("unshare")
     if not unshare:
-        return ()
+        log.warning("unshare not found: no network namespace; the audit hook alone refuses sockets")
+        return (), False
     base = [unshare, "--net", "--pid", "--fork", "--mount-proc", "--kill-child"]
     for prefix in (base, [unshare, "--map-root-user", *base[1:]]):
         if subprocess.run([*prefix, "true"], capture_output=True).returncode == 0:
-            return tuple(prefix)
+            with tempfile.TemporaryDirectory() as probe:
+                masked = subprocess.run([*prefix, "sh", "-c", _MASK_TMP, "llmnas", probe, "true"],
+                                        capture_output=True).returncode == 0
+            if not masked:
+                log.warning("cannot mount a private /tmp for candidates: they may leave files in /tmp")
+            return tuple(prefix), masked
     log.warning("no network namespace available: candidates rely on the audit hook to refuse sockets")
-    return ()
+    return (), False
+
+
+def isolation_prefix(root: Path) -> list[str]:
+    """The command prefix that starts a worker process in its own namespaces (or nothing)."""
+    prefix, masked = _namespaces()
+    return [*prefix, "sh", "-c", _MASK_TMP, "llmnas-sandbox", str(root)] if masked else list(prefix)
+
+
+_POOLS = itertools.count()
 
 
 def _uid_base() -> int | None:
-    """Unprivileged uids of our own, one per slot, when running as root (else None)."""
-    return 200_000 + (os.getpid() % 100_000) * 8 if os.geteuid() == 0 else None
+    """Unprivileged uids of our own, one per slot (up to 256), distinct per pool and per driver
+    process, when running as root; None otherwise."""
+    if os.geteuid() != 0:
+        return None
+    return 1_000_000 + ((os.getpid() % 100_000) * 64 + next(_POOLS) % 64) * 256
 
 
 def take_file(src: Path, dst: Path, max_bytes: int) -> bool:
@@ -108,12 +142,12 @@ def failure_from_status(job: Job, reply: dict, limits: Limits) -> Result:
 class _Slot:
     """One worker slot: a uid, a device, and (in zygote mode) one warm zygote process."""
 
-    def __init__(self, index: int, uid: int | None, env: dict[str, str], zygote: bool):
-        self.index, self.uid, self.env, self.zygote = index, uid, env, zygote
+    def __init__(self, root: Path, uid: int | None, env: dict[str, str], zygote: bool):
+        self.root, self.uid, self.env, self.zygote = root, uid, env, zygote
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        cmd = [*namespace_prefix(), sys.executable, "-m", "sandbox.zygote"]
+        cmd = [*isolation_prefix(self.root), sys.executable, "-m", "sandbox.zygote"]
         self.proc = subprocess.Popen(
             cmd,
             stdin=subprocess.PIPE,
@@ -163,7 +197,7 @@ class _Slot:
 
     def _run_fresh(self, job_file: Path, workdir: Path, limits: Limits) -> dict:
         cmd = [
-            *namespace_prefix(),
+            *isolation_prefix(self.root),
             sys.executable,
             "-m",
             "sandbox.worker",
@@ -231,7 +265,7 @@ class LocalPool:
             env["LLMNAS_PRELOAD"] = ",".join(preload)
             if gpus:
                 env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
-            self._all.append(_Slot(i, None if base is None else base + i, env, mode == "zygote"))
+            self._all.append(_Slot(self.root, None if base is None else base + i, env, mode == "zygote"))
             self._slots.put(self._all[-1])
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="llmnas-worker")
         self._counter = 0

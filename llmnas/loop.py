@@ -11,7 +11,9 @@ disk are taken from the log instead of being run again.
 from __future__ import annotations
 
 import logging
+import shutil
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -55,6 +57,21 @@ def make_job(cfg: RunConfig, spec: TaskSpec, data: Dataset, data_dir: Path, cid:
     )
 
 
+def judge(result: Result, folder: Path, data: Dataset, spec: TaskSpec) -> tuple[bool, str | None, str, dict]:
+    """Driver-side verdict on a sandbox result: scored predictions, checked size, hard limits."""
+    ok, stage, message = result.ok, result.stage.value if result.stage else None, result.message
+    if not ok:
+        return ok, stage, message, {}
+    metrics = result.metrics.model_dump()
+    try:
+        metrics |= score(folder, data.y_val, data.y_test, data.num_classes, metrics["params"])
+    except ScoringError as exc:
+        return False, "crash", str(exc), {}
+    if over := violations(metrics, spec):
+        return False, "budget", "; ".join(over), metrics
+    return True, None, message, metrics
+
+
 @dataclass(frozen=True)
 class SearchResult:
     run_dir: Path
@@ -93,7 +110,7 @@ class Search:
         self.archive = Archive()
         self.round = 0
         self.proposed = 0
-        self.known: set[str] = set()
+        self.known: dict[str, None] = {}  # evaluated ids in processing order (an ordered set)
         self.decisions: dict[str, list[int]] = {}
         self.failures: deque[dict] = deque(maxlen=16)
         self.stats = {
@@ -108,7 +125,8 @@ class Search:
         events = store.events()
         self._cache = {e["candidate_id"]: e for e in events if e.get("type") == "evaluation"}
         self._logged = {(e["round"], e["slot"]) for e in events if e.get("type") == "proposal"}
-        self._restore()
+        if self._restore():
+            self.apply_spec(spec)
 
     # ------------------------------------------------------------------ state
     def _state(self) -> tuple[dict, bytes]:
@@ -120,28 +138,43 @@ class Search:
             "policy": self.policy.state_dict(),
             "archive": self.archive.state_dict(),
             "proposer": meta,
-            "known": sorted(self.known),
+            "known": list(self.known),
             "decisions": self.decisions,
             "failures": list(self.failures),
             "stats": self.stats,
             "best_id": self.best_id,
         }, blob
 
-    def _restore(self) -> None:
+    def _restore(self) -> bool:
         saved = self.store.load_state()
         if saved is None:
-            return
+            return False
         state, blob = saved
         self.round, self.proposed = state["round"], state["proposed"]
         self.rng.bit_generator.state = state["rng"]
         self.policy.load_state_dict(state["policy"])
         self.archive.load_state_dict(state["archive"])
         self.proposer.load_state(state["proposer"], blob)
-        self.known = set(state["known"])
+        self.known = dict.fromkeys(state["known"])
         self.decisions = state["decisions"]
         self.failures = deque(state["failures"], maxlen=16)
         self.stats = state["stats"]
         self.best_id = state["best_id"]
+        return True
+
+    def apply_spec(self, spec: TaskSpec) -> None:
+        """A refined spec: rebuild the archive from every passing evaluation under the new limits and
+        rewards (over-limit candidates leave the grid and the front; a later loosening brings them back)."""
+        self.spec = spec
+        self.archive = Archive()
+        for cid in self.known:
+            e = self._cache.get(cid)
+            if e and e["ok"] and not violations(e["metrics"], spec):
+                metrics = {k: v for k, v in e["metrics"].items() if isinstance(v, int | float)}
+                self.archive.add(
+                    Entry(cid, metrics, reward(e["metrics"], spec), int(metrics.get("depth", 0)))
+                )
+        self._update_best()
 
     # ------------------------------------------------------------------ one proposal
     def _parent(self, entry: Entry) -> Parent:
@@ -299,29 +332,7 @@ class Search:
     def _record(self, slot: _Slot, result: Result) -> dict:
         """Score a finished evaluation on the driver side and append it to the log at once."""
         cid = slot.candidate_id
-        metrics: dict = {}
-        ok, stage, message = result.ok, result.stage.value if result.stage else None, result.message
-        if ok:
-            m = result.metrics
-            metrics = {
-                "params": m.params,
-                "flops": m.flops,
-                "depth": m.depth,
-                "latency_ms": m.latency_ms,
-                "latency_iqr_ms": m.latency_iqr_ms,
-                "peak_mem_mb": m.peak_mem_mb,
-                "train_seconds": m.train_seconds,
-                "train_steps": m.train_steps,
-                "proxies": m.proxies,
-            }
-            try:
-                metrics |= score(
-                    self.store.candidate_dir(cid), self.data.y_val, self.data.y_test, self.data.num_classes
-                )
-            except ScoringError as exc:
-                ok, stage, message = False, "crash", str(exc)
-        if ok and (over := violations(metrics, self.spec)):
-            ok, stage, message = False, "budget", "; ".join(over)
+        ok, stage, message, metrics = judge(result, self.store.candidate_dir(cid), self.data, self.spec)
         event = {
             "type": "evaluation",
             "round": self.round,
@@ -335,6 +346,7 @@ class Search:
             "reward": reward(metrics, self.spec) if ok else failure_reward(stage),
         }
         self.store.append(event)
+        self._cache[cid] = event
         return event
 
     def _learn(self, slot: _Slot, event: dict) -> None:
@@ -347,7 +359,7 @@ class Search:
             if slot.proposal.code and slot.proposal.stage not in (None, "duplicate"):
                 self._remember_failure(cid or "rejected", slot.proposal.code, event)
             return
-        self.known.add(cid)
+        self.known[cid] = None
         self.stats["evaluated"] += 1
         if slot.proposal.decisions:
             self.decisions[cid] = list(slot.proposal.decisions)
@@ -367,18 +379,24 @@ class Search:
 
     def _update_best(self) -> None:
         best = self.archive.best()
+        if best is None and self.best_id is not None:  # a refinement ruled the old best out
+            shutil.rmtree(self.store.folder / "best", ignore_errors=True)
+            self.best_id = None
         if best is None or best.candidate_id == self.best_id:
             return
         self.best_id = best.candidate_id
-        export_candidate(
-            self.store.folder,
-            best.candidate_id,
-            self.store.folder / "best",
-            input_shape=self.data.input_shape,
-            num_classes=self.data.num_classes,
-            metrics={"candidate": best.candidate_id, **best.metrics, "reward": best.reward},
-            title=f"Best model so far: {self.spec.text[:80]}",
-        )
+        try:
+            export_candidate(
+                self.store.folder,
+                best.candidate_id,
+                self.store.folder / "best",
+                input_shape=self.data.input_shape,
+                num_classes=self.data.num_classes,
+                metrics={"candidate": best.candidate_id, **best.metrics, "reward": best.reward},
+                title=f"Best model so far: {self.spec.text[:80]}",
+            )
+        except Exception as exc:  # noqa: BLE001 - a bad artefact must not end the search
+            log.warning("could not write best/ for %s: %s", best.candidate_id, exc)
 
     def _line(self, slot: _Slot, event: dict) -> str:
         a = slot.proposal.action
@@ -397,7 +415,8 @@ class Search:
         )
 
     # ------------------------------------------------------------------ the whole run
-    def run(self, budget: int) -> SearchResult:
+    def run(self, budget: int, between_rounds: Callable[[Search], bool] | None = None) -> SearchResult:
+        """Rounds until ``budget`` proposals; ``between_rounds`` may refine the spec, or return False to stop."""
         bar = tqdm(
             total=budget,
             initial=self.proposed,
@@ -409,6 +428,9 @@ class Search:
         try:
             while self.proposed < budget:
                 self.run_round(min(self.cfg.workers, budget - self.proposed), bar if self.progress else None)
+                if between_rounds is not None and self.proposed < budget and not between_rounds(self):
+                    self.store.append({"type": "stopped", "reason": "stopped by the user"})
+                    break
         except BudgetExhausted as exc:
             log.warning("%s: the run ends here; finished work is saved (raise the budget and resume)", exc)
             self.store.append({"type": "stopped", "reason": str(exc)})

@@ -149,15 +149,89 @@ def resume(
     return _search(cfg, spec, load_data(cfg), store, make_chat(cfg, api_key), progress)
 
 
+def refine(
+    folder: Path,
+    text: str,
+    *,
+    budget: int | None = None,
+    interactive: bool = False,
+    api_key: str | None = None,
+    progress: bool = True,
+    announce=print,
+    ask=input,
+) -> SearchResult:
+    """New instructions for a run: requirements grow, the spec is re-derived (new limits apply to the
+    archive at once), the archive and the policy carry over, and the search goes on for ``budget`` more
+    candidates (default: the run's original budget). ``interactive`` asks for feedback after each round."""
+    store = RunStore.open(folder)
+    cfg = RunConfig.model_validate(store.run_info["config"])
+    data, chat = load_data(cfg), make_chat(cfg, api_key)
+    cfg, spec = _refine_spec(store, cfg, data, chat, text, announce)
+    saved = store.load_state()
+    done = saved[0]["proposed"] if saved else 0
+    cfg = cfg.model_copy(update={"budget": done + (budget or cfg.budget)})
+    store.update_run_info(config=cfg.model_dump(mode="json"))
+
+    def between_rounds(search: Search) -> bool:
+        nonlocal cfg
+        try:
+            line = ask("\nFeedback for the next round (Enter: continue, q: stop): ").strip()
+        except EOFError:
+            return False
+        if line.lower() in ("q", "quit", "stop", "exit"):
+            return False
+        if line:
+            cfg, new_spec = _refine_spec(store, cfg, data, chat, line, announce)
+            search.apply_spec(new_spec)
+        return True
+
+    return _search(cfg, spec, data, store, chat, progress, between_rounds if interactive else None)
+
+
+def _refine_spec(
+    store: RunStore, cfg: RunConfig, data: Dataset, chat: ChatModel | None, text: str, announce
+) -> tuple[RunConfig, TaskSpec]:
+    """Append the words, re-derive the spec from all the words so far, and log it."""
+    if not text.strip():
+        raise ValueError("refine: the new instructions are empty")
+    cfg = cfg.model_copy(update={"requirements": f"{cfg.requirements.rstrip()}\n{text.strip()}"})
+    spec = _fill_priority_targets(make_spec(cfg, data, chat, announce), store.folder)
+    store.append_requirements(text)
+    store.update_run_info(config=cfg.model_dump(mode="json"), spec=spec.model_dump(mode="json"))
+    store.append({"type": "refine", "text": text, "spec": spec.model_dump(mode="json")})
+    announce("Refined spec:\n  " + spec.summary().replace("\n", "\n  "))
+    return cfg, spec
+
+
+def _fill_priority_targets(spec: TaskSpec, folder: Path) -> TaskSpec:
+    """ "Latency (size) matters more" with no number: aim at half the current best's latency (size)."""
+    from llmnas.leaderboard import leaderboard
+
+    rows = leaderboard(folder)
+    if not rows:
+        return spec
+    if "latency-first" in spec.hints and spec.target_latency_ms is None and rows[0].get("latency_ms"):
+        spec = spec.model_copy(update={"target_latency_ms": rows[0]["latency_ms"] / 2})
+    if "size-first" in spec.hints and spec.target_params is None and rows[0].get("params"):
+        spec = spec.model_copy(update={"target_params": max(1, int(rows[0]["params"]) // 2)})
+    return spec
+
+
 def _search(
-    cfg: RunConfig, spec: TaskSpec, data: Dataset, store: RunStore, chat: ChatModel | None, progress: bool
+    cfg: RunConfig,
+    spec: TaskSpec,
+    data: Dataset,
+    store: RunStore,
+    chat: ChatModel | None,
+    progress: bool,
+    between_rounds=None,
 ) -> SearchResult:
     proposer = make_proposer(cfg, spec, store, chat)
     try:
         with LocalPool(cfg.workers, cfg.limits, preload=cfg.extra_imports) as pool:
             data.write_worker_files(pool.data_dir)
             search = Search(cfg, spec, data, proposer, pool, store, progress=progress)
-            return search.run(cfg.budget)
+            return search.run(cfg.budget, between_rounds)
     except KeyboardInterrupt:
         print(
             f"\nStopped. Finished evaluations are saved in {store.folder}.\n"

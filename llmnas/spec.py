@@ -151,6 +151,18 @@ def parse_requirements(text: str) -> TaskSpec:
             hints.append("fast")
             found.setdefault("target_latency_ms", 1.0)
             understood = True
+        if m := re.search(
+            r"\b(latency|speed|inference time|size|parameters|params|model size)\b.*\bmatters? more"
+            r"|\bprioriti[sz]e (latency|speed|size)",
+            low,
+        ):
+            hints.append(
+                "latency-first"
+                if (m.group(1) or m.group(2)) in ("latency", "speed", "inference time")
+                else "size-first"
+            )
+            found["reward_alpha"] = found["reward_beta"] = -0.3
+            understood = True
         if re.search(r"\b(classif\w*|recogni[sz]e|categori[sz]e|predict the (?:class|label)|digits?)\b", low):
             understood = True
         if re.search(r"\bon (?:the )?(cpu|gpu)\b|\bcpu\b", low) and not understood:

@@ -419,6 +419,9 @@ class _Checker(cst.CSTVisitor):
         if _forbidden_attr(node.attr.value) or bad:
             self._report(node, f"attribute `{bad or _snippet(node)}` is not allowed")
             self._reported_chains |= {id(a) for a in _spine(node.value)}
+        elif _private_outside(node):
+            self._report(node, f"private attribute `{_snippet(node)}` of an object not defined here is not allowed")
+            self._reported_chains |= {id(a) for a in _spine(node.value)}
 
     def visit_Call(self, node: cst.Call) -> None:
         func = node.func
@@ -480,6 +483,15 @@ def _spine(expr: cst.BaseExpression) -> list[cst.Attribute]:
             found.append(expr)
         expr = expr.func if isinstance(expr, cst.Call) else expr.value
     return found
+
+
+def _private_outside(node: cst.Attribute) -> bool:
+    """``x._name`` where ``x`` is not ``self``/``cls``: library internals are roads around the checks
+    (``typing.ForwardRef(...)._evaluate`` evaluates arbitrary code)."""
+    name = node.attr.value
+    if not name.startswith("_") or name in _SAFE_DUNDERS:
+        return False
+    return not (isinstance(node.value, cst.Name) and node.value.value in ("self", "cls"))
 
 
 def _forbidden_attr(name: str) -> bool:

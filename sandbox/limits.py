@@ -93,29 +93,38 @@ def drop_privileges(uid: int | None) -> None:
 def install_audit_hook(workdir: str) -> None:
     """Refuse sockets, processes, signals, native loading and writes outside ``workdir``."""
     root = os.path.realpath(workdir) + os.sep
+    # Everything the hook uses is bound here, so rebinding module globals later changes nothing.
+    refused, path_events, secrets, write_flags = (
+        _REFUSED_EVENTS,
+        frozenset(_PATH_EVENTS),
+        _SECRET_READS,
+        _WRITE_FLAGS,
+    )
+    realpath, fsdecode, sep = os.path.realpath, os.fsdecode, os.sep
 
     def inside(path: object) -> bool:
         if isinstance(path, int):
             return True
         if isinstance(path, bytes):
-            path = os.fsdecode(path)
+            path = fsdecode(path)
         if not isinstance(path, str):
             return False
-        return (os.path.realpath(path) + os.sep).startswith(root)
+        return (realpath(path) + sep).startswith(root)
 
     def hook(event: str, args: tuple) -> None:
-        if event.startswith(_REFUSED_EVENTS):
+        if event.startswith(refused):
             raise PermissionError(f"sandbox: {event} is not allowed")
         if event == "open" and args:
             path, mode, flags = (list(args) + [None, None])[:3]
             writing = bool(mode and any(c in str(mode) for c in "wax+")) or bool(
-                isinstance(flags, int) and flags & _WRITE_FLAGS
+                isinstance(flags, int) and flags & write_flags
             )
             if writing and not inside(path):
                 raise PermissionError(f"sandbox: writing {path!r} outside the candidate folder")
-            if isinstance(path, str) and not inside(path) and any(s in path for s in _SECRET_READS):
+            text = fsdecode(path) if isinstance(path, bytes) else path
+            if isinstance(text, str) and not inside(text) and any(s in text for s in secrets):
                 raise PermissionError(f"sandbox: reading {path!r} is not allowed")
-        elif event in _PATH_EVENTS and not all(inside(a) for a in args[:2] if isinstance(a, str | bytes)):
+        elif event in path_events and not all(inside(a) for a in args[:2] if isinstance(a, str | bytes)):
             raise PermissionError(f"sandbox: {event} outside the candidate folder")
 
     sys.addaudithook(hook)
@@ -130,7 +139,8 @@ def confine(workdir: str, limits: Limits, uid: int | None, threads: int) -> None
     os.environ.update(scrubbed_env(threads, workdir))
     apply_rlimits(limits)
     drop_privileges(uid)
-    install_audit_hook(workdir)
+    if limits.audit_hook:
+        install_audit_hook(workdir)
 
 
 def _vm_size_bytes() -> int:

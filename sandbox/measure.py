@@ -8,11 +8,19 @@ import time
 import torch
 from torch import nn
 
+from sandbox.protocol import BN_STATS
+
 WEIGHT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.MultiheadAttention, nn.LSTM, nn.GRU, nn.RNN)
 
 
+# Captured before any candidate runs, so a model overriding (or monkey-patching) them cannot hide weights.
+_PARAMETERS, _BUFFERS = nn.Module.parameters, nn.Module.named_buffers
+
+
 def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """All parameters, trainable or frozen, plus buffers other than normalisation statistics."""
+    n = sum(p.numel() for p in _PARAMETERS(model))
+    return n + sum(b.numel() for name, b in _BUFFERS(model) if not name.endswith(BN_STATS))
 
 
 def depth(model: nn.Module) -> int:

@@ -15,6 +15,7 @@ WEIGHTS_FILE = "weights.safetensors"
 PRED_FILES = {"val": "val_pred.npy", "test": "test_pred.npy"}
 DATA_FILES = ("train_x.npy", "train_y.npy", "val_x.npy", "test_x.npy")
 MAX_RESULT_BYTES = 1_000_000
+BN_STATS = ("running_mean", "running_var", "num_batches_tracked")  # not counted as parameters
 
 
 class Stage(str, Enum):
@@ -61,6 +62,7 @@ class Limits(_Frozen):
     nproc: int = Field(64, ge=1)
     nofile: int = Field(256, ge=16)
     stdout_bytes: int = Field(65536, ge=0)
+    audit_hook: bool = True  # tests turn it off to show that the OS layers hold on their own
 
 
 class Job(_Frozen):

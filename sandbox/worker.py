@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import linecache
 import os
 import sys
 import tempfile
@@ -73,6 +74,7 @@ def _guard(stage: Stage, fn, *args, **kwargs):
 
 def _build(job: Job) -> torch.nn.Module:
     namespace: dict = {"__name__": "candidate"}
+    linecache.cache[CANDIDATE_FILE] = (len(job.code), None, job.code.splitlines(True), CANDIDATE_FILE)
     exec(compile(job.code, CANDIDATE_FILE, "exec"), namespace)  # noqa: S102 - this IS the sandbox
     shape, k = tuple(job.input_shape), job.num_classes
     if callable(namespace.get("build_model")):
@@ -152,7 +154,7 @@ def run_job(job: Job, workdir: Path) -> Result:
             raise CandidateFailure(_stage_of(exc, Stage.train), describe(exc)) from None
         for split, file in PRED_FILES.items():
             logits = _guard(Stage.train, predict, model, torch.from_numpy(data[f"{split}_x"]).float(), device)
-            np.save(workdir / file, logits.numpy().astype(np.float32), allow_pickle=False)
+            _guard(Stage.train, np.save, workdir / file, logits.numpy().astype(np.float32), allow_pickle=False)
         lat, iqr = _guard(Stage.train, measure.latency_ms, model, example, job.latency_runs)
         if job.save_weights:
             _guard(Stage.train, save_model, model.cpu(), str(workdir / WEIGHTS_FILE))

@@ -46,15 +46,29 @@ def _kill_uid(uid: int | None) -> None:
     os.waitpid(pid, 0)
 
 
-def _reap() -> None:
-    """Collect orphans re-parented to us (we are pid 1 inside a pid namespace)."""
-    while True:
+def _reap(deadline_s: float = 5.0) -> None:
+    """Collect every child left, waiting for the ones just killed: as pid 1 of our namespace, orphans
+    are re-parented to us, and an unreaped zombie would still count against the next candidate's uid."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
-            return
+            time.sleep(0.001)
+
+
+def _cleanup(pid: int, uid: int | None) -> None:
+    """Nothing a candidate started may outlive it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    if os.getpid() == 1:  # inside our own pid namespace every other process is a candidate's
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(-1, signal.SIGKILL)
+    else:
+        _kill_uid(uid)
+    _reap()
 
 
 def run_one(job: Job, workdir: Path, limits: Limits, uid: int | None) -> dict:
@@ -76,10 +90,7 @@ def run_one(job: Job, workdir: Path, limits: Limits, uid: int | None) -> dict:
         os.kill(pid, signal.SIGKILL)
     _, status = os.waitpid(pid, 0)
     wall = time.perf_counter() - start
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-    _kill_uid(uid)
-    _reap()
+    _cleanup(pid, uid)
     if timed_out:
         return {"status": "timeout", "code": -1, "signal": signal.SIGKILL, "wall": wall}
     if os.WIFSIGNALED(status):
