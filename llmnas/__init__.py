@@ -12,8 +12,17 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 
-def search(requirements: str, *, data: str = "digits", budget: int = 24, seed: int = 0, llm: str = "offline",
-           out: str | Path | None = None, progress: bool = False, **config) -> SearchResult:
+def search(
+    requirements: str,
+    *,
+    data: str = "digits",
+    budget: int = 24,
+    seed: int = 0,
+    llm: str = "offline",
+    out: str | Path | None = None,
+    progress: bool = False,
+    **config,
+) -> SearchResult:
     """Run a search from Python; ``config`` takes any other RunConfig field (workers, train, limits, ...).
 
     Returns a SearchResult with ``best`` (an archive Entry), ``front`` and ``run_dir``.

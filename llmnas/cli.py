@@ -120,6 +120,20 @@ def build_parser() -> argparse.ArgumentParser:
         default="rl",
         help="offline proposer: the RL controller with mutations, or random search (baseline)",
     )
+    s.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="where candidates run: this machine, or a Ray cluster (pip install 'llmnas[ray]'; docs/ray.md)",
+    )
+    s.add_argument(
+        "--ray-address", help="Ray cluster for --executor ray: HOST:6379 or auto (default: a local instance)"
+    )
+    s.add_argument(
+        "--gpus-per-task",
+        type=_positive_float("--gpus-per-task"),
+        help="GPUs per Ray worker (default: 1 with --device cuda, else 0)",
+    )
     s.add_argument("--api-key", help="API key for --llm (default: $OPENAI_API_KEY; never written to the run)")
     s.add_argument(
         "--max-tokens", type=_positive_int("--max-tokens"), help="end the run after this many LLM tokens"
@@ -265,6 +279,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         "max_cost_usd": args.max_cost,
         "repair_attempts": args.repair_attempts,
     }
+    if (args.ray_address or args.gpus_per_task) and args.executor != "ray":
+        raise ValueError("--ray-address and --gpus-per-task need --executor ray")
+    extra.update(executor=args.executor, ray_address=args.ray_address, gpus_per_task=args.gpus_per_task)
     cfg = _config(args, args.requirements, **extra)
     return _report_result(
         start(cfg, args.out, api_key=args.api_key, progress=not args.json, announce=_announcer(args.json)),
@@ -364,7 +381,16 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    except (DatasetError, SpecError, LLMError, FileNotFoundError, FileExistsError, ValueError) as exc:
+    except (
+        DatasetError,
+        SpecError,
+        LLMError,
+        FileNotFoundError,
+        FileExistsError,
+        ValueError,
+        ImportError,
+        ConnectionError,
+    ) as exc:
         message = _one_line(exc)
         print(f"llmnas {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, ValidationError | DatasetError | SpecError) else EXIT_ERROR

@@ -28,6 +28,9 @@ class RunConfig(BaseModel):
     threads: int = Field(1, ge=1)
     llm: str = "offline"
     strategy: Literal["rl", "random"] = "rl"
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    gpus_per_task: float | None = Field(None, ge=0)
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     train: TrainConfig = TrainConfig()
     limits: Limits = Limits()

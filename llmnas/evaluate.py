@@ -30,5 +30,12 @@ def evaluate_file(path: Path, cfg: RunConfig, out: Path | None = None) -> dict:
         job = make_job(cfg, spec, data, pool.data_dir, checked.candidate_id, checked.code)
         result = pool.submit(job, folder).result()
     ok, stage, message, metrics = judge(result, folder, data, spec)
-    return {"ok": ok, "stage": stage, "message": message, "candidate_id": checked.candidate_id,
-            "folder": str(folder), "device": result.device, "metrics": metrics}
+    return {
+        "ok": ok,
+        "stage": stage,
+        "message": message,
+        "candidate_id": checked.candidate_id,
+        "folder": str(folder),
+        "device": result.device,
+        "metrics": metrics,
+    }

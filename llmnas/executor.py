@@ -21,13 +21,13 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Protocol
 
-from sandbox.limits import scrubbed_env
 from sandbox.protocol import (
     MAX_RESULT_BYTES,
     PRED_FILES,
@@ -37,6 +37,7 @@ from sandbox.protocol import (
     Limits,
     Result,
     Stage,
+    scrubbed_env,
 )
 
 log = logging.getLogger("llmnas.executor")
@@ -51,7 +52,12 @@ _SAFETY_MARGIN_S = 30.0
 
 
 class Executor(Protocol):
-    """Runs jobs somewhere safe; artefacts land in ``out_dir``; the future never raises."""
+    """Runs jobs somewhere safe; artefacts land in ``out_dir``; the future never raises.
+
+    ``data_dir`` is where the run writes the worker's .npy files before the first submit.
+    """
+
+    data_dir: Path
 
     def submit(self, job: Job, out_dir: Path) -> Future[Result]: ...
 
@@ -84,8 +90,12 @@ def _namespaces() -> tuple[tuple[str, ...], bool]:
     for prefix in (base, [unshare, "--map-root-user", *base[1:]]):
         if subprocess.run([*prefix, "true"], capture_output=True).returncode == 0:
             with tempfile.TemporaryDirectory() as probe:
-                masked = subprocess.run([*prefix, "sh", "-c", _MASK_TMP, "llmnas", probe, "true"],
-                                        capture_output=True).returncode == 0
+                masked = (
+                    subprocess.run(
+                        [*prefix, "sh", "-c", _MASK_TMP, "llmnas", probe, "true"], capture_output=True
+                    ).returncode
+                    == 0
+                )
             if not masked:
                 log.warning("cannot mount a private /tmp for candidates: they may leave files in /tmp")
             return tuple(prefix), masked
@@ -244,9 +254,10 @@ class LocalPool:
         limits: Limits | None = None,
         *,
         mode: str = "zygote",
-        gpus: int = 0,
+        gpus: int | Sequence[str] = 0,
         preload: tuple[str, ...] = (),
     ):
+        """``gpus``: a count (slot i gets device i mod count) or the device ids to spread slots over."""
         if mode not in ("zygote", "fresh"):
             raise ValueError(f"unknown executor mode {mode!r}: use 'zygote' or 'fresh'")
         self.workers = workers or os.cpu_count() or 1
@@ -263,8 +274,9 @@ class LocalPool:
             env = scrubbed_env(1, str(home))
             env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
             env["LLMNAS_PRELOAD"] = ",".join(preload)
-            if gpus:
-                env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
+            devices = [str(d) for d in range(gpus)] if isinstance(gpus, int) else list(gpus)
+            if devices:
+                env["CUDA_VISIBLE_DEVICES"] = devices[i % len(devices)]
             self._all.append(_Slot(self.root, None if base is None else base + i, env, mode == "zygote"))
             self._slots.put(self._all[-1])
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="llmnas-worker")

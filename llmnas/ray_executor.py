@@ -82,20 +82,19 @@ class _Evaluator:
         from llmnas.executor import LocalPool
 
         self.limits = Limits.model_validate_json(limits_json)
-        self.pool = LocalPool(1, self.limits, preload=preload)
-        self._gpu_ids = self._assign_gpus()
+        self._gpu_ids = self._assigned_gpus()
+        self.pool = LocalPool(
+            1, self.limits, preload=preload, gpus=[",".join(self._gpu_ids)] if self._gpu_ids else 0
+        )
         self._data_ready = False
         self._outputs = _output_limits(self.limits)
 
-    def _assign_gpus(self) -> list[str]:
-        """Give the sandbox the GPUs Ray assigned to this actor (its environment is scrubbed)."""
+    @staticmethod
+    def _assigned_gpus() -> list[str]:
+        """The GPUs Ray assigned to this actor: the sandbox's scrubbed environment gets exactly these."""
         import ray
 
-        ids = [str(i) for i in ray.get_runtime_context().get_accelerator_ids().get("GPU", [])]
-        if ids:
-            for slot in self.pool._all:  # the pool's slots keep the environment their zygote gets
-                slot.env["CUDA_VISIBLE_DEVICES"] = ",".join(ids)
-        return ids
+        return [str(i) for i in ray.get_runtime_context().get_accelerator_ids().get("GPU", [])]
 
     def info(self) -> dict:
         import ray

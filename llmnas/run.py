@@ -82,6 +82,32 @@ def make_proposer(cfg: RunConfig, spec: TaskSpec, store: RunStore, chat: ChatMod
     return LLMProposer(replay, validate.DEFAULT_ALLOWED_IMPORTS | frozenset(cfg.extra_imports))
 
 
+def make_executor(cfg: RunConfig):
+    """The local pool, or Ray (one GPU per worker when candidates train on cuda)."""
+    if cfg.executor == "ray":
+        from llmnas.ray_executor import RayExecutor
+
+        gpus = cfg.gpus_per_task if cfg.gpus_per_task is not None else (1 if cfg.device == "cuda" else 0)
+        workers = cfg.workers if "workers" in cfg.model_fields_set else None  # None: the cluster's room
+        return RayExecutor(
+            workers, cfg.limits, address=cfg.ray_address, gpus_per_task=gpus, preload=cfg.extra_imports
+        )
+    gpus = _cuda_devices(cfg.device)
+    return LocalPool(cfg.workers, cfg.limits, preload=cfg.extra_imports, gpus=gpus)
+
+
+def _cuda_devices(device: str) -> int:
+    """GPUs the local pool spreads workers over (one per worker); ``--device cuda`` without one is an error."""
+    if device == "cpu":
+        return 0
+    import torch
+
+    count = torch.cuda.device_count()
+    if device == "cuda" and count == 0:
+        raise ValueError("--device cuda: no CUDA device is visible here; use --device cpu or auto")
+    return count
+
+
 def default_run_dir(cfg: RunConfig, root: Path = Path("results")) -> Path:
     slug = re.sub(r"[^a-z0-9]+", "-", Path(cfg.data).stem.lower()).strip("-") or "data"
     return root / f"{datetime.now():%Y%m%d-%H%M%S}-{slug}-s{cfg.seed}"
@@ -228,7 +254,7 @@ def _search(
 ) -> SearchResult:
     proposer = make_proposer(cfg, spec, store, chat)
     try:
-        with LocalPool(cfg.workers, cfg.limits, preload=cfg.extra_imports) as pool:
+        with make_executor(cfg) as pool:
             data.write_worker_files(pool.data_dir)
             search = Search(cfg, spec, data, proposer, pool, store, progress=progress)
             return search.run(cfg.budget, between_rounds)

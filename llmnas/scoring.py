@@ -38,15 +38,20 @@ def stored_params(folder: Path) -> int:
     safetensors header: a worker can under-report its size, not hide the tensors it saved."""
     try:
         with safe_open(Path(folder) / WEIGHTS_FILE, framework="numpy") as f:
-            return sum(int(np.prod(f.get_slice(k).get_shape())) for k in f if not k.endswith(BN_STATS))
+            return sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys() if not k.endswith(BN_STATS))  # noqa: SIM118
     except Exception as exc:  # noqa: BLE001 - any malformed file is the candidate's failure
         raise ScoringError(f"unreadable weights file: {str(exc)[:200]}") from None
 
 
-def score(folder: Path, y_val: np.ndarray, y_test: np.ndarray, num_classes: int, reported_params: int) -> dict:
+def score(
+    folder: Path, y_val: np.ndarray, y_test: np.ndarray, num_classes: int, reported_params: int
+) -> dict:
     """Validation accuracy (drives selection), test accuracy (reported only), and the parameter count
     checked against the weights file."""
     val = load_logits(folder, "val", len(y_val), num_classes)
     test = load_logits(folder, "test", len(y_test), num_classes)
-    return {"val_acc": accuracy(val, y_val), "test_acc": accuracy(test, y_test),
-            "params": max(int(reported_params), stored_params(folder))}
+    return {
+        "val_acc": accuracy(val, y_val),
+        "test_acc": accuracy(test, y_test),
+        "params": max(int(reported_params), stored_params(folder)),
+    }

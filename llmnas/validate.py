@@ -420,7 +420,9 @@ class _Checker(cst.CSTVisitor):
             self._report(node, f"attribute `{bad or _snippet(node)}` is not allowed")
             self._reported_chains |= {id(a) for a in _spine(node.value)}
         elif _private_outside(node):
-            self._report(node, f"private attribute `{_snippet(node)}` of an object not defined here is not allowed")
+            self._report(
+                node, f"private attribute `{_snippet(node)}` of an object not defined here is not allowed"
+            )
             self._reported_chains |= {id(a) for a in _spine(node.value)}
 
     def visit_Call(self, node: cst.Call) -> None:

@@ -12,10 +12,8 @@ import resource
 import sys
 from pathlib import Path
 
-from sandbox.protocol import Limits
+from sandbox.protocol import Limits, scrubbed_env
 
-SAFE_ENV = ("PATH", "LANG", "LC_ALL")
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _REFUSED_EVENTS = (
     "socket.",
     "subprocess.",
@@ -56,14 +54,6 @@ _PATH_EVENTS = {
 }
 _SECRET_READS = ("/environ", "/mem", "/proc/1/", "/root", "/home")
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
-
-
-def scrubbed_env(threads: int, home: str) -> dict[str, str]:
-    """The whole environment a worker process gets: no keys, no tokens, fixed thread counts."""
-    env = {k: os.environ[k] for k in SAFE_ENV if k in os.environ}
-    env.update({v: str(threads) for v in THREAD_VARS})
-    env.update(HOME=home, TMPDIR=home, PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0")
-    return env
 
 
 def apply_rlimits(limits: Limits) -> None:

@@ -6,6 +6,7 @@ its private folder. Nothing else crosses the boundary, and nothing crossing it i
 
 from __future__ import annotations
 
+import os
 from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,6 +17,18 @@ PRED_FILES = {"val": "val_pred.npy", "test": "test_pred.npy"}
 DATA_FILES = ("train_x.npy", "train_y.npy", "val_x.npy", "test_x.npy")
 MAX_RESULT_BYTES = 1_000_000
 BN_STATS = ("running_mean", "running_var", "num_batches_tracked")  # not counted as parameters
+
+
+SAFE_ENV = ("PATH", "LANG", "LC_ALL")
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def scrubbed_env(threads: int, home: str) -> dict[str, str]:
+    """The whole environment a worker process gets: no keys, no tokens, fixed thread counts."""
+    env = {k: os.environ[k] for k in SAFE_ENV if k in os.environ}
+    env.update({v: str(threads) for v in THREAD_VARS})
+    env.update(HOME=home, TMPDIR=home, PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0")
+    return env
 
 
 class Stage(str, Enum):

@@ -154,7 +154,9 @@ def run_job(job: Job, workdir: Path) -> Result:
             raise CandidateFailure(_stage_of(exc, Stage.train), describe(exc)) from None
         for split, file in PRED_FILES.items():
             logits = _guard(Stage.train, predict, model, torch.from_numpy(data[f"{split}_x"]).float(), device)
-            _guard(Stage.train, np.save, workdir / file, logits.numpy().astype(np.float32), allow_pickle=False)
+            _guard(
+                Stage.train, np.save, workdir / file, logits.numpy().astype(np.float32), allow_pickle=False
+            )
         lat, iqr = _guard(Stage.train, measure.latency_ms, model, example, job.latency_runs)
         if job.save_weights:
             _guard(Stage.train, save_model, model.cpu(), str(workdir / WEIGHTS_FILE))

@@ -1,0 +1,192 @@
+"""Every Executor keeps the same contract: the local pool and Ray run tests/executor_contract.py.
+
+The Ray tests start their own local instance (2 CPUs, no dashboard, token auth off, a 100 MB object
+store) and are skipped when ray is not installed (pip install 'llmnas[ray]').
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import executor_contract as contract
+import pytest
+
+from llmnas.datasets import load_dataset
+from llmnas.executor import LocalPool
+from llmnas.ray_executor import RayExecutor, import_ray
+from sandbox.protocol import PRED_FILES, RESULT_FILE, WEIGHTS_FILE, Job, Limits, Result, Stage
+
+try:
+    import ray
+except ImportError:
+    ray = None
+
+needs_ray = pytest.mark.skipif(ray is None, reason="ray is not installed: pip install 'llmnas[ray]'")
+KINDS = ["local", pytest.param("ray", marks=needs_ray)]
+# Each test executor's actor takes half a CPU, so the shared executor and a second one fit on 2 CPUs.
+RAY_CPUS_PER_TASK = 0.5
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_dataset("digits", seed=0, max_samples=300)
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    """A private local Ray instance for this module (never a cluster that happens to be running)."""
+    saved = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # Ray >= 2.59 turns token auth on for local clusters
+    ray.init(
+        address="local",
+        num_cpus=2,
+        num_gpus=0,
+        include_dashboard=False,
+        object_store_memory=100 * 2**20,
+        log_to_driver=False,
+    )
+    yield ray
+    ray.shutdown()
+    if saved is None:
+        os.environ.pop("RAY_AUTH_MODE", None)
+    else:
+        os.environ["RAY_AUTH_MODE"] = saved
+
+
+@pytest.fixture(scope="module")
+def make_executor(request, data):
+    """``make_executor(kind, workers, limits)``: a new executor holding ``data``."""
+
+    def make(kind: str, workers: int, limits: Limits = contract.CONTRACT_LIMITS, **kw):
+        if kind == "ray":
+            request.getfixturevalue("ray_instance")
+            executor = RayExecutor(workers, limits, cpus_per_task=RAY_CPUS_PER_TASK, **kw)
+        else:
+            executor = LocalPool(workers, limits, **kw)
+        data.write_worker_files(executor.data_dir)
+        return executor
+
+    return make
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def executor(request, make_executor):
+    with make_executor(request.param, 2) as ex:
+        yield ex
+
+
+@pytest.mark.parametrize("check", contract.CHECKS, ids=lambda check: check.__name__)
+def test_contract(check, executor, data, tmp_path):
+    check(executor, data, tmp_path)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_close_is_prompt(kind, make_executor, data, tmp_path):
+    contract.close_is_prompt(make_executor(kind, 1, Limits(timeout_s=60)), data, tmp_path)
+
+
+# -- Ray only ---------------------------------------------------------------------------------------
+
+
+def _kill_worker(executor: RayExecutor, not_pid: int | None = None) -> int:
+    """SIGKILL the (single) actor process of ``executor`` once it is up; its pid."""
+    deadline = time.monotonic() + 60
+    while True:
+        pid = executor.workers_info()[0]["pid"]
+        if pid != not_pid:
+            break
+        assert time.monotonic() < deadline, "no replacement worker appeared"
+        time.sleep(0.2)
+    time.sleep(1.0)  # let the call reach the sandbox
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def _working_in(root: Path) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.readlink(entry / "cwd").startswith(f"{root}/"):
+                    pids.append(int(entry.name))
+    return pids
+
+
+@needs_ray
+def test_ray_worker_death_retries_the_candidate(make_executor, data, tmp_path):
+    with make_executor("ray", 1, Limits(timeout_s=30)) as ex:
+        assert contract.run(ex, data, contract.GOOD, tmp_path / "warm", "warm").ok  # zygote warm
+        fut = ex.submit(
+            contract.make_job(ex, data, contract.SLEEP.format(seconds=3), "slow"), tmp_path / "slow"
+        )
+        dead_root = Path(ex.workers_info()[0]["root"])
+        first = _kill_worker(ex)
+        result = fut.result(timeout=120)
+        assert result.ok, result.message
+        assert ex.restarts == 1
+        assert ex.workers_info()[0]["pid"] != first
+        assert not dead_root.exists(), "the new worker did not clean up after the dead one"
+        assert not _working_in(dead_root), "the dead worker's sandbox still runs"
+        for name in (*PRED_FILES.values(), WEIGHTS_FILE):
+            assert (tmp_path / "slow" / name).is_file()
+        assert contract.recorded(tmp_path / "slow") == result
+
+
+@needs_ray
+@pytest.mark.slow
+def test_ray_worker_dying_twice_marks_the_candidate(make_executor, data, tmp_path):
+    with make_executor("ray", 1, Limits(timeout_s=30)) as ex:
+        out = tmp_path / "doomed"
+        fut = ex.submit(contract.make_job(ex, data, contract.SLEEP.format(seconds=20), "doomed"), out)
+        first = _kill_worker(ex)
+        _kill_worker(ex, not_pid=first)
+        result = fut.result(timeout=120)
+        assert not result.ok and result.stage == Stage.crash
+        assert "ray worker died twice" in result.message
+        assert contract.recorded(out) == result
+        assert ex.restarts == 2
+        assert contract.run(ex, data, contract.GOOD, tmp_path / "after", "after").ok  # still works
+
+
+@needs_ray
+def test_ray_refuses_gpus_the_cluster_does_not_have(ray_instance):
+    with pytest.raises(ValueError, match="not enough for one worker"):
+        RayExecutor(1, gpus_per_task=1)
+
+
+# -- no Ray needed ----------------------------------------------------------------------------------
+
+
+def test_missing_ray_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ImportError, match=r"llmnas\[ray\]"):
+        import_ray()
+
+
+def test_driver_checks_what_a_node_sends_back(tmp_path):
+    """Bytes from a node are validated, never trusted: bad JSON, another id, missing predictions and
+    unknown file names are all refused on the driver."""
+    ex = object.__new__(RayExecutor)
+    ex.limits = Limits()
+    job = Job(candidate_id="c1", code="", data_dir="/nowhere", input_shape=(4,), num_classes=2, seed=0)
+    ok = Result(candidate_id="c1", ok=True).model_dump_json().encode()
+    cases = {
+        "junk": ({RESULT_FILE: b"{not json"}, "invalid result"),
+        "other": ({RESULT_FILE: Result(candidate_id="c2", ok=True).model_dump_json().encode()}, "another"),
+        "bare": ({RESULT_FILE: ok, "../escape.npy": b"x", "evil.py": b"x"}, "did not leave a valid"),
+        "none": (None, "no result"),
+    }
+    for name, (files, message) in cases.items():
+        out = tmp_path / name
+        result = ex._land(job, files, out)
+        assert not result.ok and result.stage == Stage.crash and message in result.message, name
+    assert not (tmp_path / "escape.npy").exists()
+    assert not (tmp_path / "bare" / "evil.py").exists()
+    files = {RESULT_FILE: ok, WEIGHTS_FILE: b"w", **{n: b"p" for n in PRED_FILES.values()}}
+    assert ex._land(job, files, tmp_path / "fine").ok
+    assert (tmp_path / "fine" / WEIGHTS_FILE).read_bytes() == b"w"
