@@ -91,6 +91,16 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
         metavar="MODULE",
         help="extend the candidate import allow-list (repeatable)",
     )
+    p.add_argument(
+        "--power-watts",
+        type=_positive_float("--power-watts"),
+        help="power drawn per worker, for the energy estimate (default: 20)",
+    )
+    p.add_argument(
+        "--carbon-intensity",
+        type=_positive_float("--carbon-intensity"),
+        help="grid gCO2 per kWh, for the CO2 estimate (default: 475)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,6 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("rl", "random"),
         default="rl",
         help="offline proposer: the RL controller with mutations, or random search (baseline)",
+    )
+    s.add_argument(
+        "--prescreen",
+        choices=("synflow", "naswot", "grad_norm", "snip", "params", "flops"),
+        help="rank each round's candidates by this zero-cost proxy and train only the best",
+    )
+    s.add_argument(
+        "--prescreen-keep",
+        type=_positive_float("--prescreen-keep"),
+        default=0.5,
+        help="fraction of each round trained after --prescreen (default: 0.5)",
     )
     s.add_argument(
         "--executor",
@@ -186,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
         "file", type=Path, help="a Python file defining build_model(input_shape, num_classes) or Model"
     )
     _add_data_args(e)
+    e.add_argument(
+        "--requirements",
+        default="evaluate a hand-written model",
+        help='limits to check, e.g. "under 20k parameters; under 1 ms"',
+    )
     e.add_argument("--out", type=Path, help="keep the evaluation's files here")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     _add_train_args(e)
@@ -224,6 +250,8 @@ def _config(args: argparse.Namespace, requirements: str, **extra):
         max_samples=args.max_samples,
         seed=args.seed,
         device=args.device,
+        power_watts=args.power_watts,
+        carbon_g_per_kwh=args.carbon_intensity,
         extra_imports=tuple(args.allow_import),
         train=TrainConfig(**train),
         limits=Limits(**limits),
@@ -281,6 +309,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     }
     if (args.ray_address or args.gpus_per_task) and args.executor != "ray":
         raise ValueError("--ray-address and --gpus-per-task need --executor ray")
+    extra.update(prescreen=args.prescreen, prescreen_keep=args.prescreen_keep)
     extra.update(executor=args.executor, ray_address=args.ray_address, gpus_per_task=args.gpus_per_task)
     cfg = _config(args, args.requirements, **extra)
     return _report_result(
@@ -315,7 +344,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from llmnas.evaluate import evaluate_file
 
-    cfg = _config(args, "evaluate a hand-written model", workers=1)
+    cfg = _config(args, args.requirements, workers=1)
     outcome = evaluate_file(args.file, cfg, args.out)
     if args.json:
         print(json.dumps(outcome, indent=1))
@@ -324,7 +353,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(
             f"ok  val {m['val_acc']:.4f}  test {m['test_acc']:.4f}  params {m['params']:,}  "
             f"FLOPs {m['flops']:,}  latency {m['latency_ms']:.3f} ms (IQR {m['latency_iqr_ms']:.3f})  "
-            f"peak mem {m['peak_mem_mb']:.1f} MiB  trained {m['train_steps']} steps in {m['train_seconds']:.1f} s"
+            f"peak mem {m['peak_mem_mb']:.1f} MiB  trained {m['train_steps']} steps in {m['train_seconds']:.1f} s  "
+            f"energy ~{m['energy_kwh'] * 1000:.3g} Wh, ~{m['co2_g']:.2g} g CO2 (estimated)"
         )
     else:
         print(f"rejected at stage {outcome['stage']}: {outcome['message']}")

@@ -36,6 +36,10 @@ class RunConfig(BaseModel):
     limits: Limits = Limits()
     extra_imports: tuple[str, ...] = ()
     repair_attempts: int = Field(2, ge=0)
+    power_watts: float = Field(20.0, gt=0)  # per worker, for the energy estimate
+    carbon_g_per_kwh: float = Field(475.0, ge=0)  # grid carbon intensity (IEA world average)
+    prescreen: Literal["synflow", "naswot", "grad_norm", "snip", "params", "flops"] | None = None
+    prescreen_keep: float = Field(0.5, gt=0, le=1)
     llm_timeout_s: float = Field(120.0, gt=0)
     llm_retries: int = Field(5, ge=0)
     llm_concurrency: int = Field(4, ge=1)

@@ -29,7 +29,7 @@ def evaluate_file(path: Path, cfg: RunConfig, out: Path | None = None) -> dict:
         data.write_worker_files(pool.data_dir)
         job = make_job(cfg, spec, data, pool.data_dir, checked.candidate_id, checked.code)
         result = pool.submit(job, folder).result()
-    ok, stage, message, metrics = judge(result, folder, data, spec)
+    ok, stage, message, metrics = judge(result, folder, data, spec, cfg)
     return {
         "ok": ok,
         "stage": stage,

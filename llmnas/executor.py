@@ -332,7 +332,7 @@ class LocalPool:
                     )
             if result is None:
                 result = failure_from_status(job, reply, self.limits)
-            if result.ok:
+            if result.ok and not job.screen_only:
                 for name in (*PRED_FILES.values(), WEIGHTS_FILE):
                     if not take_file(workdir / name, out_dir / name, 1 << 30):
                         result = Result(

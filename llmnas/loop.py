@@ -11,6 +11,7 @@ disk are taken from the log instead of being run again.
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 from collections import deque
 from collections.abc import Callable
@@ -34,15 +35,28 @@ from llmnas.reward import failure_reward, reward, violations
 from llmnas.scoring import ScoringError, score
 from llmnas.spec import TaskSpec
 from llmnas.store import RunStore
-from sandbox.protocol import Job, Result
+from sandbox.protocol import Job, Result, Stage
 
 log = logging.getLogger("llmnas")
 PARENTS = 2
 
 
-def make_job(cfg: RunConfig, spec: TaskSpec, data: Dataset, data_dir: Path, cid: str, code: str) -> Job:
-    """The sandbox job for one candidate: the spec's hard limits travel with it."""
+def make_job(
+    cfg: RunConfig,
+    spec: TaskSpec,
+    data: Dataset,
+    data_dir: Path,
+    cid: str,
+    code: str,
+    *,
+    screen: bool = False,
+) -> Job:
+    """The sandbox job for one candidate: the spec's hard limits travel with it; ``screen`` stops after
+    the pre-screening proxy."""
     return Job(
+        proxies=(cfg.prescreen,) if cfg.prescreen else (),
+        screen_only=screen,
+        save_weights=not screen,
         candidate_id=cid,
         code=code,
         data_dir=str(data_dir),
@@ -57,12 +71,17 @@ def make_job(cfg: RunConfig, spec: TaskSpec, data: Dataset, data_dir: Path, cid:
     )
 
 
-def judge(result: Result, folder: Path, data: Dataset, spec: TaskSpec) -> tuple[bool, str | None, str, dict]:
-    """Driver-side verdict on a sandbox result: scored predictions, checked size, hard limits."""
+def judge(
+    result: Result, folder: Path, data: Dataset, spec: TaskSpec, cfg: RunConfig
+) -> tuple[bool, str | None, str, dict]:
+    """Driver-side verdict on a sandbox result: scored predictions, checked size, hard limits, and
+    energy/CO2 estimated from the evaluation's wall time and the configured power and grid intensity."""
     ok, stage, message = result.ok, result.stage.value if result.stage else None, result.message
     if not ok:
         return ok, stage, message, {}
     metrics = result.metrics.model_dump()
+    metrics["energy_kwh"] = result.wall_seconds * cfg.power_watts / 3.6e6
+    metrics["co2_g"] = metrics["energy_kwh"] * cfg.carbon_g_per_kwh
     try:
         metrics |= score(folder, data.y_val, data.y_test, data.num_classes, metrics["params"])
     except ScoringError as exc:
@@ -297,7 +316,78 @@ class Search:
             }
         )
 
+    def _prescreen(self, slots: list[_Slot]) -> None:
+        """Zero-cost proxy first: only the round's top ``prescreen_keep`` fraction goes on to training;
+        the rest are final, at stage "proxy". Scores of candidates done before a resume come from the log."""
+        name = self.cfg.prescreen
+        live = [i for i, s in enumerate(slots) if s.proposal.stage is None]
+        futures = {
+            i: self.executor.submit(
+                make_job(
+                    self.cfg,
+                    self.spec,
+                    self.data,
+                    self.executor.data_dir,
+                    slots[i].candidate_id,
+                    slots[i].proposal.code,
+                    screen=True,
+                ),
+                self.store.candidate_dir(slots[i].candidate_id),
+            )
+            for i in live
+            if slots[i].candidate_id not in self._cache
+        }
+        scores: dict[int, float] = {}
+        for i in live:
+            cid = slots[i].candidate_id
+            if i in futures:
+                result = futures[i].result()
+                if not result.ok or (over := violations(result.metrics.model_dump(), self.spec)):
+                    self._record(
+                        slots[i],
+                        result
+                        if not result.ok
+                        else result.model_copy(
+                            update={"ok": False, "stage": Stage.budget, "message": "; ".join(over)}
+                        ),
+                    )
+                    continue
+                value = result.metrics.proxies.get(name, float("nan"))
+            else:
+                value = self._cache[cid]["metrics"].get("proxies", {}).get(name, float("nan"))
+            scores[i] = value if math.isfinite(value) else -math.inf
+        ranked = sorted(scores, key=lambda i: (-scores[i], i))
+        keep = max(1, math.ceil(self.cfg.prescreen_keep * len(ranked))) if ranked else 0
+        cut = scores[ranked[keep - 1]] if keep else math.inf
+        for i in ranked[keep:]:
+            cid = slots[i].candidate_id
+            if cid not in self._cache:
+                self._final(
+                    cid,
+                    "proxy",
+                    f"screened out: {name} {scores[i]:.4g} below the round's cut {cut:.4g}",
+                    {"proxies": {name: scores[i] if math.isfinite(scores[i]) else None}},
+                )
+
+    def _final(self, cid: str, stage: str, message: str, metrics: dict) -> dict:
+        """Log a failure that the driver decided without (further) sandbox work."""
+        event = {
+            "type": "evaluation",
+            "round": self.round,
+            "candidate_id": cid,
+            "ok": False,
+            "stage": stage,
+            "message": message,
+            "metrics": metrics,
+            "reward": failure_reward(stage),
+        }
+        self.store.append(event)
+        self._cache[cid] = event
+        return event
+
     def _evaluate(self, slots: list[_Slot], bar: tqdm | None) -> None:
+        if self.cfg.prescreen:
+            self._prescreen(slots)
         futures: dict[int, Future] = {}
         for i, slot in enumerate(slots):
             cid = slot.candidate_id
@@ -332,7 +422,9 @@ class Search:
     def _record(self, slot: _Slot, result: Result) -> dict:
         """Score a finished evaluation on the driver side and append it to the log at once."""
         cid = slot.candidate_id
-        ok, stage, message, metrics = judge(result, self.store.candidate_dir(cid), self.data, self.spec)
+        ok, stage, message, metrics = judge(
+            result, self.store.candidate_dir(cid), self.data, self.spec, self.cfg
+        )
         event = {
             "type": "evaluation",
             "round": self.round,
@@ -427,7 +519,8 @@ class Search:
         )
         try:
             while self.proposed < budget:
-                self.run_round(min(self.cfg.workers, budget - self.proposed), bar if self.progress else None)
+                size = math.ceil(self.cfg.workers / (self.cfg.prescreen_keep if self.cfg.prescreen else 1))
+                self.run_round(min(size, budget - self.proposed), bar if self.progress else None)
                 if between_rounds is not None and self.proposed < budget and not between_rounds(self):
                     self.store.append({"type": "stopped", "reason": "stopped by the user"})
                     break

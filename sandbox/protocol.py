@@ -94,6 +94,7 @@ class Job(_Frozen):
     threads: int = Field(1, ge=1)
     device: str = "cpu"
     proxies: tuple[str, ...] = ()
+    screen_only: bool = False  # stop after the proxies: a pre-screen, no training
     save_weights: bool = True
 
 

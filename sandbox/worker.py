@@ -95,8 +95,12 @@ def _build(job: Job) -> torch.nn.Module:
 
 def _check_shape(model: torch.nn.Module, x: torch.Tensor, num_classes: int) -> None:
     model.eval()
-    with torch.no_grad():
-        out = model(x)
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except Exception as exc:  # noqa: BLE001 - say what went in, for the repair prompt
+        msg = f"forward on input {tuple(x.shape)} failed: {describe(exc)}"
+        raise CandidateFailure(_stage_of(exc, Stage.shape), msg) from None
     if not isinstance(out, torch.Tensor):
         raise CandidateFailure(
             Stage.shape, f"forward returned {type(out).__name__}, expected a Tensor of logits"
@@ -145,6 +149,15 @@ def run_job(job: Job, workdir: Path) -> Result:
                 y_train[:n].to(device),
                 job.proxies,
                 seed=job.seed,
+            )
+        if job.screen_only:
+            metrics = Metrics(params=params, flops=flops, depth=measure.depth(model), proxies=proxies)
+            return Result(
+                candidate_id=job.candidate_id,
+                ok=True,
+                metrics=metrics,
+                device=device.type,
+                wall_seconds=time.perf_counter() - start,
             )
         try:
             report = train(model, x_train, y_train, job.train, gen, device)

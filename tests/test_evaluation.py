@@ -1,0 +1,101 @@
+"""`llmnas eval` and the evaluation cascade: metrics users select on, stages, pre-screening."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from llmnas.cli import main
+from llmnas.store import RunStore
+
+SMALL_CNN = """
+import torch.nn as nn
+
+def build_model(input_shape, num_classes):
+    return nn.Sequential(nn.Conv2d(input_shape[0], 8, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(8 * 64, num_classes))
+"""
+QUICK = ["--data", "digits", "--max-samples", "400", "--steps", "60"]
+
+
+def _eval(tmp_path, code: str, *extra: str, capsys) -> tuple[int, dict]:
+    (tmp_path / "m.py").write_text(code)
+    status = main(["eval", str(tmp_path / "m.py"), *QUICK, *extra, "--json"])
+    return status, json.loads(capsys.readouterr().out)
+
+
+def test_eval_reports_every_metric(tmp_path, capsys):
+    status, out = _eval(tmp_path, SMALL_CNN, capsys=capsys)
+    assert status == 0 and out["ok"]
+    m = out["metrics"]
+    assert m["params"] == 8 * 9 + 8 + 8 * 64 * 10 + 10
+    assert m["flops"] > 2 * 8 * 64 * 10  # conv + linear, counted by torch.utils.flop_counter
+    assert m["latency_ms"] > 0 and m["latency_iqr_ms"] >= 0
+    assert m["peak_mem_mb"] >= 0 and m["train_steps"] == 60
+    assert 0 <= m["val_acc"] <= 1 and 0 <= m["test_acc"] <= 1
+    assert m["energy_kwh"] > 0 and m["co2_g"] == pytest.approx(m["energy_kwh"] * 475)
+
+
+@pytest.mark.parametrize(
+    ("code", "stage", "message"),
+    [
+        ("import os\ndef build_model(s, k):\n    return os", "static", "os"),
+        ("def build_model(s, k):\n    raise ValueError('no luck')", "build", "no luck"),
+        (
+            "import torch.nn as nn\ndef build_model(s, k):\n    return nn.Linear(3, 3)",
+            "shape",
+            "forward on input (2, 1, 8, 8)",
+        ),
+        (
+            "import torch.nn as nn\ndef build_model(s, k):\n    return nn.Flatten()",
+            "shape",
+            "expected (2, 10)",
+        ),
+        (
+            "import torch.nn as nn\ndef build_model(s, k):\n    return nn.Sequential(nn.Flatten(), nn.Linear(64, 50000),"
+            " nn.Linear(50000, k))",
+            "budget",
+            "limit",
+        ),
+    ],
+)
+def test_eval_rejection_has_stage_message_and_exit_status(tmp_path, capsys, code, stage, message):
+    (tmp_path / "m.py").write_text(code)
+    status = main(["eval", str(tmp_path / "m.py"), *QUICK, "--requirements", "under 1M parameters"])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert out.startswith(f"rejected at stage {stage}:") and message in out
+
+
+def test_prescreen_trains_only_the_top_of_each_round(tmp_path):
+    out = tmp_path / "run"
+    assert (
+        main(
+            [
+                "search",
+                "classify; under 20k parameters",
+                *QUICK,
+                "--budget",
+                "8",
+                "--workers",
+                "2",
+                "--prescreen",
+                "synflow",
+                "--prescreen-keep",
+                "0.5",
+                "--out",
+                str(out),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    evaluations = [e for e in RunStore(out).events() if e["type"] == "evaluation"]
+    screened = [e for e in evaluations if e["stage"] == "proxy"]
+    trained = [e for e in evaluations if e["metrics"].get("train_steps")]
+    assert screened and trained
+    for r in {e["round"] for e in screened}:
+        cut = max(e["metrics"]["proxies"]["synflow"] or float("-inf") for e in screened if e["round"] == r)
+        kept = [e["metrics"]["proxies"]["synflow"] for e in trained if e["round"] == r]
+        assert kept and min(kept) >= cut
