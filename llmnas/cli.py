@@ -155,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_float("--gpus-per-task"),
         help="GPUs per Ray worker (default: 1 with --device cuda, else 0)",
     )
+    s.add_argument(
+        "--llm-timeout", type=_positive_float("--llm-timeout"), help="seconds per LLM call (default: 120)"
+    )
+    s.add_argument(
+        "--llm-retries", type=_int("--llm-retries"), help="retries on 429/5xx/timeouts (default: 5)"
+    )
     s.add_argument("--api-key", help="API key for --llm (default: $OPENAI_API_KEY; never written to the run)")
     s.add_argument(
         "--max-tokens", type=_positive_int("--max-tokens"), help="end the run after this many LLM tokens"
@@ -284,6 +290,10 @@ def _report_result(result, as_json: bool) -> int:
             f"\nBest: {best.candidate_id}  val {m['val_acc']:.4f}  test {m['test_acc']:.4f}  "
             f"params {int(m['params']):,}  latency {m['latency_ms']:.3f} ms"
         )
+        stats = result.stats
+        if stats.get("proposals"):
+            first, after, n = stats["valid_first_try"], stats["valid_after_repair"], stats["proposals"]
+            print(f"Valid code: {first / n:.0%} of proposals on the first try, {after / n:.0%} after repair.")
         print(
             f"Pareto front: {len(result.front)} models. Results: {result.run_dir}  (best model: {result.run_dir}/best)"
         )
@@ -309,7 +319,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     }
     if (args.ray_address or args.gpus_per_task) and args.executor != "ray":
         raise ValueError("--ray-address and --gpus-per-task need --executor ray")
-    extra.update(prescreen=args.prescreen, prescreen_keep=args.prescreen_keep)
+    extra.update(
+        prescreen=args.prescreen,
+        prescreen_keep=args.prescreen_keep,
+        llm_timeout_s=args.llm_timeout,
+        llm_retries=args.llm_retries,
+    )
     extra.update(executor=args.executor, ray_address=args.ray_address, gpus_per_task=args.gpus_per_task)
     cfg = _config(args, args.requirements, **extra)
     return _report_result(

@@ -241,12 +241,15 @@ class Search:
         self.stats["valid_first_try"] += cid is not None
         while (
             cid is None
-            and proposal.code is not None
+            and proposal.stage != "llm"  # a failed call is not the model's mistake: nothing to repair
+            and (proposal.code or proposal.reply)
             and slot.attempts < self.cfg.repair_attempts
             and "repair" in self.proposer.operators
         ):
             slot.attempts += 1
-            fix = Parent("rejected", proposal.code, stage=proposal.stage, message=proposal.message)
+            fix = Parent(
+                "rejected", proposal.code or proposal.reply, stage=proposal.stage, message=proposal.message
+            )
             proposal, cid = self._check(
                 self.proposer.propose(
                     Action("repair", temperature=action.temperature), [fix], self.spec, self.rng

@@ -1,0 +1,140 @@
+"""A whole search driven by an OpenAI-compatible endpoint (the loopback fake): repair, faults, budgets."""
+
+from __future__ import annotations
+
+import json
+
+from fakes.openai_server import FakeOpenAI, error, ok
+
+from llmnas.cli import main
+from llmnas.store import RunStore
+
+QUICK = [
+    "--data",
+    "digits",
+    "--max-samples",
+    "400",
+    "--steps",
+    "40",
+    "--workers",
+    "2",
+    "--llm-retries",
+    "0",
+    "--llm-timeout",
+    "5",
+    "--json",
+]
+
+
+def mlp(width: int) -> str:
+    return (
+        f"Sure! Here is an MLP.\n\n```python\nimport torch.nn as nn\n\n\ndef build_model(input_shape, num_classes):\n"
+        f"    return nn.Sequential(nn.Flatten(), nn.Linear(64, {width}), nn.ReLU(), nn.Linear({width}, num_classes))\n"
+        "```\nIt has few parameters."
+    )
+
+
+BROKEN_NAME = (
+    "```python\nimport torch.nn as nn\n\nclass Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+    "        self.f = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))\n\n    def forward(self, x):\n"
+    "        return self.f(x)\n```"
+)
+
+
+def _run(tmp_path, server: FakeOpenAI, *extra: str, capsys) -> tuple[int, dict, list[dict]]:
+    out = tmp_path / "run"
+    status = main(
+        [
+            "search",
+            "classify digits; under 20k parameters",
+            *QUICK,
+            "--llm",
+            f"{server.url}#fake-coder",
+            "--api-key",
+            "sk-test",
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
+    printed = capsys.readouterr().out
+    return status, (json.loads(printed) if printed.strip() else {}), RunStore(out).events()
+
+
+def test_llm_search_repairs_survives_faults_and_logs_usage(tmp_path, capsys):
+    script = [
+        ok("I cannot produce JSON today."),  # spec extraction: garbage -> the rule-based parser
+        ok("Let me think about the architecture first. No code yet."),  # no code: goes back for repair
+        ok(mlp(32)),  # the repair
+        error(500, "upstream exploded"),  # a failed call is a failed proposal, not a crash
+        ok(BROKEN_NAME),  # wrong class name: extraction adds build_model
+    ]
+    with FakeOpenAI(*script, default=ok(mlp(48))) as server:
+        status, result, events = _run(tmp_path, server, "--budget", "4", capsys=capsys)
+        prompts = server.user_prompts()
+    assert status == 0
+    proposals = [e for e in events if e["type"] == "proposal"]
+    assert len(proposals) == 4
+    assert proposals[0]["repairs"] == 1 and proposals[0]["stage"] is None
+    assert proposals[1]["stage"] == "llm" and (
+        "500" in proposals[1]["message"] or "exploded" in proposals[1]["message"]
+    )
+    assert any("build_model" in n or "Net" in n for n in proposals[2]["notes"])
+    assert "no Python code" in prompts[2] or "Repair" in prompts[2] or "repair" in prompts[2].lower()
+    calls = [e for e in events if e["type"] == "llm_call"]
+    assert sum(c.get("prompt_tokens", 0) for c in calls) > 0 and any(not c["ok"] for c in calls)
+    stats = result["stats"]
+    assert stats["valid_first_try"] < stats["valid_after_repair"] <= stats["proposals"]
+    assert result["best"] is not None
+
+
+def test_token_budget_ends_the_run_cleanly_and_keeps_finished_work(tmp_path, capsys):
+    with FakeOpenAI(ok("{}"), default=ok(mlp(40), prompt_tokens=400, completion_tokens=200)) as server:
+        status, result, events = _run(
+            tmp_path, server, "--budget", "20", "--max-tokens", "1500", capsys=capsys
+        )
+    assert status == 0
+    assert any(e["type"] == "stopped" and "token budget" in e["reason"] for e in events)
+    assert [e for e in events if e["type"] == "evaluation" and e["ok"]]
+    assert len([e for e in events if e["type"] == "proposal"]) < 20
+
+
+def test_endpoint_down_never_crashes_the_run(tmp_path, capsys):
+    server = FakeOpenAI()
+    url = server.url  # not started: nothing listens there
+    out = tmp_path / "run"
+    status = main(
+        [
+            "search",
+            "classify digits; under 20k parameters",
+            *QUICK,
+            "--llm",
+            f"{url}#m",
+            "--budget",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
+    assert status == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["best"] is None and result["stats"]["proposals"] == 2
+    stages = [e["stage"] for e in RunStore(out).events() if e["type"] == "proposal"]
+    assert stages == ["llm", "llm"]
+
+
+def test_resume_replays_recorded_replies_instead_of_asking_again(tmp_path, capsys):
+    with FakeOpenAI(ok("{}"), default=ok(mlp(24))) as server:
+        status, _, _ = _run(tmp_path, server, "--budget", "2", capsys=capsys)
+        asked = len(server.requests)
+    assert status == 0
+    # Forget the checkpoint: the whole run is replayed from the log; a model that is now down is not needed.
+    before = RunStore(tmp_path / "run").events()
+    (tmp_path / "run" / "state.json").unlink()
+    assert main(["resume", str(tmp_path / "run"), "--json", "--api-key", "sk-test"]) == 0
+    after = RunStore(tmp_path / "run").events()[len(before) :]
+    assert not [
+        e for e in after if e["type"] in ("llm_call", "llm_reply", "evaluation")
+    ]  # nothing asked or redone
+    replies = [e for e in before if e["type"] == "llm_reply"]
+    assert len(replies) == asked - 1  # every proposal reply was recorded once (the spec call is not replayed)
