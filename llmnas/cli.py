@@ -221,6 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", type=Path, help="keep the evaluation's files here")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     _add_train_args(e)
+    x = sub.add_parser(
+        "export",
+        help="a standalone model file, weights and README for one candidate",
+        description="Export a candidate (default: the run's best) as a standalone bundle.",
+    )
+    x.add_argument("run", type=Path, help="results/<run-id>")
+    x.add_argument("--candidate", help="candidate id (default: the best by validation accuracy)")
+    x.add_argument("--out", type=Path, required=True, help="folder to write")
+
     rp = sub.add_parser(
         "report",
         help="write a self-contained RUN/report.html and RUN/plots/",
@@ -376,6 +385,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_OK if outcome["ok"] else EXIT_REJECTED
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from llmnas.export import export_run
+
+    print(export_run(args.run, args.out, args.candidate))
+    return EXIT_OK
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from llmnas.report import render_report
 
@@ -404,6 +420,7 @@ COMMANDS = {
     "resume": cmd_resume,
     "refine": cmd_refine,
     "eval": cmd_eval,
+    "export": cmd_export,
     "report": cmd_report,
     "list": cmd_list,
     "show": cmd_show,

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
@@ -29,9 +29,12 @@ from pathlib import Path
 from typing import Protocol
 
 from sandbox.protocol import (
+    ARTEFACT_BYTES,
     MAX_RESULT_BYTES,
     PRED_FILES,
     RESULT_FILE,
+    STDOUT_FILE,
+    TORCHSCRIPT_FILE,
     WEIGHTS_FILE,
     Job,
     Limits,
@@ -132,6 +135,49 @@ def take_file(src: Path, dst: Path, max_bytes: int) -> bool:
             return False
         dst.write_bytes(f.read(max_bytes + 1)[:max_bytes])
     return True
+
+
+def output_limits(limits: Limits) -> dict[str, int]:
+    """The files a worker may hand back for a candidate, with the most bytes each may hold."""
+    return {
+        RESULT_FILE: MAX_RESULT_BYTES,
+        **dict.fromkeys((*PRED_FILES.values(), WEIGHTS_FILE, TORCHSCRIPT_FILE), ARTEFACT_BYTES),
+        STDOUT_FILE: max(limits.stdout_bytes, 1),
+    }
+
+
+def clear_outputs(out_dir: Path) -> None:
+    """Remove what an earlier job left (a pre-screen's result), so a silent worker is never misread."""
+    for name in output_limits(Limits()):
+        (out_dir / name).unlink(missing_ok=True)
+
+
+def crash_result(job: Job, message: str) -> Result:
+    """A crash-stage failure decided by the executor."""
+    return Result(candidate_id=job.candidate_id, ok=False, stage=Stage.crash, message=message)
+
+
+def verdict(job: Job, out_dir: Path, missing: Callable[[], Result]) -> Result:
+    """Check a worker's report against the files it left in ``out_dir``, and write the final result.json.
+
+    ``missing`` explains a worker that left no report (how its process ended)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / RESULT_FILE
+    if path.is_file():
+        try:
+            result = Result.model_validate_json(path.read_bytes()[:MAX_RESULT_BYTES])
+        except ValueError as exc:
+            result = crash_result(job, f"the worker wrote an invalid result: {str(exc)[:200]}")
+        if result.candidate_id != job.candidate_id:
+            result = crash_result(job, "the worker reported another candidate's id")
+    else:
+        result = missing()
+    if result.ok and not job.screen_only:
+        lost = next((n for n in (*PRED_FILES.values(), WEIGHTS_FILE) if not (out_dir / n).is_file()), None)
+        if lost:
+            result = crash_result(job, f"the worker did not leave a valid {lost}")
+    path.write_text(result.model_dump_json(indent=1))
+    return result
 
 
 def failure_from_status(job: Job, reply: dict, limits: Limits) -> Result:
@@ -312,39 +358,10 @@ class LocalPool:
         try:
             reply = slot.run(job_file, workdir, self.limits)
             out_dir.mkdir(parents=True, exist_ok=True)
-            result = None
-            if take_file(workdir / RESULT_FILE, out_dir / RESULT_FILE, MAX_RESULT_BYTES):
-                try:
-                    result = Result.model_validate_json((out_dir / RESULT_FILE).read_text())
-                except ValueError as exc:
-                    result = Result(
-                        candidate_id=job.candidate_id,
-                        ok=False,
-                        stage=Stage.crash,
-                        message=f"the worker wrote an invalid result: {str(exc)[:200]}",
-                    )
-                if result.candidate_id != job.candidate_id:
-                    result = Result(
-                        candidate_id=job.candidate_id,
-                        ok=False,
-                        stage=Stage.crash,
-                        message="the worker reported another candidate's id",
-                    )
-            if result is None:
-                result = failure_from_status(job, reply, self.limits)
-            if result.ok and not job.screen_only:
-                for name in (*PRED_FILES.values(), WEIGHTS_FILE):
-                    if not take_file(workdir / name, out_dir / name, 1 << 30):
-                        result = Result(
-                            candidate_id=job.candidate_id,
-                            ok=False,
-                            stage=Stage.crash,
-                            message=f"the worker did not leave a valid {name}",
-                        )
-                        break
-            take_file(workdir / "stdout.txt", out_dir / "stdout.txt", self.limits.stdout_bytes)
-            (out_dir / RESULT_FILE).write_text(result.model_dump_json(indent=1))
-            return result
+            clear_outputs(out_dir)
+            for name, limit in output_limits(self.limits).items():
+                take_file(workdir / name, out_dir / name, limit)
+            return verdict(job, out_dir, lambda: failure_from_status(job, reply, self.limits))
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
             job_file.unlink(missing_ok=True)

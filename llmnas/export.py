@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from sandbox.protocol import WEIGHTS_FILE
+from sandbox.protocol import TORCHSCRIPT_FILE, WEIGHTS_FILE
 
 _LOADER = '''
 
@@ -65,6 +65,12 @@ logits = net(torch.zeros(1, *{input_shape!r}))   # input shape {input_shape!r}, 
 {extra}"""
 
 
+_TORCHSCRIPT_NOTE = f"""
+`{TORCHSCRIPT_FILE}` is a TorchScript trace of the trained model (batch of any size, same input shape):
+`torch.jit.load("{TORCHSCRIPT_FILE}")` runs it without model.py. It was produced in the sandbox.
+"""
+
+
 def export_candidate(
     run_dir: Path,
     candidate_id: str,
@@ -87,6 +93,9 @@ def export_candidate(
     )
     shutil.copyfile(src / WEIGHTS_FILE, out_dir / WEIGHTS_FILE)
     torch.save(load_file(src / WEIGHTS_FILE), out_dir / "weights.pt")
+    traced = (src / TORCHSCRIPT_FILE).is_file()
+    if traced:
+        shutil.copyfile(src / TORCHSCRIPT_FILE, out_dir / TORCHSCRIPT_FILE)
     rows = "\n".join(f"| {k} | {_fmt(v)} |" for k, v in metrics.items() if v is not None)
     (out_dir / "README.md").write_text(
         _README.format(
@@ -96,7 +105,7 @@ def export_candidate(
             rows=rows,
             input_shape=tuple(input_shape),
             num_classes=num_classes,
-            extra="",
+            extra=_TORCHSCRIPT_NOTE if traced else "",
         )
     )
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
@@ -109,3 +118,30 @@ def _fmt(v) -> str:
     if isinstance(v, int):
         return f"{v:,}"
     return str(v)
+
+
+def export_run(run_dir: Path, out_dir: Path, candidate_id: str | None = None) -> Path:
+    """Export one evaluated candidate of a run (default: the leaderboard's first)."""
+    from llmnas.leaderboard import leaderboard
+    from llmnas.store import RunStore
+
+    store = RunStore.open(run_dir)
+    evaluations = {e["candidate_id"]: e for e in store.events() if e.get("type") == "evaluation" and e["ok"]}
+    if candidate_id is None:
+        rows = leaderboard(run_dir)
+        if not rows:
+            raise ValueError(f"{run_dir} has no passing candidate to export yet")
+        candidate_id = rows[0]["candidate_id"]
+    if candidate_id not in evaluations:
+        raise ValueError(f"--candidate {candidate_id}: no passing evaluation of that id in {run_dir}")
+    spec = store.run_info["spec"]
+    metrics = {k: v for k, v in evaluations[candidate_id]["metrics"].items() if isinstance(v, int | float)}
+    return export_candidate(
+        run_dir,
+        candidate_id,
+        out_dir,
+        input_shape=tuple(spec["input_shape"]),
+        num_classes=spec["num_classes"],
+        metrics={"candidate": candidate_id, **metrics},
+        title=f"llmnas model {candidate_id}",
+    )

@@ -34,22 +34,18 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from llmnas.executor import clear_outputs, crash_result, output_limits, verdict
 from sandbox.protocol import (
     DATA_FILES,
-    MAX_RESULT_BYTES,
-    PRED_FILES,
     RESULT_FILE,
-    WEIGHTS_FILE,
     Job,
     Limits,
     Result,
-    Stage,
 )
 
 log = logging.getLogger("llmnas.ray")
 
 INSTALL_HINT = "Ray is an optional extra: pip install 'llmnas[ray]'"
-_ARTEFACT_BYTES = 1 << 30
 # Beyond the candidate's own limit: actor placement and start, zygote start, data and result transfer.
 _DEADLINE_MARGIN_S = 120.0
 _CLOSE_WAIT_S = 5.0
@@ -65,16 +61,6 @@ def import_ray():
     return ray
 
 
-def _output_limits(limits: Limits) -> dict[str, int]:
-    """The files a node may send back for a candidate, with the most bytes each may hold."""
-    return {
-        RESULT_FILE: MAX_RESULT_BYTES,
-        **{name: _ARTEFACT_BYTES for name in PRED_FILES.values()},
-        WEIGHTS_FILE: _ARTEFACT_BYTES,
-        "stdout.txt": max(limits.stdout_bytes, 1),
-    }
-
-
 class _Evaluator:
     """Runs on a Ray node (wrapped by ``ray.remote`` at runtime): one warm sandbox slot."""
 
@@ -87,7 +73,7 @@ class _Evaluator:
             1, self.limits, preload=preload, gpus=[",".join(self._gpu_ids)] if self._gpu_ids else 0
         )
         self._data_ready = False
-        self._outputs = _output_limits(self.limits)
+        self._outputs = output_limits(self.limits)
 
     @staticmethod
     def _assigned_gpus() -> list[str]:
@@ -286,7 +272,7 @@ class RayExecutor:
             return self._pool.submit(self._run, job, Path(out_dir))
         except RuntimeError:  # submitted after close(): answer, don't raise
             future: Future[Result] = Future()
-            future.set_result(_crash(job, "the Ray executor was closed before this candidate ran"))
+            future.set_result(crash_result(job, "the Ray executor was closed before this candidate ran"))
             return future
 
     def _run(self, job: Job, out_dir: Path) -> Result:
@@ -295,7 +281,7 @@ class RayExecutor:
             result = self._evaluate(seat, job, out_dir)
         except Exception as exc:  # noqa: BLE001 - the executor must survive anything
             log.exception("ray executor failure for %s", job.candidate_id)
-            result = _crash(job, f"ray executor error: {str(exc)[:300]}")
+            result = crash_result(job, f"ray executor error: {str(exc)[:300]}")
         finally:
             self._idle.put(seat)
         try:  # the driver's record of this candidate, whatever happened: written last
@@ -328,15 +314,17 @@ class RayExecutor:
         deaths: list[str] = []
         while True:
             if self._closed:
-                return _crash(job, "the Ray executor was closed while this candidate was queued or running")
+                return crash_result(
+                    job, "the Ray executor was closed while this candidate was queued or running"
+                )
             try:
                 ref = seat.actor.evaluate.remote(job_json, box)
                 files = ray.get(ref, timeout=self._deadline_s)
             except ray.exceptions.RayTaskError as exc:  # our code raised on the node: not a lost worker
-                return _crash(job, f"ray worker error: {_first_line(exc.cause or exc)}")
+                return crash_result(job, f"ray worker error: {_first_line(exc.cause or exc)}")
             except ray.exceptions.RayError as exc:  # the actor, its node or the reply is gone
                 if self._closed:
-                    return _crash(job, "the Ray executor was closed while this candidate was running")
+                    return crash_result(job, "the Ray executor was closed while this candidate was running")
                 deaths.append(_first_line(exc))
                 with self._lock:
                     self.restarts += 1
@@ -350,7 +338,7 @@ class RayExecutor:
                 self._replace(seat)
                 if len(deaths) > self.retries:
                     times = _TIMES.get(len(deaths), f"{len(deaths)} times")
-                    return _crash(
+                    return crash_result(
                         job,
                         f"ray worker died {times} while evaluating this candidate "
                         f"(not retried again; last: {deaths[-1]})",
@@ -359,27 +347,17 @@ class RayExecutor:
             return self._land(job, files, out_dir)
 
     def _land(self, job: Job, files: Any, out_dir: Path) -> Result:
-        """Check what a node sent back and write its artefacts into ``out_dir`` (result.json: _run)."""
+        """Write what a node sent back into ``out_dir`` (within the size limits), then judge it like a
+        local worker's files."""
         if not isinstance(files, dict) or not isinstance(files.get(RESULT_FILE), bytes):
-            return _crash(job, "the ray worker sent back no result")
-        limits = _output_limits(self.limits)
-        try:
-            result = Result.model_validate_json(files[RESULT_FILE][:MAX_RESULT_BYTES])
-        except ValueError as exc:
-            return _crash(job, f"the ray worker sent an invalid result: {str(exc)[:200]}")
-        if result.candidate_id != job.candidate_id:
-            return _crash(job, "the ray worker reported another candidate's id")
+            return crash_result(job, "the ray worker sent back no result")
         out_dir.mkdir(parents=True, exist_ok=True)
-        for name, limit in limits.items():
+        clear_outputs(out_dir)
+        for name, limit in output_limits(self.limits).items():
             data = files.get(name)
-            if name != RESULT_FILE and isinstance(data, bytes) and len(data) <= limit:
+            if isinstance(data, bytes) and len(data) <= limit:
                 (out_dir / name).write_bytes(data)
-        if result.ok:
-            for name in (*PRED_FILES.values(), WEIGHTS_FILE):
-                if not (out_dir / name).is_file():
-                    result = _crash(job, f"the worker did not leave a valid {name}")
-                    break
-        return result
+        return verdict(job, out_dir, lambda: crash_result(job, "the ray worker sent back no result"))
 
     def close(self) -> None:
         """Stop at once: queued jobs are cancelled, candidates in flight are killed with their actors."""
@@ -408,10 +386,6 @@ class RayExecutor:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _crash(job: Job, message: str) -> Result:
-    return Result(candidate_id=job.candidate_id, ok=False, stage=Stage.crash, message=message)
 
 
 def _first_line(exc: BaseException) -> str:

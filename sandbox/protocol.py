@@ -13,6 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 RESULT_FILE = "result.json"
 WEIGHTS_FILE = "weights.safetensors"
+TORCHSCRIPT_FILE = "model.torchscript.pt"  # optional: written when the model traces
+STDOUT_FILE = "stdout.txt"
+ARTEFACT_BYTES = 1 << 30
 PRED_FILES = {"val": "val_pred.npy", "test": "test_pred.npy"}
 DATA_FILES = ("train_x.npy", "train_y.npy", "val_x.npy", "test_x.npy")
 MAX_RESULT_BYTES = 1_000_000

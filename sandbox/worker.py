@@ -26,6 +26,7 @@ from sandbox.limits import confine, rss_mb
 from sandbox.protocol import (
     PRED_FILES,
     RESULT_FILE,
+    TORCHSCRIPT_FILE,
     WEIGHTS_FILE,
     Job,
     Limits,
@@ -173,6 +174,7 @@ def run_job(job: Job, workdir: Path) -> Result:
         lat, iqr = _guard(Stage.train, measure.latency_ms, model, example, job.latency_runs)
         if job.save_weights:
             _guard(Stage.train, save_model, model.cpu(), str(workdir / WEIGHTS_FILE))
+            _torchscript(model, example.cpu(), workdir / TORCHSCRIPT_FILE)
         peak = (
             torch.cuda.max_memory_allocated() / 2**20
             if device.type == "cuda"
@@ -254,6 +256,15 @@ def preload() -> None:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as folder:
         warm_up(Path(folder))
+
+
+def _torchscript(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+    """A traced TorchScript copy for export, when the model traces; never a failure of the candidate."""
+    try:
+        with torch.no_grad():
+            torch.jit.trace(model.eval(), example, check_trace=False).save(str(path))
+    except Exception as exc:  # noqa: BLE001
+        print(f"llmnas: no TorchScript export ({type(exc).__name__}: {str(exc)[:200]})")
 
 
 def write_result(result: Result, workdir: Path) -> None:

@@ -75,7 +75,9 @@ def test_best_model_runs_as_a_script_without_llmnas(run_dir: Path, tmp_path: Pat
     assert "torch.Size([1, 10])" in result.stdout
 
 
-@pytest.mark.parametrize("command", [[], ["search"], ["resume"], ["eval"], ["report"], ["list"], ["show"]])
+@pytest.mark.parametrize(
+    "command", [[], ["search"], ["resume"], ["refine"], ["eval"], ["export"], ["report"], ["list"], ["show"]]
+)
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])
@@ -130,3 +132,26 @@ def test_list_and_show_read_the_run(run_dir: Path, capsys):
     board = json.loads(capsys.readouterr().out)
     assert 1 <= len(board) <= 2 and board[0]["rank"] == 1
     assert board[0]["candidate_id"] == json.loads((run_dir / "best" / "metrics.json").read_text())["candidate"]
+
+
+def test_export_reproduces_validation_accuracy_with_weights_and_torchscript(run_dir: Path, tmp_path: Path):
+    board = json.loads(subprocess.run([sys.executable, "-m", "llmnas.cli", "show", str(run_dir), "--json"],
+                                      capture_output=True, text=True, check=True).stdout)
+    cid = board[-1]["candidate_id"]  # any candidate, not only the best
+    assert main(["export", str(run_dir), "--candidate", cid, "--out", str(tmp_path / "x")]) == 0
+    out = tmp_path / "x"
+    for name in ("model.py", "weights.pt", "weights.safetensors", "README.md", "model.torchscript.pt"):
+        assert (out / name).is_file(), name
+    assert cid in (out / "README.md").read_text() and "torch.jit.load" in (out / "README.md").read_text()
+    spec = importlib.util.spec_from_file_location("exported", out / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    data = load_dataset("digits", seed=3)
+    x = torch.from_numpy(data.x_val)
+    with torch.no_grad():
+        eager = module.load()(x).numpy()
+        traced = torch.jit.load(str(out / "model.torchscript.pt"))(x).numpy()
+    reported = board[-1]["val_acc"]
+    assert accuracy(eager, data.y_val) == pytest.approx(reported, abs=1e-9)
+    assert accuracy(traced, data.y_val) == pytest.approx(reported, abs=1e-9)
+    assert main(["export", str(run_dir), "--candidate", "nope", "--out", str(tmp_path / "y")]) == 3
