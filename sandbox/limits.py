@@ -56,12 +56,13 @@ _SECRET_READS = ("/environ", "/mem", "/proc/1/", "/root", "/home")
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
 
-def apply_rlimits(limits: Limits) -> None:
-    """Address space, CPU seconds, file size, processes and open files, no core dumps."""
+def apply_rlimits(limits: Limits, cuda: bool = False) -> None:
+    """Address space, CPU seconds, file size, processes and open files, no core dumps. On CUDA the
+    address-space limit is left out: the driver maps far more virtual memory than it uses."""
     vm_now = _vm_size_bytes()
     mb = 1024 * 1024
     for res, value in (
-        (resource.RLIMIT_AS, vm_now + limits.memory_mb * mb),
+        *(() if cuda else ((resource.RLIMIT_AS, vm_now + limits.memory_mb * mb),)),
         (resource.RLIMIT_CPU, limits.cpu_s),
         (resource.RLIMIT_FSIZE, limits.file_mb * mb),
         (resource.RLIMIT_NPROC, limits.nproc),
@@ -120,14 +121,14 @@ def install_audit_hook(workdir: str) -> None:
     sys.addaudithook(hook)
 
 
-def confine(workdir: str, limits: Limits, uid: int | None, threads: int) -> None:
+def confine(workdir: str, limits: Limits, uid: int | None, threads: int, cuda: bool = False) -> None:
     """Everything above, in the order that works: session, folder, env, limits, uid, hook."""
     if os.getpgrp() != os.getpid():
         os.setsid()
     os.chdir(workdir)
     os.environ.clear()
     os.environ.update(scrubbed_env(threads, workdir))
-    apply_rlimits(limits)
+    apply_rlimits(limits, cuda)
     drop_privileges(uid)
     if limits.audit_hook:
         install_audit_hook(workdir)

@@ -280,7 +280,7 @@ def run_confined(job: Job, workdir: Path, limits: Limits, uid: int | None) -> No
     for fd, target in ((null, 0), (out, 1), (out, 2)):
         os.dup2(fd, target)
     os.closerange(3, 1 << 16)
-    confine(str(workdir), limits, uid, job.threads)
+    confine(str(workdir), limits, uid, job.threads, cuda=job.device == "cuda")
     code = 0
     try:
         write_result(run_job(job, workdir), workdir)
