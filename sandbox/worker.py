@@ -126,6 +126,15 @@ def run_job(job: Job, workdir: Path) -> Result:
         name: np.load(Path(job.data_dir) / f"{name}.npy", allow_pickle=False)
         for name in ("train_x", "train_y", "val_x", "test_x")
     }
+
+    def finish(**fields) -> Result:
+        return Result(
+            candidate_id=job.candidate_id,
+            device=device.type,
+            wall_seconds=time.perf_counter() - start,
+            **fields,
+        )
+
     x_train = torch.from_numpy(data["train_x"]).float()
     y_train = torch.from_numpy(data["train_y"]).long()
     try:
@@ -152,13 +161,9 @@ def run_job(job: Job, workdir: Path) -> Result:
                 seed=job.seed,
             )
         if job.screen_only:
-            metrics = Metrics(params=params, flops=flops, depth=measure.depth(model), proxies=proxies)
-            return Result(
-                candidate_id=job.candidate_id,
+            return finish(
                 ok=True,
-                metrics=metrics,
-                device=device.type,
-                wall_seconds=time.perf_counter() - start,
+                metrics=Metrics(params=params, flops=flops, depth=measure.depth(model), proxies=proxies),
             )
         try:
             report = train(model, x_train, y_train, job.train, gen, device)
@@ -193,22 +198,9 @@ def run_job(job: Job, workdir: Path) -> Result:
             holdout_acc=report.holdout_acc,
             proxies=proxies,
         )
-        return Result(
-            candidate_id=job.candidate_id,
-            ok=True,
-            metrics=metrics,
-            device=device.type,
-            wall_seconds=time.perf_counter() - start,
-        )
+        return finish(ok=True, metrics=metrics)
     except CandidateFailure as fail:
-        return Result(
-            candidate_id=job.candidate_id,
-            ok=False,
-            stage=fail.stage,
-            message=str(fail),
-            device=device.type,
-            wall_seconds=time.perf_counter() - start,
-        )
+        return finish(ok=False, stage=fail.stage, message=str(fail))
 
 
 WARM_UP_CODE = """
