@@ -112,6 +112,14 @@ def isolation_prefix(root: Path) -> list[str]:
     return [*prefix, "sh", "-c", _MASK_TMP, "llmnas-sandbox", str(root)] if masked else list(prefix)
 
 
+def _devices(gpus: int | Sequence[str]) -> list[str]:
+    """Device ids for the slots: given ones, or the first ``gpus`` of those visible to the driver."""
+    if not isinstance(gpus, int):
+        return [str(g) for g in gpus]
+    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return (visible or [str(d) for d in range(gpus)])[:gpus]
+
+
 _POOLS = itertools.count()
 
 
@@ -320,7 +328,7 @@ class LocalPool:
             env = scrubbed_env(1, str(home))
             env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
             env["LLMNAS_PRELOAD"] = ",".join(preload)
-            devices = [str(d) for d in range(gpus)] if isinstance(gpus, int) else list(gpus)
+            devices = _devices(gpus)
             if devices:
                 env["CUDA_VISIBLE_DEVICES"] = devices[i % len(devices)]
             self._all.append(_Slot(self.root, None if base is None else base + i, env, mode == "zygote"))

@@ -126,8 +126,9 @@ def confine(workdir: str, limits: Limits, uid: int | None, threads: int, cuda: b
     if os.getpgrp() != os.getpid():
         os.setsid()
     os.chdir(workdir)
+    env = scrubbed_env(threads, workdir)  # built before the clear: it reads PATH and the slot's GPU
     os.environ.clear()
-    os.environ.update(scrubbed_env(threads, workdir))
+    os.environ.update(env)
     apply_rlimits(limits, cuda)
     drop_privileges(uid)
     if limits.audit_hook:

@@ -22,7 +22,7 @@ MAX_RESULT_BYTES = 1_000_000
 BN_STATS = ("running_mean", "running_var", "num_batches_tracked")  # not counted as parameters
 
 
-SAFE_ENV = ("PATH", "LANG", "LC_ALL")
+SAFE_ENV = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES")
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 

@@ -1,0 +1,315 @@
+"""Guards for the trust boundary (DESIGN.md): read the source, never import it.
+
+- nothing under sandbox/ imports llmnas;
+- the driver (llmnas/) imports from sandbox/ only ``sandbox.protocol``, the data contract;
+- ``sandbox.protocol`` itself imports nothing of either side (nor torch): importing it is free;
+- no driver module executes or compiles code, imports by name at run time, unpickles (pickle,
+  marshal, shelve, ``torch.load`` without ``weights_only=True``, ``np.load`` without
+  ``allow_pickle=False``) or writes pickles, unless an entry of ``ALLOWED`` says why that site is safe;
+- the driver never loads a module from a file (``spec_from_file_location``, ``runpy``, ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DRIVER = ROOT / "llmnas"
+SANDBOX = ROOT / "sandbox"
+PROTOCOL = "sandbox.protocol"
+
+# (file relative to the repo, qualified call) -> why this site is safe. An entry that matches no
+# site is an error too: the list must say exactly what is allowed.
+ALLOWED: dict[tuple[str, str], str] = {
+    ("llmnas/export.py", "torch.save"): (
+        "writes weights.pt into an exported bundle for its users, from tensors read with safetensors; "
+        "the driver never reads it back (the bundle's loader uses weights_only=True)"
+    ),
+}
+
+# Calls that run code from a string or load a module by a name chosen at run time.
+CODE_CALLS = {
+    "exec",
+    "eval",
+    "compile",
+    "__import__",
+    "builtins.exec",
+    "builtins.eval",
+    "builtins.compile",
+    "builtins.__import__",
+    "importlib.import_module",
+    "importlib.__import__",
+    "importlib.reload",
+}
+# Calls that unpickle (run code from bytes) whatever the arguments.
+UNPICKLE_CALLS = {
+    f"{module}.{name}"
+    for module in ("pickle", "_pickle", "cPickle", "dill", "cloudpickle", "joblib")
+    for name in ("load", "loads", "Unpickler")
+} | {
+    "marshal.load",
+    "marshal.loads",
+    "shelve.open",
+    "pandas.read_pickle",
+    "numpy.lib.format.read_array",
+    "torch.jit.load",  # a TorchScript archive a worker wrote: code and pickled data
+    "torch.package.PackageImporter",
+}
+# Calls that write a pickle: someone will load it later, so each site needs a reason.
+PICKLE_WRITES = {"pickle.dump", "pickle.dumps", "torch.save", "torch.serialization.save"}
+# Strings that load a module from a file path or change where imports are looked up.
+FILE_IMPORTS = re.compile(
+    r"spec_from_file_location|module_from_spec|exec_module|SourceFileLoader|SourcelessFileLoader"
+    r"|\brunpy\b|run_path|run_module|zipimport|sys\.path\.(?:insert|append|extend)|sys\.path\s*\+?="
+    r"|importlib\.machinery"
+)
+
+
+def _files(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.rglob("*.py") if "__pycache__" not in p.parts)
+    assert files, f"no Python files under {folder}"
+    return files
+
+
+def _rel(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+def _tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+def _package_of(path: Path, root: Path) -> str:
+    return ".".join(path.relative_to(root).with_suffix("").parts[:-1])
+
+
+def _imports(path: Path, root: Path = ROOT) -> list[tuple[int, str]]:
+    """Every module an import statement names (anywhere in the file, functions included), with
+    ``from a import b`` also giving ``a.b`` (b may be a submodule) and relative imports resolved."""
+    found = []
+    for node in ast.walk(_tree(path)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                package = _package_of(path, root).split(".")
+                parent = package[: len(package) - node.level + 1]
+                base = ".".join([*parent, *([base] if base else [])])
+            found.append((node.lineno, base))
+            found += [(node.lineno, f"{base}.{alias.name}") for alias in node.names if alias.name != "*"]
+    return found
+
+
+class _Calls(ast.NodeVisitor):
+    """Calls with their qualified names, import aliases resolved (``np.load`` is ``numpy.load``)."""
+
+    def __init__(self) -> None:
+        self.aliases: dict[str, str] = {}
+        self.calls: list[tuple[ast.Call, str]] = []
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            if alias.asname:
+                self.aliases[alias.asname] = alias.name
+            else:
+                top = alias.name.split(".")[0]
+                self.aliases[top] = top
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        for alias in node.names:
+            self.aliases[alias.asname or alias.name] = f"{node.module or ''}.{alias.name}"
+
+    def visit_Call(self, node: ast.Call) -> None:
+        name = self.qualify(node.func)
+        if name:
+            self.calls.append((node, name))
+        self.generic_visit(node)
+
+    def qualify(self, expr: ast.expr) -> str | None:
+        parts = []
+        while isinstance(expr, ast.Attribute):
+            parts.append(expr.attr)
+            expr = expr.value
+        if not isinstance(expr, ast.Name):
+            return None
+        parts.append(self.aliases.get(expr.id, expr.id))
+        return ".".join(reversed(parts))
+
+
+def _calls(path: Path) -> list[tuple[ast.Call, str]]:
+    visitor = _Calls()
+    tree = _tree(path)
+    # Aliases first (imports may sit below their use inside functions), then the calls.
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            visitor.visit(node)
+    visitor.visit(tree)
+    return visitor.calls
+
+
+def _keyword(call: ast.Call, name: str) -> ast.expr | None:
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+def _is_const(expr: ast.expr | None, value: object) -> bool:
+    return isinstance(expr, ast.Constant) and expr.value is value
+
+
+def _unsafe(call: ast.Call, name: str) -> str | None:
+    """Why this call breaks the boundary, or None."""
+    if name in CODE_CALLS:
+        return "runs code from a string or imports a module chosen at run time"
+    if name in UNPICKLE_CALLS:
+        return "unpickles"
+    if name in PICKLE_WRITES:
+        return "writes a pickle"
+    if name in ("torch.load", "torch.serialization.load") and not _is_const(
+        _keyword(call, "weights_only"), True
+    ):
+        return "torch.load without weights_only=True unpickles"
+    if name in ("numpy.load", "numpy.lib.npyio.load") and not _is_const(
+        _keyword(call, "allow_pickle"), False
+    ):
+        return "np.load needs allow_pickle=False (arrays travel as plain .npy files)"
+    return None
+
+
+# --------------------------------------------------------------------------- imports
+@pytest.mark.parametrize("path", _files(SANDBOX), ids=_rel)
+def test_the_sandbox_never_imports_the_driver(path: Path):
+    bad = [(line, m) for line, m in _imports(path) if m == "llmnas" or m.startswith("llmnas.")]
+    assert not bad, f"{_rel(path)} imports the driver: {bad}"
+
+
+@pytest.mark.parametrize("path", _files(DRIVER), ids=_rel)
+def test_the_driver_imports_only_the_protocol_from_the_sandbox(path: Path):
+    bad = [
+        (line, m)
+        for line, m in _imports(path)
+        if (m == "sandbox" or m.startswith("sandbox."))
+        and m not in ("sandbox", PROTOCOL)
+        and not m.startswith(PROTOCOL + ".")
+    ]
+    bare = [
+        (node.lineno, alias.name)
+        for node in ast.walk(_tree(path))
+        if isinstance(node, ast.Import)
+        for alias in node.names
+        if alias.name == "sandbox"
+    ]
+    assert not bad + bare, f"{_rel(path)} imports sandbox internals (only {PROTOCOL} is shared): {bad + bare}"
+
+
+def test_the_protocol_imports_neither_side():
+    """Importing the data contract must not pull in the worker, the driver or torch."""
+    path = SANDBOX / "protocol.py"
+    stdlib = set(sys.stdlib_module_names)
+    for line, module in _imports(path):
+        top = module.split(".")[0]
+        assert top in stdlib or top in ("__future__", "pydantic"), (
+            f"sandbox/protocol.py line {line} imports {module}: keep the contract free of both sides"
+        )
+
+
+# --------------------------------------------------------------------------- code and pickles
+def _driver_sites() -> list[tuple[str, int, str, str]]:
+    sites = []
+    for path in _files(DRIVER):
+        for call, name in _calls(path):
+            why = _unsafe(call, name)
+            if why:
+                sites.append((_rel(path), call.lineno, name, why))
+    return sites
+
+
+def test_the_driver_never_executes_imports_by_name_or_unpickles():
+    sites = _driver_sites()
+    bad = [s for s in sites if (s[0], s[2]) not in ALLOWED]
+    assert not bad, "unsafe calls in the driver:\n" + "\n".join(
+        f"{file}:{line}: {name}: {why}" for file, line, name, why in bad
+    )
+    stale = set(ALLOWED) - {(s[0], s[2]) for s in sites}
+    assert not stale, f"ALLOWED entries that match no call (remove them): {sorted(stale)}"
+
+
+def test_the_sandbox_never_unpickles():
+    """The zygote runs as root and reads files the driver wrote; the worker reads the shared data.
+    Neither may unpickle (running candidate code is the worker's job: exec is allowed there)."""
+    bad = []
+    for path in _files(SANDBOX):
+        for call, name in _calls(path):
+            why = _unsafe(call, name)
+            if why and name not in CODE_CALLS | PICKLE_WRITES:
+                bad.append(f"{_rel(path)}:{call.lineno}: {name}: {why}")
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("path", _files(DRIVER), ids=_rel)
+def test_the_driver_never_loads_a_module_from_a_file(path: Path):
+    """Candidate code reaches the driver as text only: no spec_from_file_location, runpy or sys.path."""
+    hits = [
+        f"line {n}: {line.strip()}"
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if FILE_IMPORTS.search(line)
+    ]
+    assert not hits, f"{_rel(path)} loads code from files: {hits}"
+
+
+# --------------------------------------------------------------------------- the scanners themselves
+SCANNER_PROBE = """
+import numpy as np
+import pickle as pk
+import torch
+from importlib import import_module
+from torch import load as tload
+
+
+def f(path, module):
+    exec("1")
+    eval("1")
+    compile("1", "x", "exec")
+    __import__(module)
+    import_module(module)
+    pk.loads(b"")
+    torch.load(path)
+    tload(path, weights_only=False)
+    np.load(path)
+    np.load(path, allow_pickle=True)
+    torch.load(path, weights_only=True)
+    np.load(path, allow_pickle=False)
+    torch.save(path, path)
+    model.eval()
+    re.compile("x")
+"""
+
+
+def test_the_scanners_see_what_they_must(tmp_path: Path):
+    probe = tmp_path / "probe.py"
+    probe.write_text(SCANNER_PROBE)
+    flagged = [name for call, name in _calls(probe) if _unsafe(call, name)]
+    assert flagged == [
+        "exec",
+        "eval",
+        "compile",
+        "__import__",
+        "importlib.import_module",
+        "pickle.loads",
+        "torch.load",
+        "torch.load",
+        "numpy.load",
+        "numpy.load",
+        "torch.save",
+    ]
+    fake = tmp_path / "llmnas" / "mod.py"
+    fake.parent.mkdir()
+    fake.write_text("from sandbox import worker\nfrom ..sandbox import limits\nimport sandbox.protocol\n")
+    modules = {m for _, m in _imports(fake, tmp_path)}
+    assert {"sandbox.worker", "sandbox.limits", "sandbox.protocol"} <= modules
+    assert FILE_IMPORTS.search("spec = importlib.util.spec_from_file_location('m', p)")
+    assert FILE_IMPORTS.search("sys.path.insert(0, folder)") and FILE_IMPORTS.search("import runpy")
