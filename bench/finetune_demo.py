@@ -8,7 +8,7 @@ goes from writing no valid candidates to writing them at a measured rate.
    sends it) and the share that passes extraction + static checks is measured, with the NLL per token of
    held-out rendered programs.
 3. ``FineTuner.maybe_finetune`` trains a LoRA adapter on the best traces, saves it in the run folder and
-   loads it; step 2 is measured again, plus one proposal through ``LLMProposer``.
+   loads it; step 2 is measured again, plus a few proposals through ``LLMProposer``.
 
     python bench/finetune_demo.py [--budget 64] [--steps 300] [--samples 32] [--proxy] [--out DIR]
 """
@@ -38,7 +38,13 @@ from fakes.tiny_coder import (  # noqa: E402
 from llmnas import validate  # noqa: E402
 from llmnas.config import RunConfig  # noqa: E402
 from llmnas.extract import extract_code  # noqa: E402
-from llmnas.finetune import FinetuneOptions, FineTuner, completion_nll, peak_rss_mb  # noqa: E402
+from llmnas.finetune import (  # noqa: E402
+    FinetuneOptions,
+    FineTuner,
+    completion_nll,
+    peak_rss_mb,
+    select_traces,
+)
 from llmnas.llm import HFChat  # noqa: E402
 from llmnas.llm_proposer import LLMProposer  # noqa: E402
 from llmnas.proposer import Action  # noqa: E402
@@ -90,7 +96,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1.5e-2)
     ap.add_argument("--top-fraction", type=float, default=0.5)
     ap.add_argument("--samples", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--proposals", type=int, default=8, help="proposals through LLMProposer after")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: no OpenMP spin on a busy box)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="keep the run folder here")
     args = ap.parse_args()
@@ -120,6 +127,10 @@ def main() -> None:
     pairs = [(messages, f"```python\n{c.strip()}\n```") for c in held_out]
     before = sample(chat, messages, args.samples, args.seed)
     nll_before = completion_nll(chat, pairs, max_length=1024)
+    # the run's passing programs that the top fraction leaves out: unseen, but from the search's distribution
+    chosen = {t.candidate_id for t in select_traces(traces, args.top_fraction)}
+    unselected = [(t.prompt_messages, t.completion) for t in passing if t.candidate_id not in chosen]
+    run_before = completion_nll(chat, unselected, max_length=1024) if unselected else float("nan")
 
     events: list[dict] = []
     options = FinetuneOptions(
@@ -139,9 +150,15 @@ def main() -> None:
         raise SystemExit(f"too few good traces to fine-tune on ({len(passing)} passing)")
     after = sample(chat, messages, args.samples, args.seed)
     nll_after = completion_nll(chat, pairs, max_length=1024)
+    run_after = completion_nll(chat, unselected, max_length=1024) if unselected else float("nan")
     spec = TaskSpec.model_validate(json.loads((run / "run.json").read_text())["spec"])
-    proposal = LLMProposer(chat, max_tokens=256).propose(
-        Action("generate", temperature=0.7), [], spec, np.random.default_rng(0)
+    proposer = LLMProposer(chat, max_tokens=256)
+    proposals = [
+        proposer.propose(Action("generate", temperature=0.7), [], spec, np.random.default_rng(i))
+        for i in range(args.proposals)
+    ]
+    proposed_valid = sum(
+        p.code is not None and isinstance(validate.check(p.code), validate.Checked) for p in proposals
     )
 
     e = events[0]
@@ -159,8 +176,11 @@ def main() -> None:
         f"{len(after) / args.samples:.0%}  ({len(set(after))} distinct, "
         f"{len(set(after) - known)} not in the run)"
     )
-    print(f"held-out NLL/token ({len(pairs)} unseen programs): {nll_before:.2f} -> {nll_after:.2f}")
-    print(f"one LLMProposer proposal after: {'valid code' if proposal.code else proposal.stage}")
+    print(
+        f"held-out NLL/token: {len(pairs)} random programs of the space {nll_before:.2f} -> {nll_after:.2f}; "
+        f"{len(unselected)} passing programs of the run not trained on {run_before:.2f} -> {run_after:.2f}"
+    )
+    print(f"through LLMProposer.propose after: {proposed_valid}/{args.proposals} valid")
     print(f"peak RSS: {peak_rss_mb():.0f} MiB (after the search {rss_search:.0f} MiB); adapter: {adapter}")
     print(f"total {time.perf_counter() - t0:.0f}s; run folder: {run}")
 

@@ -161,6 +161,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--llm-retries", type=_int("--llm-retries"), help="retries on 429/5xx/timeouts (default: 5)"
     )
+    s.add_argument(
+        "--llm-max-tokens",
+        type=_positive_int("--llm-max-tokens"),
+        help="longest reply the model may write, in tokens (default: 2048)",
+    )
+    s.add_argument(
+        "--finetune-every",
+        type=_positive_int("--finetune-every"),
+        help="with --llm hf:PATH, train a LoRA adapter on the best traces every K proposals",
+    )
+    s.add_argument(
+        "--finetune-steps", type=_positive_int("--finetune-steps"), help="steps per fine-tuning round"
+    )
     s.add_argument("--api-key", help="API key for --llm (default: $OPENAI_API_KEY; never written to the run)")
     s.add_argument(
         "--max-tokens", type=_positive_int("--max-tokens"), help="end the run after this many LLM tokens"
@@ -229,6 +242,15 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("run", type=Path, help="results/<run-id>")
     x.add_argument("--candidate", help="candidate id (default: the best by validation accuracy)")
     x.add_argument("--out", type=Path, required=True, help="folder to write")
+
+    t = sub.add_parser(
+        "traces",
+        help="export every proposal's trace as a JSONL dataset (TRL-readable)",
+        description="Export (prompt, completion, reward, status) of every proposal as JSONL.",
+    )
+    t.add_argument("run", type=Path, help="results/<run-id>")
+    t.add_argument("--out", type=Path, required=True, help="JSONL file to write")
+    t.add_argument("--min-reward", type=float, help="keep only traces with at least this reward")
 
     rp = sub.add_parser(
         "report",
@@ -334,6 +356,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         llm_timeout_s=args.llm_timeout,
         llm_retries=args.llm_retries,
     )
+    extra.update(
+        finetune_every=args.finetune_every,
+        finetune_steps=args.finetune_steps,
+        llm_max_tokens=args.llm_max_tokens,
+    )
     extra.update(executor=args.executor, ray_address=args.ray_address, gpus_per_task=args.gpus_per_task)
     cfg = _config(args, args.requirements, **extra)
     return _report_result(
@@ -392,6 +419,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_traces(args: argparse.Namespace) -> int:
+    from llmnas.traces import export_traces
+
+    count = export_traces(args.run, args.out, min_reward=args.min_reward)
+    print(f"{count} traces written to {args.out}")
+    return EXIT_OK
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from llmnas.report import render_report
 
@@ -421,6 +456,7 @@ COMMANDS = {
     "refine": cmd_refine,
     "eval": cmd_eval,
     "export": cmd_export,
+    "traces": cmd_traces,
     "report": cmd_report,
     "list": cmd_list,
     "show": cmd_show,

@@ -100,6 +100,7 @@ def encode(
 
 
 def _batch(encoded: list[tuple[list[int], int]], pad: int, device: str) -> dict[str, Any]:
+    """Right-padded ids, attention mask and labels (-100 on the prompt and the padding)."""
     import torch
 
     width = max(len(ids) for ids, _ in encoded)
@@ -111,15 +112,28 @@ def _batch(encoded: list[tuple[list[int], int]], pad: int, device: str) -> dict[
         input_ids[i, : len(ids)] = row
         labels[i, n_prompt : len(ids)] = row[n_prompt:]
         mask[i, : len(ids)] = 1
-    return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
+    # Logits are needed only from the last prompt token on: with a 150k vocabulary they are the
+    # largest tensors of the step, so the model computes just that tail (``logits_to_keep``).
+    keep = width - min(n_prompt for _, n_prompt in encoded) + 1
+    return {
+        "input_ids": input_ids.to(device),
+        "attention_mask": mask.to(device),
+        "labels": labels.to(device),
+        "keep": min(keep, width),
+    }
 
 
 def _example_nll(model: Any, batch: dict[str, Any]) -> tuple[Any, Any]:
     """Per-example summed NLL of the completion tokens, and their token counts."""
     import torch.nn.functional as F
 
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    targets = batch["labels"][:, 1:]
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "use_cache": False}
+    try:
+        logits = model(**inputs, logits_to_keep=batch["keep"]).logits
+    except TypeError:  # a model without logits_to_keep: all positions
+        logits = model(**inputs).logits
+    offset = batch["input_ids"].shape[1] - logits.shape[1]  # logits[:, j] predicts token offset + j + 1
+    targets = batch["labels"][:, offset + 1 :]
     nll = F.cross_entropy(
         logits[:, :-1].float().reshape(-1, logits.shape[-1]),
         targets.reshape(-1),
@@ -209,7 +223,7 @@ def finetune_lora(
     data = examples(traces, reward_weighted=reward_weighted)
     encoded = [encode(chat, m, c, max_length) for m, c, _ in data]
     weights = torch.tensor([w for _, _, w in data], dtype=torch.float32)
-    pad, device = _pad_id(chat), chat.device
+    device = chat.device
     base = chat.model.unload() if isinstance(chat.model, PeftModel) else chat.model
     if chat.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -220,41 +234,27 @@ def finetune_lora(
         target_modules=target_modules,
         task_type="CAUSAL_LM",
     )
-    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if device.startswith("cuda") else []):
+    devices = [torch.cuda.current_device()] if device.startswith("cuda") else []
+    with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         model = get_peft_model(base, config)
-        if gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-            model.enable_input_require_grads()
-        chat.model = model
-        probe = [(m, c) for m, c, _ in data[:LOSS_PROBE]]  # the best examples: loss before and after
-        loss_before = completion_nll(chat, probe, max_length=max_length)
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-        order = np.random.default_rng(seed)
-        queue: list[int] = []
-        model.train()
-        last = float("nan")
-        for step in range(steps):
-            picked = []
-            while len(picked) < min(batch_size, len(encoded)):
-                if not queue:
-                    queue = list(order.permutation(len(encoded)))
-                picked.append(int(queue.pop()))
-            batch = _batch([encoded[i] for i in picked], pad, device)
-            nll, counts = _example_nll(model, batch)
-            per_example = nll / counts.clamp(min=1)
-            loss = (per_example * weights[picked].to(per_example.device)).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            for group in optimizer.param_groups:  # linear decay to 10% of lr
-                group["lr"] = lr * (1 - 0.9 * (step + 1) / steps)
-            last = float(loss.detach())
-        model.eval()
-        if gradient_checkpointing:
-            model.gradient_checkpointing_disable()
-        loss_after = completion_nll(chat, probe, max_length=max_length)
+        try:
+            loss_before, loss_after, last, params = _train(
+                chat,
+                model,
+                data,
+                encoded,
+                weights,
+                steps,
+                lr,
+                batch_size,
+                max_length,
+                seed,
+                gradient_checkpointing,
+            )
+        except BaseException:
+            chat.model = model.unload()  # no half-trained adapter in use; FineTuner reloads the last one
+            raise
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"adapter-{_next_index(out_dir):03d}"
@@ -290,6 +290,59 @@ def finetune_lora(
     if on_stats is not None:
         on_stats({**stats, "adapter": str(path)})
     return path
+
+
+def _train(
+    chat: HFChat,
+    model: Any,
+    data: list[Example],
+    encoded: list[tuple[list[int], int]],
+    weights: Any,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    max_length: int,
+    seed: int,
+    gradient_checkpointing: bool,
+) -> tuple[float, float, float, list]:
+    """AdamW on the LoRA weights, batches drawn epoch by epoch in a seeded order, linear decay to 10%.
+    Returns the probe loss before and after, the last batch's loss and the trained parameters."""
+    import torch
+
+    pad, device = _pad_id(chat), chat.device
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    chat.model = model
+    probe = [(m, c) for m, c, _ in data[:LOSS_PROBE]]  # the best examples: loss before and after
+    loss_before = completion_nll(chat, probe, max_length=max_length)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    order = np.random.default_rng(seed)
+    queue: list[int] = []
+    model.train()
+    last = float("nan")
+    for step in range(steps):
+        picked = []
+        while len(picked) < min(batch_size, len(encoded)):
+            if not queue:
+                queue = list(order.permutation(len(encoded)))
+            picked.append(int(queue.pop()))
+        batch = _batch([encoded[i] for i in picked], pad, device)
+        nll, counts = _example_nll(model, batch)
+        per_example = nll / counts.clamp(min=1)
+        loss = (per_example * weights[picked].to(per_example.device)).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        for group in optimizer.param_groups:  # linear decay to 10% of lr
+            group["lr"] = lr * (1 - 0.9 * (step + 1) / steps)
+        last = float(loss.detach())
+    model.eval()
+    if gradient_checkpointing:
+        model.gradient_checkpointing_disable()
+    loss_after = completion_nll(chat, probe, max_length=max_length)
+    return loss_before, loss_after, last, params
 
 
 def _next_index(out_dir: Path) -> int:
@@ -369,8 +422,10 @@ class FineTuner:
         self, run_dir: Path, evaluations_done: int, *, before_round: int | None = None
     ) -> Path | None:
         """Train and load a new adapter if another K evaluations are done and enough good traces
-        exist (else None: it tries again on the next call). A failed round is logged and reported,
-        and the previous adapter stays in use."""
+        exist (else None: too few traces are tried again on the next call). A failed round is logged
+        and reported, the previous adapter stays in use, and the next try waits for another K.
+        Call it between rounds (never while proposals are being generated); ``before_round`` keeps
+        the traces of a round that is still in flight out of the training set."""
         if not self.due(evaluations_done):
             return None
         o = self.options
@@ -405,6 +460,7 @@ class FineTuner:
         except Exception as e:  # a failed round must not end the search: keep the previous adapter
             log.warning("fine-tuning failed (%s: %s); keeping the previous adapter", type(e).__name__, e)
             self._restore()
+            self.trained_at = evaluations_done  # try again after the next K, not every round
             self._emit({"ok": False, "evaluations": evaluations_done, "error": f"{type(e).__name__}: {e}"})
             return None
         self.trained_at, self.adapter = evaluations_done, path

@@ -35,6 +35,7 @@ from llmnas.reward import failure_reward, reward, violations
 from llmnas.scoring import ScoringError, score
 from llmnas.spec import TaskSpec
 from llmnas.store import RunStore
+from llmnas.traces import keep_proposal_files
 from sandbox.protocol import Job, Result, Stage
 
 log = logging.getLogger("llmnas")
@@ -295,7 +296,10 @@ class Search:
         self.store.save_state(*self._state())
 
     def _log_proposal(self, slot: _Slot, index: int) -> None:
-        """Append the proposal, unless a resumed round already logged it (replay is exact)."""
+        """Append the proposal, unless a resumed round already logged it (replay is exact). Proposals
+        that never became candidates keep their prompt and reply under traces/ (for fine-tuning)."""
+        if slot.candidate_id is None or slot.proposal.stage == "duplicate":
+            keep_proposal_files(self.store.folder, self.round, index, slot.proposal)
         if (self.round, index) in self._logged:
             return
         p = slot.proposal

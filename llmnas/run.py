@@ -79,7 +79,9 @@ def make_proposer(cfg: RunConfig, spec: TaskSpec, store: RunStore, chat: ChatMod
         on_call=lambda record: store.append({"type": "llm_call", **record}),
     )
     replay = ReplayChat(meter, [e for e in events if e.get("type") == "llm_reply"], store.append)
-    return LLMProposer(replay, validate.DEFAULT_ALLOWED_IMPORTS | frozenset(cfg.extra_imports))
+    return LLMProposer(
+        replay, validate.DEFAULT_ALLOWED_IMPORTS | frozenset(cfg.extra_imports), max_tokens=cfg.llm_max_tokens
+    )
 
 
 def make_executor(cfg: RunConfig):
@@ -253,11 +255,22 @@ def _search(
     between_rounds=None,
 ) -> SearchResult:
     proposer = make_proposer(cfg, spec, store, chat)
+    tuner = _finetuner(cfg, chat, store)
     try:
         with make_executor(cfg) as pool:
             data.write_worker_files(pool.data_dir)
             search = Search(cfg, spec, data, proposer, pool, store, progress=progress)
-            return search.run(cfg.budget, between_rounds)
+            if tuner is None:
+                return search.run(cfg.budget, between_rounds)
+            tuner.maybe_finetune(
+                store.folder, search.proposed, before_round=search.round
+            )  # catches up after a kill
+
+            def finetune_then_ask(s: Search) -> bool:
+                tuner.maybe_finetune(store.folder, s.proposed, before_round=s.round)
+                return between_rounds is None or between_rounds(s)
+
+            return search.run(cfg.budget, finetune_then_ask)
     except KeyboardInterrupt:
         print(
             f"\nStopped. Finished evaluations are saved in {store.folder}.\n"
@@ -268,6 +281,26 @@ def _search(
     finally:
         store.close()
         _write_report(store.folder)
+
+
+def _finetuner(cfg: RunConfig, chat: ChatModel | None, store: RunStore):
+    """With --finetune-every K and a local model: LoRA on the best traces every K proposals; on resume the
+    latest adapter is loaded back."""
+    if not cfg.finetune_every:
+        return None
+    from llmnas.finetune import FinetuneOptions, FineTuner
+
+    options = FinetuneOptions(
+        every=cfg.finetune_every,
+        steps=cfg.finetune_steps,
+        top_fraction=cfg.finetune_top_fraction,
+        rank=cfg.finetune_rank,
+        alpha=2 * cfg.finetune_rank,
+        seed=cfg.seed,
+    )
+    tuner = FineTuner(chat, options, on_event=store.append)
+    tuner.resume(store.folder)
+    return tuner
 
 
 def _write_report(folder: Path) -> None:
