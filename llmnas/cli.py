@@ -60,8 +60,14 @@ def _positive_float(flag: str):
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
+        "--config",
+        type=Path,
+        help="TOML or JSON file of run settings (any RunConfig field, e.g. llm, budget, train.max_steps); "
+        "flags override it",
+    )
+    p.add_argument(
         "--data",
-        default="digits",
+        default=None,
         help="digits | mnist1d | FILE.npz | FILE.csv | IMAGE_FOLDER | torchvision:NAME (default: digits)",
     )
     p.add_argument("--label-column", help="label column of a CSV dataset")
@@ -69,9 +75,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-samples", type=_positive_int("--max-samples"), help="subsample the data (quick runs)"
     )
-    p.add_argument(
-        "--seed", type=_int("--seed"), default=0, help="seed of the one RNG the run uses (default: 0)"
-    )
+    p.add_argument("--seed", type=_int("--seed"), help="seed of the one RNG the run uses (default: 0)")
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
@@ -83,7 +87,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
         "--timeout", type=_positive_float("--timeout"), help="hard wall-clock limit per candidate (s)"
     )
     p.add_argument("--memory-mb", type=_positive_int("--memory-mb"), help="memory limit per candidate (MiB)")
-    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="where candidates train")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), help="where candidates train (default: cpu)")
     p.add_argument(
         "--allow-import",
         action="append",
@@ -115,19 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("requirements", help='e.g. "classify 8x8 digits; under 20k parameters; under 1 ms on CPU"')
     _add_data_args(s)
-    s.add_argument(
-        "--budget", type=_positive_int("--budget"), default=24, help="candidates to propose (default: 24)"
-    )
+    s.add_argument("--budget", type=_positive_int("--budget"), help="candidates to propose (default: 24)")
     s.add_argument(
         "--workers", type=_positive_int("--workers"), help="parallel sandboxed workers (default: cores)"
     )
-    s.add_argument(
-        "--llm", default="offline", help="offline | openai:MODEL | URL#MODEL | hf:PATH (default: offline)"
-    )
+    s.add_argument("--llm", help="offline | openai:MODEL | URL#MODEL | hf:PATH (default: offline)")
     s.add_argument(
         "--strategy",
         choices=("rl", "random"),
-        default="rl",
         help="offline proposer: the RL controller with mutations, or random search (baseline)",
     )
     s.add_argument(
@@ -138,13 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--prescreen-keep",
         type=_positive_float("--prescreen-keep"),
-        default=0.5,
         help="fraction of each round trained after --prescreen (default: 0.5)",
     )
     s.add_argument(
         "--executor",
         choices=("local", "ray"),
-        default="local",
         help="where candidates run: this machine, or a Ray cluster (pip install 'llmnas[ray]'; docs/ray.md)",
     )
     s.add_argument(
@@ -184,7 +181,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--repair-attempts",
         type=_int("--repair-attempts"),
-        default=2,
         help="times a rejected reply goes back to the model with its error (default: 2)",
     )
     s.add_argument("--out", type=Path, help="run folder (default: results/<time>-<data>-s<seed>)")
@@ -273,13 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _config(args: argparse.Namespace, requirements: str, **extra):
     from llmnas.config import RunConfig
-    from sandbox.protocol import Limits, TrainConfig
 
     train = {
         k: v for k, v in (("max_steps", args.steps), ("max_seconds", args.train_seconds)) if v is not None
     }
     limits = {k: v for k, v in (("timeout_s", args.timeout), ("memory_mb", args.memory_mb)) if v is not None}
-    fields = dict(
+    flags = dict(
         requirements=requirements,
         data=args.data,
         label_column=args.label_column,
@@ -289,12 +284,33 @@ def _config(args: argparse.Namespace, requirements: str, **extra):
         device=args.device,
         power_watts=args.power_watts,
         carbon_g_per_kwh=args.carbon_intensity,
-        extra_imports=tuple(args.allow_import),
-        train=TrainConfig(**train),
-        limits=Limits(**limits),
+        extra_imports=tuple(args.allow_import) or None,
         **extra,
     )
-    return RunConfig(**{k: v for k, v in fields.items() if v is not None})
+    fields = _config_file(args.config) if args.config else {}
+    fields.update({k: v for k, v in flags.items() if v is not None})
+    fields["train"] = {**fields.get("train", {}), **train}
+    fields["limits"] = {**fields.get("limits", {}), **limits}
+    try:
+        return RunConfig(**fields)
+    except ValidationError as exc:
+        where = f"--config {args.config}: " if args.config else ""
+        raise UsageError(where + _one_line(exc)) from None
+
+
+def _config_file(path: Path) -> dict:
+    """Run settings from a TOML or JSON file; one clear line if it cannot be read."""
+    import tomllib
+
+    try:
+        text = path.read_text()
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--config {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--config {path}: expected a table of settings")
+    data.pop("requirements", None)
+    return data
 
 
 def _summary(result) -> dict:
@@ -322,6 +338,11 @@ def _report_result(result, as_json: bool) -> int:
             f"params {int(m['params']):,}  latency {m['latency_ms']:.3f} ms"
         )
         stats = result.stats
+        if llm := stats.get("llm"):
+            print(
+                f"LLM: {llm['calls']} calls ({llm['failures']} failed), "
+                f"{llm['prompt_tokens'] + llm['completion_tokens']:,} tokens, ~${llm['cost_usd']:.4f}"
+            )
         if stats.get("proposals"):
             first, after, n = stats["valid_first_try"], stats["valid_after_repair"], stats["proposals"]
             print(f"Valid code: {first / n:.0%} of proposals on the first try, {after / n:.0%} after repair.")
@@ -486,12 +507,17 @@ def main(argv: list[str] | None = None) -> int:
         FileNotFoundError,
         FileExistsError,
         ValueError,
+        UsageError,
         ImportError,
         ConnectionError,
     ) as exc:
         message = _one_line(exc)
         print(f"llmnas {args.command}: error: {message}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(exc, ValidationError | DatasetError | SpecError) else EXIT_ERROR
+        return (
+            EXIT_USAGE
+            if isinstance(exc, ValidationError | DatasetError | SpecError | UsageError)
+            else EXIT_ERROR
+        )
 
 
 def _one_line(exc: Exception) -> str:

@@ -14,7 +14,7 @@ import html
 import io
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -771,7 +771,7 @@ def _candidates(run: RunData, anchors: dict[str, str]) -> str:
 def render_html(run: RunData, pareto: bytes, progress: bytes) -> str:
     s = summary(run)
     anchors = _anchor(run)
-    generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    generated = datetime.now(UTC).isoformat(timespec="seconds")
     nav = " · ".join(
         f"<a href='#{k}'>{v}</a>"
         for k, v in (

@@ -6,6 +6,7 @@ import logging
 import platform
 import re
 import sys
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
@@ -64,18 +65,11 @@ def make_proposer(cfg: RunConfig, spec: TaskSpec, store: RunStore, chat: ChatMod
             return RandomProposer(spec.modality, cfg.seed)
         return OfflineProposer(spec.modality, cfg.seed)
     events = store.events()
-    spent = Usage()
-    for e in (e for e in events if e.get("type") == "llm_call"):
-        spent.calls += 1
-        spent.failures += not e.get("ok", False)
-        spent.prompt_tokens += e.get("prompt_tokens", 0)
-        spent.completion_tokens += e.get("completion_tokens", 0)
-        spent.cost_usd += e.get("cost_usd", 0.0)
     meter = UsageMeter(
         chat,
         max_tokens=cfg.max_tokens,
         max_cost_usd=cfg.max_cost_usd,
-        usage=spent,
+        usage=usage_so_far(events),
         on_call=lambda record: store.append({"type": "llm_call", **record}),
     )
     replay = ReplayChat(meter, [e for e in events if e.get("type") == "llm_reply"], store.append)
@@ -108,6 +102,18 @@ def _cuda_devices(device: str) -> int:
     if device == "cuda" and count == 0:
         raise ValueError("--device cuda: no CUDA device is visible here; use --device cpu or auto")
     return count
+
+
+def usage_so_far(events: list[dict]) -> Usage:
+    """LLM calls, tokens and cost logged in a run (budgets carry over a resume)."""
+    spent = Usage()
+    for e in (e for e in events if e.get("type") == "llm_call"):
+        spent.calls += 1
+        spent.failures += not e.get("ok", False)
+        spent.prompt_tokens += e.get("prompt_tokens", 0)
+        spent.completion_tokens += e.get("completion_tokens", 0)
+        spent.cost_usd += e.get("cost_usd", 0.0)
+    return spent
 
 
 def default_run_dir(cfg: RunConfig, root: Path = Path("results")) -> Path:
@@ -261,7 +267,7 @@ def _search(
             data.write_worker_files(pool.data_dir)
             search = Search(cfg, spec, data, proposer, pool, store, progress=progress)
             if tuner is None:
-                return search.run(cfg.budget, between_rounds)
+                return _with_usage(search.run(cfg.budget, between_rounds), store, chat)
             tuner.maybe_finetune(
                 store.folder, search.proposed, before_round=search.round
             )  # catches up after a kill
@@ -270,7 +276,7 @@ def _search(
                 tuner.maybe_finetune(store.folder, s.proposed, before_round=s.round)
                 return between_rounds is None or between_rounds(s)
 
-            return search.run(cfg.budget, finetune_then_ask)
+            return _with_usage(search.run(cfg.budget, finetune_then_ask), store, chat)
     except KeyboardInterrupt:
         print(
             f"\nStopped. Finished evaluations are saved in {store.folder}.\n"
@@ -281,6 +287,12 @@ def _search(
     finally:
         store.close()
         _write_report(store.folder)
+
+
+def _with_usage(result: SearchResult, store: RunStore, chat: ChatModel | None) -> SearchResult:
+    if chat is not None:
+        result.stats["llm"] = asdict(usage_so_far(store.events()))
+    return result
 
 
 def _finetuner(cfg: RunConfig, chat: ChatModel | None, store: RunStore):

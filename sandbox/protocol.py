@@ -7,7 +7,7 @@ its private folder. Nothing else crosses the boundary, and nothing crossing it i
 from __future__ import annotations
 
 import os
-from enum import Enum
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,7 +34,7 @@ def scrubbed_env(threads: int, home: str) -> dict[str, str]:
     return env
 
 
-class Stage(str, Enum):
+class Stage(StrEnum):
     """Where a candidate failed, cheapest first."""
 
     extract = "extract"

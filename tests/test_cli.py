@@ -155,3 +155,21 @@ def test_export_reproduces_validation_accuracy_with_weights_and_torchscript(run_
     assert accuracy(eager, data.y_val) == pytest.approx(reported, abs=1e-9)
     assert accuracy(traced, data.y_val) == pytest.approx(reported, abs=1e-9)
     assert main(["export", str(run_dir), "--candidate", "nope", "--out", str(tmp_path / "y")]) == 3
+
+
+def test_a_config_file_sets_the_run_and_flags_override_it(tmp_path, capsys):
+    (tmp_path / "run.toml").write_text('llm = "offline"\nbudget = 2\nseed = 4\nworkers = 2\nmax_samples = 300\n'
+                                       "[train]\nmax_steps = 30\nbatch_size = 32\n")
+    out = tmp_path / "r"
+    assert main(["search", "classify digits", "--config", str(tmp_path / "run.toml"), "--seed", "9",
+                 "--out", str(out), "--json"]) == 0
+    cfg = json.loads((out / "run.json").read_text())["config"]
+    assert (cfg["budget"], cfg["seed"], cfg["train"]["max_steps"], cfg["train"]["batch_size"]) == (2, 9, 30, 32)
+    capsys.readouterr()
+    (tmp_path / "bad.toml").write_text("budget = -3\n")
+    assert main(["search", "classify", "--config", str(tmp_path / "bad.toml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--config" in err and "budget" in err
+    (tmp_path / "broken.toml").write_text("budget = = 3\n")
+    assert main(["search", "classify", "--config", str(tmp_path / "broken.toml")]) in (2, 3)
+    assert "--config" in capsys.readouterr().err

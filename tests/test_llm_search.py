@@ -85,6 +85,7 @@ def test_llm_search_repairs_survives_faults_and_logs_usage(tmp_path, capsys):
     assert sum(c.get("prompt_tokens", 0) for c in calls) > 0 and any(not c["ok"] for c in calls)
     stats = result["stats"]
     assert stats["valid_first_try"] < stats["valid_after_repair"] <= stats["proposals"]
+    assert stats["llm"]["calls"] == len(calls) and stats["llm"]["failures"] >= 1
     assert result["best"] is not None
 
 

@@ -107,3 +107,18 @@ def test_a_new_run_refuses_to_overwrite_an_existing_one(tmp_path):
     RunStore.create(tmp_path / "r", {}, "x").append({"type": "proposal"})
     with pytest.raises(FileExistsError, match="llmnas resume"):
         RunStore.create(tmp_path / "r", {}, "x")
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "llmnas.cli", "search", REQ, *COMMON, "--budget", "40", "--out",
+                             str(tmp_path / "run")], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    events = tmp_path / "run" / "events.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (events.exists() and '"evaluation"' in events.read_text()):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert f"Resume with: llmnas resume {tmp_path / 'run'}" in err and "Traceback" not in err
+    assert RunStore(tmp_path / "run").events()  # what finished is on disk
