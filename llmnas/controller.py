@@ -29,12 +29,13 @@ class Controller(nn.Module):
         temperature: float = 1.5,
     ):
         super().__init__()
-        torch.manual_seed(seed)  # only parameter init depends on it; sampling uses the passed rng
         self.sizes = [len(d.choices) for d in decisions]
-        self.start = nn.Parameter(torch.zeros(1, hidden))
-        self.embed = nn.ModuleList(nn.Embedding(n, hidden) for n in self.sizes)
-        self.cell = nn.LSTMCell(hidden, hidden)
-        self.heads = nn.ModuleList(nn.Linear(hidden, n) for n in self.sizes)
+        with torch.random.fork_rng(devices=[]):  # only parameter init uses torch's RNG, without touching it
+            torch.manual_seed(seed)
+            self.start = nn.Parameter(torch.zeros(1, hidden))
+            self.embed = nn.ModuleList(nn.Embedding(n, hidden) for n in self.sizes)
+            self.cell = nn.LSTMCell(hidden, hidden)
+            self.heads = nn.ModuleList(nn.Linear(hidden, n) for n in self.sizes)
         for head in self.heads:  # start near uniform
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
@@ -105,7 +106,9 @@ class Controller(nn.Module):
         for pid, group in self.opt.state_dict()["state"].items():
             for k, v in group.items():
                 tensors[f"opt.{pid}.{k}"] = torch.as_tensor(v).contiguous()
-        tensors["baseline"] = torch.tensor([np.nan if self.baseline is None else self.baseline])
+        tensors["baseline"] = torch.tensor(
+            [np.nan if self.baseline is None else self.baseline], dtype=torch.float64
+        )
         return save_tensors(tensors)
 
     def load_bytes(self, data: bytes) -> None:
