@@ -40,6 +40,7 @@ from sandbox.protocol import Job, Result, Stage
 
 log = logging.getLogger("llmnas")
 PARENTS = 2
+MIN_POPULATION = 4  # passing candidates before parents are used: early parents are mostly weak
 
 
 def make_job(
@@ -210,9 +211,9 @@ class Search:
     def _operators(self) -> list[str]:
         ops = [op for op in self.proposer.operators if op in ("generate", "repair")]
         n = len(self.archive.all_entries)
-        if n >= 1:
+        if n >= MIN_POPULATION:
             ops += [op for op in self.proposer.operators if op in ("mutate", "simplify")]
-        if n >= 2 and "crossover" in self.proposer.operators:
+        if n >= MIN_POPULATION and "crossover" in self.proposer.operators:
             ops.append("crossover")
         if not self.failures and "repair" in ops:
             ops.remove("repair")

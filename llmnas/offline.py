@@ -55,6 +55,12 @@ class OfflineProposer:
                     "uniform crossover of decisions",
                 )
             op = "mutate"
+        if op == "simplify" and parents and parents[0].decisions:
+            smaller = self._smaller(parents[0].decisions, rng)
+            if smaller is not None:
+                return self._render(
+                    action, smaller, (parents[0].candidate_id,), "simplify: one size step down"
+                )
         if op in ("mutate", "simplify") and parents:
             parent = parents[0]
             kinds = applicable(parent.code)
@@ -76,6 +82,22 @@ class OfflineProposer:
                         message=f"mutation {kind} failed: {exc}",
                     )
         return self._render(action, self._sample(rng))
+
+    def _smaller(self, decisions: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...] | None:
+        """The parent one step smaller: a narrower layer (choices are ordered small to large) or one block less."""
+        names = [d.name for d in space.decisions_for(self.modality)]
+        blocks = space.values(self.modality, decisions)["blocks"]
+        width = "width" if self.modality == "tabular" else "channels"
+        options = [
+            names.index(f"{width}{i}") for i in range(blocks) if decisions[names.index(f"{width}{i}")] > 0
+        ]
+        if blocks > 1:
+            options.append(names.index("blocks"))
+        if not options:
+            return None
+        out = list(decisions)
+        out[options[int(rng.integers(len(options)))]] -= 1
+        return tuple(out)
 
     def _sample(self, rng: np.random.Generator) -> tuple[int, ...]:
         return self.controller.sample(rng)

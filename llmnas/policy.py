@@ -5,9 +5,12 @@ caller's current set: a new id starts at the best kept logit + ``optimism``, a r
 dropped), temperature (a fixed grid) and parent selector. After each reward ``r``, for every head
 whose choice is still known, with ``p`` the softmax over the logits the choice was drawn from:
 
-    A  = r - b                         (b: EMA baseline; A = 0 on the very first update)
+    A  = (r - b) / s                   (b: EMA baseline, s: EMA scale of |r - b|; A = 0 at first)
     z += lr * (A * (onehot(choice) - p) + entropy_coef * dH/dz),  dH/dz = -p * (log p + H)
     b  = decay * b + (1 - decay) * r
+
+The scale makes learning independent of the reward's units: candidates that differ by a point of
+accuracy move the policy as much as a pass against a failure does, once that is all that varies.
 
 so a choice that beats the baseline becomes more likely, while the entropy term keeps every option
 alive. For the operator head the mask of the matching ``choose`` is remembered until its update.
@@ -61,6 +64,7 @@ class Policy:
             "selector": dict.fromkeys(selectors, 0.0),
         }
         self._baseline: float | None = None
+        self._scale: float | None = None
         self._count = dict.fromkeys(OPERATORS, 0)
         self._reward_sum = dict.fromkeys(OPERATORS, 0.0)
         self._pending: list[tuple[str, tuple[str, ...]]] = []
@@ -112,6 +116,12 @@ class Policy:
             raise ValueError(f"unknown operator {action.operator!r}")
         reward = float(reward)
         advantage = 0.0 if self._baseline is None else reward - self._baseline
+        if self._baseline is not None:
+            d = self.baseline_decay
+            self._scale = (
+                abs(advantage) if self._scale is None else d * self._scale + (1 - d) * abs(advantage)
+            )
+            advantage = float(np.clip(advantage / max(self._scale, 1e-6), -3.0, 3.0))
         match = next((i for i, (op, _) in enumerate(self._pending) if op == action.operator), None)
         available = OPERATORS if match is None else self._pending.pop(match)[1]
         self._step("operator", available, action.operator, advantage)
@@ -148,6 +158,7 @@ class Policy:
         return {
             "logits": {h: [[n, v] for n, v in self._logits[h].items()] for h in _HEADS},
             "baseline": self._baseline,
+            "scale": self._scale,
             "count": dict(self._count),
             "reward_sum": dict(self._reward_sum),
             "pending": [[op, list(avail)] for op, avail in self._pending],
@@ -157,6 +168,7 @@ class Policy:
         """Restore exactly what ``state_dict`` saved."""
         self._logits = {h: {str(n): float(v) for n, v in d["logits"][h]} for h in _HEADS}
         self._baseline = None if d["baseline"] is None else float(d["baseline"])
+        self._scale = None if d["scale"] is None else float(d["scale"])
         self._count = {op: int(n) for op, n in d["count"].items()}
         self._reward_sum = {op: float(s) for op, s in d["reward_sum"].items()}
         self._pending = [(op, tuple(avail)) for op, avail in d["pending"]]
