@@ -67,20 +67,6 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
-# Inside the namespaces: fresh tmpfs over the world-writable folders, so a candidate cannot leave files
-# behind there; the pool's own folder (often under /tmp) is bound back in through an open descriptor.
-_MASK_TMP = """
-root="$1"; shift
-exec 3<"$root" || exit 97
-for d in /tmp /var/tmp /dev/shm /run/lock; do
-  [ -d "$d" ] && { mount -t tmpfs -o mode=1777,size=512m,nosuid,nodev llmnas-tmp "$d" || exit 97; }
-done
-mkdir -p "$root" && mount --no-canonicalize --bind /proc/self/fd/3 "$root" || exit 97
-exec 3<&-
-exec "$@"
-"""
-
-
 @cache
 def _namespaces() -> tuple[tuple[str, ...], bool]:
     """The ``unshare`` prefix that works here (network + pid + mount namespaces), and whether the
@@ -92,13 +78,8 @@ def _namespaces() -> tuple[tuple[str, ...], bool]:
     base = [unshare, "--net", "--pid", "--fork", "--mount-proc", "--kill-child"]
     for prefix in (base, [unshare, "--map-root-user", *base[1:]]):
         if subprocess.run([*prefix, "true"], capture_output=True).returncode == 0:
-            with tempfile.TemporaryDirectory() as probe:
-                masked = (
-                    subprocess.run(
-                        [*prefix, "sh", "-c", _MASK_TMP, "llmnas", probe, "true"], capture_output=True
-                    ).returncode
-                    == 0
-                )
+            probe = [*prefix, "mount", "-t", "tmpfs", "llmnas-probe", "/tmp"]
+            masked = subprocess.run(probe, capture_output=True).returncode == 0
             if not masked:
                 log.warning("cannot mount a private /tmp for candidates: they may leave files in /tmp")
             return tuple(prefix), masked
@@ -106,10 +87,14 @@ def _namespaces() -> tuple[tuple[str, ...], bool]:
     return (), False
 
 
-def isolation_prefix(root: Path) -> list[str]:
+def isolation_prefix() -> list[str]:
     """The command prefix that starts a worker process in its own namespaces (or nothing)."""
-    prefix, masked = _namespaces()
-    return [*prefix, "sh", "-c", _MASK_TMP, "llmnas-sandbox", str(root)] if masked else list(prefix)
+    return list(_namespaces()[0])
+
+
+def isolation_env(root: Path) -> dict[str, str]:
+    """What tells a worker started under that prefix to mount its private /tmp (sandbox/mounts.py)."""
+    return {"LLMNAS_PRIVATE_TMP": "1", "LLMNAS_POOL_ROOT": str(root)} if _namespaces()[1] else {}
 
 
 def _devices(gpus: int | Sequence[str]) -> list[str]:
@@ -211,7 +196,7 @@ class _Slot:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        cmd = [*isolation_prefix(self.root), sys.executable, "-m", "sandbox.zygote"]
+        cmd = [*isolation_prefix(), sys.executable, "-m", "sandbox.zygote"]
         self.proc = subprocess.Popen(
             cmd,
             stdin=subprocess.PIPE,
@@ -261,7 +246,7 @@ class _Slot:
 
     def _run_fresh(self, job_file: Path, workdir: Path, limits: Limits) -> dict:
         cmd = [
-            *isolation_prefix(self.root),
+            *isolation_prefix(),
             sys.executable,
             "-m",
             "sandbox.worker",
@@ -328,6 +313,7 @@ class LocalPool:
             env = scrubbed_env(1, str(home))
             env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
             env["LLMNAS_PRELOAD"] = ",".join(preload)
+            env.update(isolation_env(self.root))
             devices = _devices(gpus)
             if devices:
                 env["CUDA_VISIBLE_DEVICES"] = devices[i % len(devices)]

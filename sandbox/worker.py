@@ -23,6 +23,7 @@ from safetensors.torch import save_model
 
 from sandbox import measure
 from sandbox.limits import confine, rss_mb
+from sandbox.mounts import make_private_tmp
 from sandbox.protocol import (
     PRED_FILES,
     RESULT_FILE,
@@ -291,6 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--uid", type=int, default=None, help="unprivileged uid to drop to when root")
     args = ap.parse_args(argv)
     job = Job.model_validate_json(Path(args.job).read_text())
+    make_private_tmp()
     preload()
     run_confined(job, Path(args.workdir), Limits.model_validate(json.loads(args.limits)), args.uid)
 

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import sandbox.worker as worker
+from sandbox.mounts import make_private_tmp
 from sandbox.protocol import Job, Limits
 
 
@@ -100,6 +101,7 @@ def run_one(job: Job, workdir: Path, limits: Limits, uid: int | None) -> dict:
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when we stop
+    make_private_tmp()
     worker.preload()
     out = sys.stdout
     out.write(json.dumps({"ready": os.getpid()}) + "\n")
