@@ -14,8 +14,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/llmnas search "classify 8x8 grayscale digits into 10 classes; under 20k parameters; under 1 ms on CPU" \
-		--data digits --budget 24 --seed 0
+	$(BIN)/llmnas search "classify the 1-D signals into 10 classes; under 10k parameters; under 1 ms on CPU" \
+		--data mnist1d --budget 40 --seed 0
 
 lint: setup
 	$(BIN)/ruff check .
