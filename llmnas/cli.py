@@ -22,40 +22,32 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see --help)")
 
 
-def _positive_int(flag: str):
-    def parse(text: str) -> int:
+def _number(flag: str, cast: type = int, positive: bool = False):
+    """An argparse type whose error names the flag: a whole number (``int``) or any number (``float``)."""
+    kind = "a whole number" if cast is int else "a number"
+
+    def parse(text: str):
         try:
-            value = int(text)
+            value = cast(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be a whole number, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{flag} must be at least 1, got {value}")
-        return value
-
-    return parse
-
-
-def _int(flag: str):
-    def parse(text: str) -> int:
-        try:
-            return int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be a whole number, got {text!r}") from None
-
-    return parse
-
-
-def _positive_float(flag: str):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be a number, got {text!r}") from None
-        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{flag} must be {kind}, got {text!r}") from None
+        if positive and not value > 0:
             raise argparse.ArgumentTypeError(f"{flag} must be positive, got {text}")
         return value
 
     return parse
+
+
+def _positive_int(flag: str):
+    return _number(flag, int, positive=True)
+
+
+def _int(flag: str):
+    return _number(flag, int)
+
+
+def _positive_float(flag: str):
+    return _number(flag, float, positive=True)
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
