@@ -13,9 +13,11 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+import signal
+import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -143,6 +145,7 @@ class Search:
         }
         self.best_id: str | None = None
         self.progress = progress
+        self._interrupted = False
         events = store.events()
         self._cache = {e["candidate_id"]: e for e in events if e.get("type") == "evaluation"}
         self._logged = {(e["round"], e["slot"]) for e in events if e.get("type") == "proposal"}
@@ -266,6 +269,7 @@ class Search:
         slots: list[_Slot] = []
         seen: set[str] = set()
         for i in range(n):
+            self._stop_point()
             action = self.policy.choose(self.rng, self._operators(), list(self.proposer.variants))
             slot = self._propose_with_repair(action)
             cid = slot.candidate_id
@@ -349,7 +353,7 @@ class Search:
         for i in live:
             cid = slots[i].candidate_id
             if i in futures:
-                result = futures[i].result()
+                result = next(iter(self._as_completed([futures[i]]))).result()
                 if not result.ok or (over := violations(result.metrics.model_dump(), self.spec)):
                     self._record(
                         slots[i],
@@ -406,7 +410,7 @@ class Search:
                 futures[i] = self.executor.submit(job, self.store.candidate_dir(cid))
         events: dict[int, dict] = {}
         index_of = {f: i for i, f in futures.items()}
-        for fut in as_completed(futures.values()):
+        for fut in self._as_completed(futures.values()):
             i = index_of[fut]
             events[i] = self._record(slots[i], fut.result())
         for i, slot in enumerate(slots):
@@ -514,9 +518,33 @@ class Search:
             + (f" | best val {best.metrics['val_acc']:.3f}" if best else "")
         )
 
+    # ------------------------------------------------------------------ Ctrl-C
+    def _on_sigint(self, signum, frame) -> None:
+        """First Ctrl-C: stop at the next safe point (never inside scoring or logging); second: at once."""
+        if self._interrupted:
+            raise KeyboardInterrupt
+        self._interrupted = True
+        log.warning("stopping: finished evaluations are kept, candidates in flight are dropped")
+
+    def _stop_point(self) -> None:
+        if self._interrupted:
+            raise KeyboardInterrupt
+
+    def _as_completed(self, futures):
+        """Futures as they finish, checking for Ctrl-C every 0.2 s while waiting."""
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            yield from done
+            if pending:
+                self._stop_point()
+
     # ------------------------------------------------------------------ the whole run
     def run(self, budget: int, between_rounds: Callable[[Search], bool] | None = None) -> SearchResult:
         """Rounds until ``budget`` proposals; ``between_rounds`` may refine the spec, or return False to stop."""
+        self._interrupted = False
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, self._on_sigint) if main_thread else None
         bar = tqdm(
             total=budget,
             initial=self.proposed,
@@ -528,6 +556,7 @@ class Search:
         try:
             while self.proposed < budget:
                 size = math.ceil(self.cfg.workers / (self.cfg.prescreen_keep if self.cfg.prescreen else 1))
+                self._stop_point()
                 self.run_round(min(size, budget - self.proposed), bar if self.progress else None)
                 if between_rounds is not None and self.proposed < budget and not between_rounds(self):
                     self.store.append({"type": "stopped", "reason": "stopped by the user"})
@@ -537,6 +566,8 @@ class Search:
             self.store.append({"type": "stopped", "reason": str(exc)})
         finally:
             bar.close()
+            if main_thread:
+                signal.signal(signal.SIGINT, previous)
         return self.result()
 
     def result(self) -> SearchResult:
