@@ -12,6 +12,7 @@ import time
 from concurrent.futures import as_completed
 from pathlib import Path
 
+import conftest
 import numpy as np
 
 from llmnas.datasets import Dataset
@@ -24,11 +25,9 @@ from sandbox.protocol import (
     Limits,
     Result,
     Stage,
-    TrainConfig,
 )
 
 CONTRACT_LIMITS = Limits(timeout_s=4, memory_mb=1024, cpu_s=20)
-FAST_TRAIN = TrainConfig(max_steps=20, eval_every=10)
 
 GOOD = """
 import torch.nn as nn
@@ -83,17 +82,7 @@ def build_model(input_shape, num_classes):
 
 
 def make_job(executor, data: Dataset, code: str, candidate_id: str, **overrides) -> Job:
-    fields = {
-        "candidate_id": candidate_id,
-        "code": code,
-        "data_dir": str(executor.data_dir),
-        "input_shape": data.input_shape,
-        "num_classes": data.num_classes,
-        "seed": 0,
-        "train": FAST_TRAIN,
-        "latency_runs": 5,
-    }
-    return Job(**(fields | overrides))
+    return conftest.make_job(executor, data, code, candidate_id=candidate_id, **overrides)
 
 
 def run(executor, data: Dataset, code: str, out: Path, candidate_id: str = "c0", **overrides) -> Result:
