@@ -6,6 +6,8 @@ draws from the passed numpy Generator, so the same seed gives the same architect
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from safetensors.torch import load as load_tensors
@@ -13,6 +15,22 @@ from safetensors.torch import save as save_tensors
 from torch import nn
 
 from llmnas.space import Decision
+
+
+def _one_thread(method):
+    """Run on one intra-op thread: multi-threaded float reductions can differ between runs, and a last-bit
+    difference in a probability can flip a sample, so the same seed would not give the same run."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return method(*args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+
+    return wrapper
 
 
 class Controller(nn.Module):
@@ -67,9 +85,11 @@ class Controller(nn.Module):
         return tuple(picked), torch.stack(log_probs).sum(), torch.stack(entropies).sum()
 
     @torch.no_grad()
+    @_one_thread
     def sample(self, rng: np.random.Generator) -> tuple[int, ...]:
         return self._run(None, rng)[0]
 
+    @_one_thread
     def update(self, batch: list[tuple[tuple[int, ...], float]]) -> float:
         """One REINFORCE step on (choices, reward) pairs; returns the loss."""
         if not batch:
