@@ -17,8 +17,8 @@ import time
 from concurrent.futures import as_completed
 from pathlib import Path
 
-from llmnas.datasets import load_dataset
-from llmnas.executor import LocalPool
+from llmnas.execute.local import LocalPool
+from llmnas.task.datasets import load_dataset
 from sandbox.protocol import Job, Limits, TrainConfig
 
 MLP = """
@@ -101,7 +101,7 @@ def main() -> None:
     limits = Limits(timeout_s=120)
 
     def make_ray():
-        from llmnas.ray_executor import RayExecutor
+        from llmnas.execute.ray import RayExecutor
 
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local instance
         ray_init = {"num_cpus": args.workers, "include_dashboard": False, "object_store_memory": 100 * 2**20}

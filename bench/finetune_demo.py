@@ -35,22 +35,22 @@ from fakes.tiny_coder import (  # noqa: E402
     write_offline_run,
 )
 
-from llmnas import validate  # noqa: E402
+from llmnas.candidate import checks as validate  # noqa: E402
+from llmnas.candidate.extract import extract_code  # noqa: E402
 from llmnas.config import RunConfig  # noqa: E402
-from llmnas.extract import extract_code  # noqa: E402
-from llmnas.finetune import (  # noqa: E402
+from llmnas.llm.chat import HFChat  # noqa: E402
+from llmnas.propose.base import Action  # noqa: E402
+from llmnas.propose.finetune import (  # noqa: E402
     FinetuneOptions,
     FineTuner,
     completion_nll,
     peak_rss_mb,
     select_traces,
 )
-from llmnas.llm import HFChat  # noqa: E402
-from llmnas.llm_proposer import LLMProposer  # noqa: E402
-from llmnas.proposer import Action  # noqa: E402
+from llmnas.propose.llm import LLMProposer  # noqa: E402
 from llmnas.run import start  # noqa: E402
-from llmnas.spec import TaskSpec  # noqa: E402
-from llmnas.traces import OK, collect_traces, export_traces  # noqa: E402
+from llmnas.runs.traces import OK, collect_traces, export_traces  # noqa: E402
+from llmnas.task.spec import TaskSpec  # noqa: E402
 from sandbox.protocol import TrainConfig  # noqa: E402
 
 REQ = "classify 8x8 grayscale digits into 10 classes; under 20k parameters"

@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
-from llmnas import space, validate
-from llmnas.datasets import load_dataset
-from llmnas.executor import LocalPool
-from llmnas.scoring import score
+from llmnas.candidate import checks as validate
+from llmnas.engine.scoring import score
+from llmnas.execute.local import LocalPool
+from llmnas.propose import space
+from llmnas.task.datasets import load_dataset
 from sandbox.protocol import Job, Limits, TrainConfig
 
 PROXIES = ("synflow", "naswot", "grad_norm", "snip", "params", "flops")
@@ -39,9 +40,17 @@ def evaluate_all(data, n: int, steps: int, seed: int) -> list[dict]:
             if checked.candidate_id in seen:
                 continue
             seen.add(checked.candidate_id)
-            job = Job(candidate_id=checked.candidate_id, code=checked.code, data_dir=str(pool.data_dir),
-                      input_shape=data.input_shape, num_classes=data.num_classes, seed=seed, proxies=PROXIES,
-                      train=TrainConfig(max_steps=steps), latency_runs=5)
+            job = Job(
+                candidate_id=checked.candidate_id,
+                code=checked.code,
+                data_dir=str(pool.data_dir),
+                input_shape=data.input_shape,
+                num_classes=data.num_classes,
+                seed=seed,
+                proxies=PROXIES,
+                train=TrainConfig(max_steps=steps),
+                latency_runs=5,
+            )
             folder = Path(out) / checked.candidate_id
             futures.append((folder, pool.submit(job, folder)))
         for folder, fut in futures:
@@ -65,9 +74,13 @@ def main() -> None:
     t0 = time.time()
     rows = evaluate_all(data, args.n, args.steps, args.seed)
     acc = np.array([r["val_acc"] for r in rows])
-    print(f"{len(rows)} trained candidates on {args.data} ({args.steps} steps each) in {time.time() - t0:.0f} s")
+    print(
+        f"{len(rows)} trained candidates on {args.data} ({args.steps} steps each) in {time.time() - t0:.0f} s"
+    )
     print(f"val acc: min {acc.min():.3f}  median {np.median(acc):.3f}  max {acc.max():.3f}\n")
-    print(f"{'proxy':10} {'kendall tau':>12} {'spearman rho':>13}   pre-screen keep 1/2 of rounds of {args.round}:")
+    print(
+        f"{'proxy':10} {'kendall tau':>12} {'spearman rho':>13}   pre-screen keep 1/2 of rounds of {args.round}:"
+    )
     print(f"{'':10} {'':>12} {'':>13}   {'time saved':>10} {'best acc lost':>14} {'mean best lost':>15}")
     rng = np.random.default_rng(args.seed)
     orders = [rng.permutation(len(rows)) for _ in range(200)]

@@ -26,16 +26,35 @@ def main() -> None:
     for data, model, target in CASES:
         accs = []
         for seed in args.seeds:
-            out = subprocess.run([sys.executable, "-m", "llmnas.cli", "eval", str(model), "--data", data, "--seed",
-                                  str(seed), "--json"], capture_output=True, text=True, check=True).stdout
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "llmnas.cli",
+                    "eval",
+                    str(model),
+                    "--data",
+                    data,
+                    "--seed",
+                    str(seed),
+                    "--json",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
             m = json.loads(out)["metrics"]
             accs.append(m["test_acc"])
-            print(f"{data:8} {model.name:24} seed {seed}: test {m['test_acc']:.4f} val {m['val_acc']:.4f} "
-                  f"params {m['params']:,} steps {m['train_steps']} in {m['train_seconds']:.1f} s")
+            print(
+                f"{data:8} {model.name:24} seed {seed}: test {m['test_acc']:.4f} val {m['val_acc']:.4f} "
+                f"params {m['params']:,} steps {m['train_steps']} in {m['train_seconds']:.1f} s"
+            )
         ok = min(accs) >= target
         passed &= ok
-        print(f"{data:8} min test {min(accs):.4f} mean {sum(accs) / len(accs):.4f}  target >= {target}: "
-              f"{'PASS' if ok else 'FAIL'}")
+        print(
+            f"{data:8} min test {min(accs):.4f} mean {sum(accs) / len(accs):.4f}  target >= {target}: "
+            f"{'PASS' if ok else 'FAIL'}"
+        )
     sys.exit(0 if passed else 1)
 
 

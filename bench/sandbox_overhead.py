@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llmnas.executor import LocalPool
+from llmnas.execute.local import LocalPool
 from sandbox.protocol import Job, Limits, TrainConfig
 
 TRIVIAL = """

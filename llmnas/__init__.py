@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from llmnas.loop import SearchResult
+    from llmnas.engine.loop import SearchResult
 
 __version__ = "0.1.0"
 
@@ -21,14 +21,17 @@ def search(
     llm: str = "offline",
     out: str | Path | None = None,
     progress: bool = False,
-    **config,
+    **settings,
 ) -> SearchResult:
-    """Run a search from Python; ``config`` takes any other RunConfig field (workers, train, limits, ...).
+    """Run a search from Python; ``settings`` takes the command line's names (``steps=200``,
+    ``memory_mb=1024``, ``max_cost=2``) or any RunConfig field (``train={...}``).
 
-    Returns a SearchResult with ``best`` (an archive Entry), ``front`` and ``run_dir``.
+    Returns a SearchResult with ``best`` (an archive Entry), ``front``, ``run_dir`` and ``best_test_acc``.
     """
     from llmnas.config import RunConfig
     from llmnas.run import start
 
-    cfg = RunConfig(requirements=requirements, data=data, budget=budget, seed=seed, llm=llm, **config)
+    cfg = RunConfig.from_settings(
+        requirements=requirements, data=data, budget=budget, seed=seed, llm=llm, **settings
+    )
     return start(cfg, out, progress=progress, announce=lambda _: None)

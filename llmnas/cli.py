@@ -5,21 +5,23 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import tempfile
+import traceback
+import typing
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import ValidationError
+from llmnas.errors import RunFailed, UserError
 
-EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-
-
-class UsageError(Exception):
-    """A bad argument or value: printed as one line, exit status 2."""
+# 0 success; 1 nothing passed, a rejected model, or the run could not go on; 2 bad input; 130 Ctrl-C.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, no usage dump
-        raise UsageError(f"{self.prog}: {message} (see --help)")
+        raise UserError(f"{self.prog}: {message} (see --help)")
 
 
 def _number(flag: str, cast: type = int, positive: bool = False):
@@ -38,65 +40,55 @@ def _number(flag: str, cast: type = int, positive: bool = False):
     return parse
 
 
-def _positive_int(flag: str):
-    return _number(flag, int, positive=True)
+def _settings() -> list[tuple[str, str, Any, str, str]]:
+    """(flag, setting name, annotation, help, group) for every RunConfig setting with a flag."""
+    from llmnas.config import NESTED_FLAGS, RunConfig
+
+    out = []
+    for name, info in RunConfig.model_fields.items():
+        extra = info.json_schema_extra or {}
+        if extra["group"] == "none":
+            continue
+        default = "" if info.default_factory or info.default in (None, ()) else f" (default: {info.default})"
+        out.append(
+            (
+                extra.get("flag", name.replace("_", "-")),
+                name,
+                info.annotation,
+                info.description + default,
+                extra["group"],
+            )
+        )
+    for key, (parent, child, text) in NESTED_FLAGS.items():
+        info = RunConfig.model_fields[parent].annotation.model_fields[child]
+        default = f" (default: {info.default})" if info.default is not None else ""
+        out.append((key.replace("_", "-"), key, info.annotation, text + default, "train"))
+    return out
 
 
-def _int(flag: str):
-    return _number(flag, int)
-
-
-def _positive_float(flag: str):
-    return _number(flag, float, positive=True)
-
-
-def _add_data_args(p: argparse.ArgumentParser) -> None:
+def _add_settings(p: argparse.ArgumentParser, groups: tuple[str, ...]) -> None:
+    """Flags generated from RunConfig: a new setting there is a new flag here."""
     p.add_argument(
         "--config",
         type=Path,
         help="TOML or JSON file of run settings (any RunConfig field, e.g. llm, budget, train.max_steps); "
         "flags override it",
     )
-    p.add_argument(
-        "--data",
-        default=None,
-        help="digits | mnist1d | FILE.npz | FILE.csv | IMAGE_FOLDER | torchvision:NAME (default: digits)",
-    )
-    p.add_argument("--label-column", help="label column of a CSV dataset")
-    p.add_argument("--data-root", help="root folder of a torchvision dataset")
-    p.add_argument(
-        "--max-samples", type=_positive_int("--max-samples"), help="subsample the data (quick runs)"
-    )
-    p.add_argument("--seed", type=_int("--seed"), help="seed of the one RNG the run uses (default: 0)")
-
-
-def _add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=_positive_int("--steps"), help="training steps per candidate")
-    p.add_argument(
-        "--train-seconds", type=_positive_float("--train-seconds"), help="training seconds per candidate"
-    )
-    p.add_argument(
-        "--timeout", type=_positive_float("--timeout"), help="hard wall-clock limit per candidate (s)"
-    )
-    p.add_argument("--memory-mb", type=_positive_int("--memory-mb"), help="memory limit per candidate (MiB)")
-    p.add_argument("--device", choices=("cpu", "cuda", "auto"), help="where candidates train (default: cpu)")
-    p.add_argument(
-        "--allow-import",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="extend the candidate import allow-list (repeatable)",
-    )
-    p.add_argument(
-        "--power-watts",
-        type=_positive_float("--power-watts"),
-        help="power drawn per worker, for the energy estimate (default: 20)",
-    )
-    p.add_argument(
-        "--carbon-intensity",
-        type=_positive_float("--carbon-intensity"),
-        help="grid gCO2 per kWh, for the CO2 estimate (default: 475)",
-    )
+    for flag, name, annotation, text, group in _settings():
+        if group not in groups:
+            continue
+        args = typing.get_args(annotation)
+        kinds = {a for a in (args or (annotation,)) if a is not type(None)}
+        literal = next((a for a in kinds if typing.get_origin(a) is Literal), None)
+        option = {"dest": name, "help": text, "default": None, "metavar": flag.upper().replace("-", "_")}
+        if typing.get_origin(annotation) is tuple:
+            option.update(action="append", metavar="MODULE")
+        elif literal is not None or typing.get_origin(annotation) is Literal:
+            option["choices"] = typing.get_args(literal or annotation)
+            del option["metavar"]
+        elif kinds & {int, float}:
+            option["type"] = _number(f"--{flag}", int if int in kinds else float)
+        p.add_argument(f"--{flag}", **option)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,80 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Search for a model that meets plain-English requirements.",
     )
     s.add_argument("requirements", help='e.g. "classify 8x8 digits; under 20k parameters; under 1 ms on CPU"')
-    _add_data_args(s)
-    s.add_argument("--budget", type=_positive_int("--budget"), help="candidates to propose (default: 24)")
-    s.add_argument(
-        "--workers", type=_positive_int("--workers"), help="parallel sandboxed workers (default: cores)"
-    )
-    s.add_argument("--llm", help="offline | openai:MODEL | URL#MODEL | hf:PATH (default: offline)")
-    s.add_argument(
-        "--strategy",
-        choices=("rl", "random"),
-        help="offline proposer: the RL controller with mutations, or random search (baseline)",
-    )
-    s.add_argument(
-        "--prescreen",
-        choices=("synflow", "naswot", "grad_norm", "snip", "params", "flops"),
-        help="rank each round's candidates by this zero-cost proxy and train only the best",
-    )
-    s.add_argument(
-        "--prescreen-keep",
-        type=_positive_float("--prescreen-keep"),
-        help="fraction of each round trained after --prescreen (default: 0.5)",
-    )
-    s.add_argument(
-        "--executor",
-        choices=("local", "ray"),
-        help="where candidates run: this machine, or a Ray cluster (pip install 'llmnas[ray]'; docs/ray.md)",
-    )
-    s.add_argument(
-        "--ray-address", help="Ray cluster for --executor ray: HOST:6379 or auto (default: a local instance)"
-    )
-    s.add_argument(
-        "--gpus-per-task",
-        type=_positive_float("--gpus-per-task"),
-        help="GPUs per Ray worker (default: 1 with --device cuda, else 0)",
-    )
-    s.add_argument(
-        "--llm-timeout", type=_positive_float("--llm-timeout"), help="seconds per LLM call (default: 120)"
-    )
-    s.add_argument(
-        "--llm-retries", type=_int("--llm-retries"), help="retries on 429/5xx/timeouts (default: 5)"
-    )
-    s.add_argument(
-        "--llm-max-tokens",
-        type=_positive_int("--llm-max-tokens"),
-        help="longest reply the model may write, in tokens (default: 2048)",
-    )
-    s.add_argument(
-        "--finetune-every",
-        type=_positive_int("--finetune-every"),
-        help="with --llm hf:PATH, train a LoRA adapter on the best traces every K proposals",
-    )
-    s.add_argument(
-        "--finetune-steps", type=_positive_int("--finetune-steps"), help="steps per fine-tuning round"
-    )
+    _add_settings(s, ("data", "train", "search"))
     s.add_argument("--api-key", help="API key for --llm (default: $OPENAI_API_KEY; never written to the run)")
-    s.add_argument(
-        "--max-tokens", type=_positive_int("--max-tokens"), help="end the run after this many LLM tokens"
-    )
-    s.add_argument(
-        "--max-cost", type=_positive_float("--max-cost"), help="end the run after this LLM cost (USD)"
-    )
-    s.add_argument(
-        "--repair-attempts",
-        type=_int("--repair-attempts"),
-        help="times a rejected reply goes back to the model with its error (default: 2)",
-    )
     s.add_argument("--out", type=Path, help="run folder (default: results/<time>-<data>-s<seed>)")
     s.add_argument("--json", action="store_true", help="print the result as JSON")
-    _add_train_args(s)
 
     r = sub.add_parser(
         "resume", help="continue an interrupted run", description="Continue an interrupted run."
     )
     r.add_argument("run", type=Path, help="results/<run-id>")
-    r.add_argument("--budget", type=_positive_int("--budget"), help="new total candidate budget")
+    r.add_argument("--budget", type=_number("--budget", positive=True), help="new total candidate budget")
     r.add_argument("--api-key", help="API key for the run's --llm (default: $OPENAI_API_KEY)")
     r.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -197,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
         "instructions", help='e.g. "latency matters more than accuracy now" or "under 5k parameters"'
     )
     f.add_argument(
-        "--budget", type=_positive_int("--budget"), help="more candidates (default: the run's budget)"
+        "--budget",
+        type=_number("--budget", positive=True),
+        help="more candidates (default: the run's budget)",
     )
     f.add_argument(
         "--interactive", action="store_true", help="ask for feedback in the terminal after each round"
@@ -213,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "file", type=Path, help="a Python file defining build_model(input_shape, num_classes) or Model"
     )
-    _add_data_args(e)
+    _add_settings(e, ("data", "train"))
     e.add_argument(
         "--requirements",
         default="evaluate a hand-written model",
@@ -221,7 +151,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--out", type=Path, help="keep the evaluation's files here")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
-    _add_train_args(e)
     x = sub.add_parser(
         "export",
         help="a standalone model file, weights and README for one candidate",
@@ -255,39 +184,23 @@ def build_parser() -> argparse.ArgumentParser:
     sh = sub.add_parser("show", help="the leaderboard of a run", description="Show a run's leaderboard.")
     sh.add_argument("run", type=Path, help="results/<run-id>")
     sh.add_argument("--json", action="store_true", help="print JSON")
-    sh.add_argument("--top", type=_positive_int("--top"), help="only the best N")
+    sh.add_argument("--top", type=_number("--top", positive=True), help="only the best N")
     return root
 
 
-def _config(args: argparse.Namespace, requirements: str, **extra):
+def _config(args: argparse.Namespace, requirements: str, **overrides):
+    """The RunConfig of a command: --config file, then flags, then ``overrides``; errors name the flag."""
     from llmnas.config import RunConfig
 
-    train = {
-        k: v for k, v in (("max_steps", args.steps), ("max_seconds", args.train_seconds)) if v is not None
+    given = {
+        name: getattr(args, name) for _, name, *_ in _settings() if getattr(args, name, None) is not None
     }
-    limits = {k: v for k, v in (("timeout_s", args.timeout), ("memory_mb", args.memory_mb)) if v is not None}
-    flags = dict(
-        requirements=requirements,
-        data=args.data,
-        label_column=args.label_column,
-        data_root=args.data_root,
-        max_samples=args.max_samples,
-        seed=args.seed,
-        device=args.device,
-        power_watts=args.power_watts,
-        carbon_g_per_kwh=args.carbon_intensity,
-        extra_imports=tuple(args.allow_import) or None,
-        **extra,
-    )
     fields = _config_file(args.config) if args.config else {}
-    fields.update({k: v for k, v in flags.items() if v is not None})
-    fields["train"] = {**fields.get("train", {}), **train}
-    fields["limits"] = {**fields.get("limits", {}), **limits}
     try:
-        return RunConfig(**fields)
-    except ValidationError as exc:
+        return RunConfig.from_settings(**(fields | given | overrides), requirements=requirements)
+    except UserError as exc:
         where = f"--config {args.config}: " if args.config else ""
-        raise UsageError(where + _one_line(exc)) from None
+        raise UserError(where + str(exc)) from None
 
 
 def _config_file(path: Path) -> dict:
@@ -298,9 +211,9 @@ def _config_file(path: Path) -> dict:
         text = path.read_text()
         data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (OSError, ValueError) as exc:
-        raise UsageError(f"--config {path}: {str(exc).splitlines()[0]}") from None
+        raise UserError(f"--config {path}: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
-        raise UsageError(f"--config {path}: expected a table of settings")
+        raise UserError(f"--config {path}: expected a table of settings")
     data.pop("requirements", None)
     return data
 
@@ -311,7 +224,9 @@ def _summary(result) -> dict:
         "run_dir": str(result.run_dir),
         "evaluations": result.evaluations,
         "stats": result.stats,
-        "best": None if best is None else {"candidate_id": best.candidate_id, **best.metrics},
+        "best": None
+        if best is None
+        else {"candidate_id": best.candidate_id, **best.metrics, "test_acc": result.best_test_acc},
         "front": [{"candidate_id": e.candidate_id, **e.metrics} for e in result.front],
     }
 
@@ -319,28 +234,28 @@ def _summary(result) -> dict:
 def _report_result(result, as_json: bool) -> int:
     if as_json:
         print(json.dumps(_summary(result), indent=1))
-        return EXIT_OK
+        return EXIT_OK if result.best is not None else EXIT_FAILED
     best = result.best
     if best is None:
         print(f"\nNo candidate passed. Everything is in {result.run_dir}")
-    else:
-        m = best.metrics
+        return EXIT_FAILED
+    m = best.metrics
+    print(
+        f"\nBest: {best.candidate_id}  val {m['val_acc']:.4f}  test {result.best_test_acc:.4f}  "
+        f"params {int(m['params']):,}  latency {m['latency_ms']:.3f} ms"
+    )
+    stats = result.stats
+    if llm := stats.get("llm"):
         print(
-            f"\nBest: {best.candidate_id}  val {m['val_acc']:.4f}  test {m['test_acc']:.4f}  "
-            f"params {int(m['params']):,}  latency {m['latency_ms']:.3f} ms"
+            f"LLM: {llm['calls']} calls ({llm['failures']} failed), "
+            f"{llm['prompt_tokens'] + llm['completion_tokens']:,} tokens, ~${llm['cost_usd']:.4f}"
         )
-        stats = result.stats
-        if llm := stats.get("llm"):
-            print(
-                f"LLM: {llm['calls']} calls ({llm['failures']} failed), "
-                f"{llm['prompt_tokens'] + llm['completion_tokens']:,} tokens, ~${llm['cost_usd']:.4f}"
-            )
-        if stats.get("proposals"):
-            first, after, n = stats["valid_first_try"], stats["valid_after_repair"], stats["proposals"]
-            print(f"Valid code: {first / n:.0%} of proposals on the first try, {after / n:.0%} after repair.")
-        print(
-            f"Pareto front: {len(result.front)} models. Results: {result.run_dir}  (best model: {result.run_dir}/best)"
-        )
+    if stats.get("proposals"):
+        first, after, n = stats["valid_first_try"], stats["valid_after_repair"], stats["proposals"]
+        print(f"Valid code: {first / n:.0%} of proposals on the first try, {after / n:.0%} after repair.")
+    print(
+        f"Pareto front: {len(result.front)} models. Results: {result.run_dir}  (best model: {result.run_dir}/best)"
+    )
     return EXIT_OK
 
 
@@ -352,30 +267,7 @@ def _announcer(as_json: bool):
 def cmd_search(args: argparse.Namespace) -> int:
     from llmnas.run import start
 
-    extra = {
-        "budget": args.budget,
-        "workers": args.workers,
-        "llm": args.llm,
-        "strategy": args.strategy,
-        "max_tokens": args.max_tokens,
-        "max_cost_usd": args.max_cost,
-        "repair_attempts": args.repair_attempts,
-    }
-    if (args.ray_address or args.gpus_per_task) and args.executor != "ray":
-        raise ValueError("--ray-address and --gpus-per-task need --executor ray")
-    extra.update(
-        prescreen=args.prescreen,
-        prescreen_keep=args.prescreen_keep,
-        llm_timeout_s=args.llm_timeout,
-        llm_retries=args.llm_retries,
-    )
-    extra.update(
-        finetune_every=args.finetune_every,
-        finetune_steps=args.finetune_steps,
-        llm_max_tokens=args.llm_max_tokens,
-    )
-    extra.update(executor=args.executor, ray_address=args.ray_address, gpus_per_task=args.gpus_per_task)
-    cfg = _config(args, args.requirements, **extra)
+    cfg = _config(args, args.requirements)
     return _report_result(
         start(cfg, args.out, api_key=args.api_key, progress=not args.json, announce=_announcer(args.json)),
         args.json,
@@ -422,18 +314,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     else:
         print(f"rejected at stage {outcome['stage']}: {outcome['message']}")
-    return EXIT_OK if outcome["ok"] else EXIT_REJECTED
+    return EXIT_OK if outcome["ok"] else EXIT_FAILED
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from llmnas.export import export_run
+    from llmnas.runs.export import export_run
 
     print(export_run(args.run, args.out, args.candidate))
     return EXIT_OK
 
 
 def cmd_traces(args: argparse.Namespace) -> int:
-    from llmnas.traces import export_traces
+    from llmnas.runs.traces import export_traces
 
     count = export_traces(args.run, args.out, min_reward=args.min_reward)
     print(f"{count} traces written to {args.out}")
@@ -441,14 +333,14 @@ def cmd_traces(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from llmnas.report import render_report
+    from llmnas.report.html import render_report
 
     print(render_report(args.run, args.out))
     return EXIT_OK
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from llmnas.leaderboard import format_runs, runs
+    from llmnas.runs.read import format_runs, runs
 
     rows = runs(args.results)
     print(json.dumps(rows, indent=1, default=str) if args.json else format_runs(rows))
@@ -456,7 +348,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from llmnas.leaderboard import format_leaderboard, leaderboard
+    from llmnas.runs.read import format_leaderboard, leaderboard
 
     rows = leaderboard(args.run)[: args.top]
     print(json.dumps(rows, indent=1) if args.json else format_leaderboard(rows))
@@ -477,47 +369,59 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-    except UsageError as exc:
+        args = build_parser().parse_args(argv)
+    except UserError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
-    from llmnas.datasets import DatasetError
-    from llmnas.llm import LLMError
-    from llmnas.spec import SpecError
+    from llmnas.llm.chat import LLMError
 
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    except (
-        DatasetError,
-        SpecError,
-        LLMError,
-        FileNotFoundError,
-        FileExistsError,
-        ValueError,
-        UsageError,
-        ImportError,
-        ConnectionError,
-    ) as exc:
-        message = _one_line(exc)
-        print(f"llmnas {args.command}: error: {message}", file=sys.stderr)
-        return (
-            EXIT_USAGE
-            if isinstance(exc, ValidationError | DatasetError | SpecError | UsageError)
-            else EXIT_ERROR
+    except UserError as exc:
+        print(f"llmnas {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except (RunFailed, LLMError, OSError) as exc:
+        print(f"llmnas {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:  # noqa: BLE001 - a bug: say so, keep the traceback
+        where = _save_traceback(args)
+        print(
+            f"llmnas {args.command}: internal error (this is a bug): {_one_line(exc)}\n"
+            f"The traceback is in {where}; please include it in a bug report.",
+            file=sys.stderr,
         )
+        if args.verbose:
+            traceback.print_exc()
+        return EXIT_FAILED
 
 
-def _one_line(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        err = exc.errors()[0]
-        where = ".".join(str(x) for x in err["loc"])
-        return f"{where}: {err['msg']}"
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+def _save_traceback(args: argparse.Namespace) -> Path:
+    """Append the current traceback to the run folder's log when there is one, else to a temp file."""
+    from llmnas.runs.layout import RunLayout
+
+    folder = getattr(args, "run", None) or getattr(args, "out", None)
+    text = traceback.format_exc()
+    if folder is not None and RunLayout(folder).is_run():
+        path = RunLayout(folder).log
+        with open(path, "a") as f:
+            f.write(text)
+        return path
+    fd, name = tempfile.mkstemp(prefix="llmnas-error-", suffix=".log")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return Path(name)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first line of an error, with control characters escaped."""
+    from llmnas.safe_text import escape_controls
+
+    text = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return escape_controls(text)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,32 @@
-"""One typed, frozen configuration for a run, passed down as a single object."""
+"""One typed, frozen configuration for a run, passed down as a single object.
+
+Every setting is declared once, here, with its help text: the command line is generated from these
+fields (flag = the field name with dashes, or ``flag`` in its metadata) and the Python API takes the same
+names (``llmnas.search(..., steps=200, memory_mb=1024)``). Nested training and sandbox settings that
+have flags are listed in NESTED_FLAGS.
+"""
 
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from llmnas.errors import UserError
 from sandbox.protocol import Limits, TrainConfig
 
 STRATEGIES = ("rl", "random")
+PROXIES = ("synflow", "naswot", "grad_norm", "snip", "params", "flops")
+
+
+def setting(default: Any = None, help: str = "", *, flag: str | None = None, group: str = "search", **kw):
+    """A RunConfig field with its command-line face: ``group`` says which commands offer it (data and
+    train: search and eval; search: search only; none: only --config and the Python API)."""
+    extra = {"group": group, **({"flag": flag} if flag else {})}
+    if "default_factory" in kw:
+        return Field(description=help, json_schema_extra=extra, **kw)
+    return Field(default, description=help, json_schema_extra=extra, **kw)
 
 
 class RunConfig(BaseModel):
@@ -17,42 +34,125 @@ class RunConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    requirements: str
-    data: str = "digits"
-    label_column: str | None = None
-    data_root: str | None = None
-    max_samples: int | None = Field(None, ge=10)
-    seed: int = 0
-    budget: int = Field(24, ge=1)
-    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
-    threads: int = Field(1, ge=1)
-    llm: str = "offline"
-    strategy: Literal["rl", "random"] = "rl"
-    executor: Literal["local", "ray"] = "local"
-    ray_address: str | None = None
-    gpus_per_task: float | None = Field(None, ge=0)
-    device: Literal["cpu", "cuda", "auto"] = "cpu"
-    train: TrainConfig = TrainConfig()
-    limits: Limits = Limits()
-    extra_imports: tuple[str, ...] = ()
-    repair_attempts: int = Field(2, ge=0)
-    power_watts: float = Field(20.0, gt=0)  # per worker, for the energy estimate
-    carbon_g_per_kwh: float = Field(475.0, ge=0)  # grid carbon intensity (IEA world average)
-    finetune_every: int | None = Field(None, ge=1)
-    finetune_steps: int = Field(100, ge=1)
-    finetune_top_fraction: float = Field(0.25, gt=0, le=1)
-    finetune_rank: int = Field(16, ge=1)
-    prescreen: Literal["synflow", "naswot", "grad_norm", "snip", "params", "flops"] | None = None
-    prescreen_keep: float = Field(0.5, gt=0, le=1)
-    llm_timeout_s: float = Field(120.0, gt=0)
-    llm_retries: int = Field(5, ge=0)
-    llm_concurrency: int = Field(4, ge=1)
-    llm_max_tokens: int = Field(2048, ge=16)  # per reply
-    max_tokens: int | None = Field(None, ge=1)
-    max_cost_usd: float | None = Field(None, gt=0)
+    requirements: str = setting(..., group="none")
+    data: str = setting(
+        "digits", "digits | mnist1d | FILE.npz | FILE.csv | IMAGE_FOLDER | torchvision:NAME", group="data"
+    )
+    label_column: str | None = setting(None, "label column of a CSV dataset", group="data")
+    data_root: str | None = setting(None, "root folder of a torchvision dataset", group="data")
+    max_samples: int | None = setting(None, "subsample the data (quick runs)", group="data", ge=10)
+    seed: int = setting(0, "seed of the one RNG the run uses", group="data")
+    budget: int = setting(24, "candidates to evaluate", ge=1)
+    workers: int = setting(
+        help="parallel sandboxed workers (default: one per core)",
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+    )
+    threads: int = setting(1, "threads per worker", group="none", ge=1)
+    llm: str = setting("offline", "offline | openai:MODEL | URL#MODEL | hf:PATH")
+    strategy: Literal["rl", "random"] = setting(
+        "rl", "offline proposer: the RL controller with mutations, or random search (baseline)"
+    )
+    executor: Literal["local", "ray"] = setting(
+        "local",
+        "where candidates run: this machine, or a Ray cluster (pip install 'llmnas[ray]'; docs/ray.md)",
+    )
+    ray_address: str | None = setting(None, "Ray cluster for --executor ray: HOST:6379 or auto")
+    gpus_per_task: float | None = setting(None, "GPUs per Ray worker (default: 1 with --device cuda)", ge=0)
+    device: Literal["cpu", "cuda", "auto"] = setting("cpu", "where candidates train", group="train")
+    train: TrainConfig = setting(TrainConfig(), group="none")
+    limits: Limits = setting(Limits(), group="none")
+    extra_imports: tuple[str, ...] = setting(
+        (), "extend the candidate import allow-list (repeatable)", flag="allow-import", group="train"
+    )
+    repair_attempts: int = setting(2, "times a rejected reply goes back to the model with its error", ge=0)
+    power_watts: float = setting(20.0, "power drawn per worker, for the energy estimate", group="train", gt=0)
+    carbon_g_per_kwh: float = setting(
+        475.0, "grid gCO2 per kWh, for the CO2 estimate", flag="carbon-intensity", group="train", ge=0
+    )
+    finetune_every: int | None = setting(
+        None, "with --llm hf:PATH, train a LoRA adapter on the best traces every K evaluations", ge=1
+    )
+    finetune_steps: int = setting(100, "steps per fine-tuning round", ge=1)
+    finetune_top_fraction: float = setting(0.25, "share of the best traces fine-tuned on", gt=0, le=1)
+    finetune_rank: int = setting(16, "LoRA rank", ge=1)
+    prescreen: Literal["synflow", "naswot", "grad_norm", "snip", "params", "flops"] | None = setting(
+        None, "rank each round's candidates by this zero-cost proxy and train only the best"
+    )
+    prescreen_keep: float = setting(0.5, "fraction of each round trained after --prescreen", gt=0, le=1)
+    llm_timeout_s: float = setting(120.0, "seconds per LLM call", flag="llm-timeout", gt=0)
+    llm_retries: int = setting(5, "retries on 429/5xx/timeouts", ge=0)
+    llm_concurrency: int = setting(4, "LLM calls in flight at once", ge=1)
+    llm_max_tokens: int = setting(2048, "longest reply the model may write, in tokens", ge=16)
+    max_tokens: int | None = setting(None, "end the run after this many LLM tokens", ge=1)
+    max_cost_usd: float | None = setting(None, "end the run after this LLM cost (USD)", flag="max-cost", gt=0)
 
     @model_validator(mode="after")
-    def _finetune_needs_a_local_model(self) -> RunConfig:
+    def _consistent(self) -> RunConfig:
         if self.finetune_every and not self.llm.startswith("hf:"):
-            raise ValueError("--finetune-every needs a local model: --llm hf:PATH")
+            raise ValueError("finetune_every (--finetune-every) needs a local model: llm='hf:PATH'")
+        if (self.ray_address or self.gpus_per_task) and self.executor != "ray":
+            raise ValueError(
+                "ray_address and gpus_per_task (--ray-address, --gpus-per-task) need executor='ray'"
+            )
         return self
+
+    @classmethod
+    def from_settings(cls, **settings: Any) -> RunConfig:
+        """A config from flat settings named as fields or flags (``steps=200``, ``max_cost=1``); nested
+        ``train``/``limits`` dicts merge with the flat ones. Bad values raise UserError naming the setting."""
+        fields: dict[str, Any] = {"train": {}, "limits": {}}
+        for name, value in settings.items():
+            key = name.replace("-", "_")
+            if key in NESTED_FLAGS:
+                parent, child, _ = NESTED_FLAGS[key]
+                fields[parent][child] = value
+            elif key in ("train", "limits"):
+                fields[key] = {
+                    **(value.model_dump() if isinstance(value, BaseModel) else value),
+                    **fields[key],
+                }
+            else:
+                fields[FLAG_FIELDS.get(key, key)] = value
+        try:
+            return cls(**fields)
+        except ValidationError as exc:
+            raise UserError(describe(exc)) from None
+
+
+# Nested settings with a flag of their own: flag (underscored) -> (field, nested field, help).
+NESTED_FLAGS: dict[str, tuple[str, str, str]] = {
+    "steps": ("train", "max_steps", "training steps per candidate"),
+    "train_seconds": ("train", "max_seconds", "training seconds per candidate"),
+    "timeout": ("limits", "timeout_s", "hard wall-clock limit per candidate (s)"),
+    "memory_mb": ("limits", "memory_mb", "memory limit per candidate (MiB)"),
+}
+# Flags whose name differs from their field: flag (underscored) -> field.
+FLAG_FIELDS: dict[str, str] = {
+    (info.json_schema_extra or {})["flag"].replace("-", "_"): name
+    for name, info in RunConfig.model_fields.items()
+    if (info.json_schema_extra or {}).get("flag")
+}
+
+
+def flag_of(loc: tuple) -> str:
+    """The setting a validation error is about, as field and flag."""
+    path = tuple(str(p) for p in loc)
+    for flag, (parent, child, _) in NESTED_FLAGS.items():
+        if path[:2] == (parent, child):
+            return f"{flag} (--{flag.replace('_', '-')})"
+    if not path:
+        return "settings"
+    name = path[0]
+    info = RunConfig.model_fields.get(name)
+    flag = ((info.json_schema_extra or {}).get("flag") if info else None) or name.replace("_", "-")
+    return ".".join(path) + (
+        f" (--{flag})" if info and (info.json_schema_extra or {})["group"] != "none" else ""
+    )
+
+
+def describe(exc: ValidationError) -> str:
+    """A validation error in one line that names the setting (and its flag)."""
+    err = exc.errors()[0]
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{flag_of(err['loc'])}: {msg}" if err["loc"] else msg

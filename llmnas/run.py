@@ -10,18 +10,23 @@ from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
-from llmnas import validate
+from llmnas.candidate import checks
 from llmnas.config import RunConfig
-from llmnas.datasets import Dataset, load_dataset
-from llmnas.executor import LocalPool
-from llmnas.llm import ChatModel, ReplayChat, Usage, UsageMeter, parse_llm
-from llmnas.llm_proposer import LLMProposer
-from llmnas.loop import Search, SearchResult
-from llmnas.offline import OfflineProposer, RandomProposer
-from llmnas.proposer import Proposer
-from llmnas.spec import TaskSpec, parse_requirements
-from llmnas.spec_llm import spec_from_llm
-from llmnas.store import RunStore
+from llmnas.engine.loop import Search, SearchResult
+from llmnas.errors import UserError
+from llmnas.execute.local import LocalPool
+from llmnas.llm.chat import ChatModel, parse_llm
+from llmnas.llm.replay import ReplayChat
+from llmnas.llm.usage import Usage, UsageMeter
+from llmnas.propose.base import Proposer
+from llmnas.propose.llm import LLMProposer
+from llmnas.propose.offline import OfflineProposer, RandomProposer
+from llmnas.runs.events import LLMCallEvent, LLMReplyEvent, RefineEvent, Replay
+from llmnas.runs.export import BestExport
+from llmnas.runs.store import RunStore
+from llmnas.task.datasets import Dataset, load_dataset
+from llmnas.task.llm_spec import spec_from_llm
+from llmnas.task.spec import TaskSpec, parse_requirements
 
 log = logging.getLogger("llmnas")
 
@@ -64,24 +69,23 @@ def make_proposer(cfg: RunConfig, spec: TaskSpec, store: RunStore, chat: ChatMod
         if cfg.strategy == "random":
             return RandomProposer(spec.modality, cfg.seed)
         return OfflineProposer(spec.modality, cfg.seed)
-    events = store.events()
+    log_so_far = store.replay()
     meter = UsageMeter(
         chat,
         max_tokens=cfg.max_tokens,
         max_cost_usd=cfg.max_cost_usd,
-        usage=usage_so_far(events),
-        on_call=lambda record: store.append({"type": "llm_call", **record}),
+        usage=usage_so_far(log_so_far),
+        on_call=lambda record: store.append(LLMCallEvent(**record)),
     )
-    replay = ReplayChat(meter, [e for e in events if e.get("type") == "llm_reply"], store.append)
-    return LLMProposer(
-        replay, validate.DEFAULT_ALLOWED_IMPORTS | frozenset(cfg.extra_imports), max_tokens=cfg.llm_max_tokens
-    )
+    recorded = [(e.key, e.texts) for e in log_so_far.of(LLMReplyEvent)]
+    replay = ReplayChat(meter, recorded, lambda key, texts: store.append(LLMReplyEvent(key=key, texts=texts)))
+    return LLMProposer(replay, checks.allowed_imports(cfg.extra_imports), max_tokens=cfg.llm_max_tokens)
 
 
 def make_executor(cfg: RunConfig):
     """The local pool, or Ray (one GPU per worker when candidates train on cuda)."""
     if cfg.executor == "ray":
-        from llmnas.ray_executor import RayExecutor
+        from llmnas.execute.ray import RayExecutor
 
         gpus = cfg.gpus_per_task if cfg.gpus_per_task is not None else (1 if cfg.device == "cuda" else 0)
         workers = cfg.workers if "workers" in cfg.model_fields_set else None  # None: the cluster's room
@@ -100,19 +104,19 @@ def _cuda_devices(device: str) -> int:
 
     count = torch.cuda.device_count()
     if device == "cuda" and count == 0:
-        raise ValueError("--device cuda: no CUDA device is visible here; use --device cpu or auto")
+        raise UserError("--device cuda: no CUDA device is visible here; use --device cpu or auto")
     return count
 
 
-def usage_so_far(events: list[dict]) -> Usage:
+def usage_so_far(log_so_far: Replay) -> Usage:
     """LLM calls, tokens and cost logged in a run (budgets carry over a resume)."""
     spent = Usage()
-    for e in (e for e in events if e.get("type") == "llm_call"):
+    for e in log_so_far.of(LLMCallEvent):
         spent.calls += 1
-        spent.failures += not e.get("ok", False)
-        spent.prompt_tokens += e.get("prompt_tokens", 0)
-        spent.completion_tokens += e.get("completion_tokens", 0)
-        spent.cost_usd += e.get("cost_usd", 0.0)
+        spent.failures += not e.ok
+        spent.prompt_tokens += e.prompt_tokens
+        spent.completion_tokens += e.completion_tokens
+        spent.cost_usd += e.cost_usd
     return spent
 
 
@@ -208,6 +212,8 @@ def refine(
 
     def between_rounds(search: Search) -> bool:
         nonlocal cfg
+        if search.finished:
+            return True
         try:
             line = ask("\nFeedback for the next round (Enter: continue, q: stop): ").strip()
         except EOFError:
@@ -227,19 +233,19 @@ def _refine_spec(
 ) -> tuple[RunConfig, TaskSpec]:
     """Append the words, re-derive the spec from all the words so far, and log it."""
     if not text.strip():
-        raise ValueError("refine: the new instructions are empty")
+        raise UserError("refine: the new instructions are empty")
     cfg = cfg.model_copy(update={"requirements": f"{cfg.requirements.rstrip()}\n{text.strip()}"})
     spec = _fill_priority_targets(make_spec(cfg, data, chat, announce), store.folder)
     store.append_requirements(text)
     store.update_run_info(config=cfg.model_dump(mode="json"), spec=spec.model_dump(mode="json"))
-    store.append({"type": "refine", "text": text, "spec": spec.model_dump(mode="json")})
+    store.append(RefineEvent(text=text, spec=spec.model_dump(mode="json")))
     announce("Refined spec:\n  " + spec.summary().replace("\n", "\n  "))
     return cfg, spec
 
 
 def _fill_priority_targets(spec: TaskSpec, folder: Path) -> TaskSpec:
     """ "Latency (size) matters more" with no number: aim at half the current best's latency (size)."""
-    from llmnas.leaderboard import leaderboard
+    from llmnas.runs.read import leaderboard
 
     rows = leaderboard(folder)
     if not rows:
@@ -262,21 +268,14 @@ def _search(
 ) -> SearchResult:
     proposer = make_proposer(cfg, spec, store, chat)
     tuner = _finetuner(cfg, chat, store)
+    listeners = [*([tuner] if tuner else []), *([between_rounds] if between_rounds else []), BestExport()]
     try:
         with make_executor(cfg) as pool:
             data.write_worker_files(pool.data_dir)
-            search = Search(cfg, spec, data, proposer, pool, store, progress=progress)
-            if tuner is None:
-                return _with_usage(search.run(cfg.budget, between_rounds), store, chat)
-            tuner.maybe_finetune(
-                store.folder, search.proposed, before_round=search.round
-            )  # catches up after a kill
-
-            def finetune_then_ask(s: Search) -> bool:
-                tuner.maybe_finetune(store.folder, s.proposed, before_round=s.round)
-                return between_rounds is None or between_rounds(s)
-
-            return _with_usage(search.run(cfg.budget, finetune_then_ask), store, chat)
+            search = Search(cfg, spec, data, proposer, pool, store, progress=progress, listeners=listeners)
+            if tuner is not None:
+                tuner(search)  # catches up after a kill
+            return _with_usage(search.run(cfg.budget), store, chat)
     except KeyboardInterrupt:
         print(
             f"\nStopped. Finished evaluations are saved in {store.folder}.\n"
@@ -291,7 +290,7 @@ def _search(
 
 def _with_usage(result: SearchResult, store: RunStore, chat: ChatModel | None) -> SearchResult:
     if chat is not None:
-        result.stats["llm"] = asdict(usage_so_far(store.events()))
+        result.stats["llm"] = asdict(usage_so_far(store.replay()))
     return result
 
 
@@ -300,7 +299,7 @@ def _finetuner(cfg: RunConfig, chat: ChatModel | None, store: RunStore):
     latest adapter is loaded back."""
     if not cfg.finetune_every:
         return None
-    from llmnas.finetune import FinetuneOptions, FineTuner
+    from llmnas.propose.finetune import FinetuneOptions, FineTuner
 
     options = FinetuneOptions(
         every=cfg.finetune_every,
@@ -317,7 +316,7 @@ def _finetuner(cfg: RunConfig, chat: ChatModel | None, store: RunStore):
 
 def _write_report(folder: Path) -> None:
     """The report and plots every run folder promises; a failure here never hides the search's result."""
-    from llmnas.report import render_report
+    from llmnas.report.html import render_report
 
     try:
         render_report(folder)

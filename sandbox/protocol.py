@@ -7,7 +7,9 @@ its private folder. Nothing else crosses the boundary, and nothing crossing it i
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,7 +21,36 @@ ARTEFACT_BYTES = 1 << 30
 PRED_FILES = {"val": "val_pred.npy", "test": "test_pred.npy"}
 DATA_FILES = ("train_x.npy", "train_y.npy", "val_x.npy", "test_x.npy")
 MAX_RESULT_BYTES = 1_000_000
+MAX_PARAMS = 2**53  # larger counts are forged: no float64 holds them exactly
 BN_STATS = ("running_mean", "running_var", "num_batches_tracked")  # not counted as parameters
+
+
+# Hard limits: (metric, limit key in a spec or job, unit). over_limits() is the one rule for all of them.
+HARD_LIMITS = (
+    ("params", "max_params", ""),
+    ("flops", "max_flops", ""),
+    ("latency_ms", "max_latency_ms", " ms"),
+)
+
+
+def over_limits(metrics: Mapping[str, Any], limits: Mapping[str, Any]) -> list[str]:
+    """Hard limits the metrics break, one readable line each ("params 12,345 > limit 10,000"); a limited
+    metric that is missing breaks its limit. Limits absent from ``limits`` (or None) are not checked."""
+    out = []
+    for key, limit_key, unit in HARD_LIMITS:
+        limit = limits.get(limit_key)
+        if limit is None:
+            continue
+        value = metrics.get(key)
+        if not isinstance(value, int | float) or value != value:  # missing or NaN
+            out.append(f"{key} not measured (limit {_fmt_limit(key, limit)}{unit})")
+        elif value > limit:
+            out.append(f"{key} {_fmt_limit(key, value)} > limit {_fmt_limit(key, limit)}{unit}")
+    return out
+
+
+def _fmt_limit(key: str, v: float) -> str:
+    return f"{v:.3g}" if key == "latency_ms" else f"{v:,.0f}"
 
 
 SAFE_ENV = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES")
@@ -37,6 +68,7 @@ def scrubbed_env(threads: int, home: str) -> dict[str, str]:
 class Stage(StrEnum):
     """Where a candidate failed, cheapest first."""
 
+    llm = "llm"  # the language model call failed: not the model's mistake
     extract = "extract"
     static = "static"
     duplicate = "duplicate"

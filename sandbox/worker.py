@@ -27,6 +27,7 @@ from sandbox.mounts import make_private_tmp
 from sandbox.protocol import (
     PRED_FILES,
     RESULT_FILE,
+    STDOUT_FILE,
     TORCHSCRIPT_FILE,
     WEIGHTS_FILE,
     Job,
@@ -269,7 +270,7 @@ def write_result(result: Result, workdir: Path) -> None:
 def run_confined(job: Job, workdir: Path, limits: Limits, uid: int | None) -> None:
     """In a fresh child: confine, redirect output to capped files, evaluate, write, exit."""
     null = os.open(os.devnull, os.O_RDONLY)
-    out = os.open(workdir / "stdout.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    out = os.open(workdir / STDOUT_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     for fd, target in ((null, 0), (out, 1), (out, 2)):
         os.dup2(fd, target)
     os.closerange(3, 1 << 16)

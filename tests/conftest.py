@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llmnas.datasets import Dataset, load_dataset
-from llmnas.executor import LocalPool
+from llmnas.execute.local import LocalPool
+from llmnas.runs.events import replay
+from llmnas.runs.layout import RunLayout
+from llmnas.task.datasets import Dataset, load_dataset
 from sandbox.protocol import DATA_FILES, Job, Limits, Result, TrainConfig
 
 SANDBOX_LIMITS = Limits(timeout_s=10, memory_mb=1024, cpu_s=20)
@@ -34,6 +36,11 @@ def build_model(input_shape, num_classes):
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, num_classes),
     )
 """
+
+
+def logged(run_dir: Path) -> list[dict]:
+    """A run's events as plain JSON dicts, read through the one replay() every reader uses."""
+    return [e.model_dump(mode="json") for e in replay(RunLayout(run_dir).events).events]
 
 
 def write_worker_data(folder: Path, data: Dataset) -> None:

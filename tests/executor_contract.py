@@ -15,7 +15,7 @@ from pathlib import Path
 import conftest
 import numpy as np
 
-from llmnas.datasets import Dataset
+from llmnas.task.datasets import Dataset
 from sandbox.protocol import (
     DATA_FILES,
     PRED_FILES,

@@ -1,4 +1,4 @@
-"""Guards for the trust boundary (DESIGN.md): read the source, never import it.
+"""Guards for the trust boundary (docs/architecture.md): read the source, never import it.
 
 - nothing under sandbox/ imports llmnas;
 - the driver (llmnas/) imports from sandbox/ only ``sandbox.protocol``, the data contract;
@@ -26,7 +26,7 @@ PROTOCOL = "sandbox.protocol"
 # (file relative to the repo, qualified call) -> why this site is safe. An entry that matches no
 # site is an error too: the list must say exactly what is allowed.
 ALLOWED: dict[tuple[str, str], str] = {
-    ("llmnas/export.py", "torch.save"): (
+    ("llmnas/runs/export.py", "torch.save"): (
         "writes weights.pt into an exported bundle for its users, from tensors read with safetensors; "
         "the driver never reads it back (the bundle's loader uses weights_only=True)"
     ),
@@ -313,3 +313,53 @@ def test_the_scanners_see_what_they_must(tmp_path: Path):
     assert {"sandbox.worker", "sandbox.limits", "sandbox.protocol"} <= modules
     assert FILE_IMPORTS.search("spec = importlib.util.spec_from_file_location('m', p)")
     assert FILE_IMPORTS.search("sys.path.insert(0, folder)") and FILE_IMPORTS.search("import runpy")
+
+
+def _module_imports(path: Path) -> set[str]:
+    """llmnas modules a file imports when it is imported (top level only, not inside functions)."""
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("llmnas"):
+            for alias in node.names:
+                sub = f"{node.module}.{alias.name}"
+                found.add(sub if (ROOT / (sub.replace(".", "/") + ".py")).is_file() else node.module)
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("llmnas")}
+    return found
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_no_import_cycles_in_the_driver():
+    graph = {
+        _module_name(p): _module_imports(p) for p in DRIVER.rglob("*.py") if "__pycache__" not in p.parts
+    }
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                raise AssertionError("import cycle: " + " -> ".join([*path[path.index(nxt) :], nxt]))
+            if nxt in graph and not state.get(nxt):
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for module in sorted(graph):
+        if not state.get(module):
+            visit(module, [module])
+
+
+def test_the_driver_is_grouped_into_packages_of_small_modules():
+    """Every driver module lives in a package named for its concept, and stays small enough to read
+    (the few larger ones say why in their docstring)."""
+    top = {p.name for p in DRIVER.glob("*.py")}
+    assert top <= {"__init__.py", "cli.py", "config.py", "errors.py", "run.py", "evaluate.py", "safe_text.py"}
+    for path in DRIVER.rglob("*.py"):
+        lines = len(path.read_text().splitlines())
+        if lines > 400:
+            doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+            assert "one cohesive" in doc, f"{path.relative_to(ROOT)} has {lines} lines and no reason given"

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from llmnas.archive import SELECTORS, Archive, Entry
+from llmnas.engine.archive import SELECTORS, Archive, Entry
 
 
 def e(cid, acc, params, reward=None, depth=2, latency=1.0):
@@ -76,25 +76,6 @@ def test_best():
     a.add(e("b", 0.9, 3000))
     a.add(e("c", 0.8, 100))
     assert a.best().candidate_id == "b"
-
-
-def test_refilter_with_tighter_limit():
-    a = Archive()
-    a.add(e("big", 0.95, 100_000))
-    a.add(e("mid", 0.90, 10_000))
-    a.add(e("small", 0.80, 1_000))
-    assert {x.candidate_id for x in a.front()} == {"big", "mid", "small"}
-    a.refilter(lambda x: x.metrics["params"] <= 20_000)
-    assert {x.candidate_id for x in a.front()} == {"mid", "small"}
-    assert "big" not in {x.candidate_id for x in a.elites()}
-    assert a.best().candidate_id == "mid"
-    assert [x.candidate_id for x in a.all_entries] == ["big", "mid", "small"]
-    # state round trip keeps the filtered view; a looser filter brings entries back
-    b = Archive()
-    b.load_state_dict(json.loads(json.dumps(a.state_dict())))
-    assert [x.candidate_id for x in b.front()] == [x.candidate_id for x in a.front()]
-    a.refilter(lambda x: True)
-    assert a.best().candidate_id == "big"
 
 
 def test_select_small_archive():

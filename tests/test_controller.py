@@ -4,11 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from llmnas import space, validate
-from llmnas.controller import Controller
+from llmnas.candidate import checks as validate
+from llmnas.propose import space
+from llmnas.propose.controller import Controller
 
 
-@pytest.mark.parametrize(("modality", "shape"), [("image", (1, 8, 8)), ("sequence", (1, 40)), ("tabular", (13,))])
+@pytest.mark.parametrize(
+    ("modality", "shape"), [("image", (1, 8, 8)), ("sequence", (1, 40)), ("tabular", (13,))]
+)
 def test_every_point_of_the_space_renders_to_valid_code(modality, shape):
     rng = np.random.default_rng(0)
     for _ in range(30):
@@ -46,4 +49,6 @@ def test_state_round_trip_continues_exactly_and_leaves_torch_rng_alone():
     a.update(batch)
     b.update(batch)
     assert a.sample(np.random.default_rng(4)) == b.sample(np.random.default_rng(4))
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )

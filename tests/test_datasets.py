@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from llmnas.datasets import BUILTIN, Dataset, DatasetError, load_dataset
+from llmnas.task.datasets import BUILTIN, Dataset, DatasetError, load_dataset
 
 
 def row_hashes(x: np.ndarray) -> set[str]:

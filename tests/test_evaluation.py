@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import logged
 
 from llmnas.cli import main
-from llmnas.store import RunStore
 
 SMALL_CNN = """
 import torch.nn as nn
@@ -91,7 +91,7 @@ def test_prescreen_trains_only_the_top_of_each_round(tmp_path):
         )
         == 0
     )
-    evaluations = [e for e in RunStore(out).events() if e["type"] == "evaluation"]
+    evaluations = [e for e in logged(out) if e["type"] == "evaluation"]
     screened = [e for e in evaluations if e["stage"] == "proxy"]
     trained = [e for e in evaluations if e["metrics"].get("train_steps")]
     assert screened and trained

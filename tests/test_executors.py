@@ -16,9 +16,9 @@ from pathlib import Path
 import executor_contract as contract
 import pytest
 
-from llmnas.datasets import load_dataset
-from llmnas.executor import LocalPool
-from llmnas.ray_executor import RayExecutor, import_ray
+from llmnas.execute.local import LocalPool
+from llmnas.execute.ray import RayExecutor, import_ray
+from llmnas.task.datasets import load_dataset
 from sandbox.protocol import PRED_FILES, RESULT_FILE, WEIGHTS_FILE, Job, Limits, Result, Stage
 
 try:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from llmnas.extract import Extracted, extract_code
-from llmnas.validate import DEFAULT_ALLOWED_IMPORTS, Checked, Rejection, check
+from llmnas.candidate.checks import DEFAULT_ALLOWED_IMPORTS, Checked, Rejection, check
+from llmnas.candidate.extract import Extracted, extract_code
+from llmnas.candidate.repair import add_missing_imports, missing_imports
 
 REPLIES = Path(__file__).parent / "fixtures" / "replies"
 EXPECTED: dict[str, dict] = json.loads((REPLIES / "expected.json").read_text())
@@ -50,7 +51,7 @@ def test_reply_fixture(name: str) -> None:
 
 
 def test_extract_and_validate_do_not_import_torch() -> None:
-    script = "import sys, llmnas.extract; assert 'torch' not in sys.modules"
+    script = "import sys, llmnas.candidate.extract; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", script], check=True)
 
 
@@ -97,6 +98,24 @@ def test_missing_imports_are_only_added_when_allowed() -> None:
     result = extract_code(reply, frozenset({"torch", "torch.nn"}))
     assert isinstance(result, Extracted)
     assert "import torch.nn as nn" in result.code and "import math" not in result.code
+
+
+def test_add_missing_imports_places_imports_after_docstring_and_future() -> None:
+    code = '"""Doc."""\nfrom __future__ import annotations\nclass Model(nn.Module):\n    def forward(self, x):\n        return F.relu(torch.tanh(x)) * math.pi\n'
+    fixed = add_missing_imports(code)
+    assert fixed.startswith(
+        '"""Doc."""\nfrom __future__ import annotations\nimport torch\nimport torch.nn as nn\n'
+        "import torch.nn.functional as F\nimport math\n\nclass Model"
+    )
+    assert missing_imports(fixed) == []
+    assert isinstance(check(fixed), Checked)
+
+
+def test_add_missing_imports_respects_allow_list_and_existing_bindings() -> None:
+    code = "from torch import nn\n\ndef build_model(a, b):\n    return nn.Linear(math.floor(2.5), b)\n"
+    assert missing_imports(code) == ["import math"]
+    assert missing_imports(code, frozenset({"torch"})) == []
+    assert add_missing_imports("x = 1\n") == "x = 1\n"
 
 
 @pytest.mark.parametrize(

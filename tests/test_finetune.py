@@ -13,9 +13,11 @@ import torch
 from fakes.tiny_coder import build_tiny_coder, programs, proxy_reward, write_offline_run
 from fakes.tiny_hf import build_tiny_hf
 
-from llmnas import finetune, validate
-from llmnas.extract import extract_code
-from llmnas.finetune import (
+from llmnas.candidate import checks as validate
+from llmnas.candidate.extract import extract_code
+from llmnas.llm.chat import HFChat
+from llmnas.propose import finetune
+from llmnas.propose.finetune import (
     FinetuneOptions,
     FineTuner,
     completion_nll,
@@ -26,8 +28,7 @@ from llmnas.finetune import (
     peak_rss_mb,
     select_traces,
 )
-from llmnas.llm import HFChat
-from llmnas.traces import FAILED, OK, REJECTED, Trace, collect_traces
+from llmnas.runs.traces import FAILED, OK, REJECTED, Trace, collect_traces
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import logged
 from fakes.tiny_coder import build_tiny_coder
 
 from llmnas.cli import main
-from llmnas.store import RunStore
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
 
@@ -47,7 +47,7 @@ def test_hf_search_with_finetuning_keeps_traces_and_exports_them(tmp_path, capsy
     )
     assert status == 0
     capsys.readouterr()
-    proposals = [e for e in RunStore(run).events() if e["type"] == "proposal"]
+    proposals = [e for e in logged(run) if e["type"] == "proposal"]
     assert len(proposals) == 2
     rejected = [p for p in proposals if p["candidate_id"] is None]
     for p in rejected:  # a random model writes no valid code: its words are kept for fine-tuning anyway

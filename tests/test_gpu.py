@@ -25,8 +25,22 @@ def build_model(input_shape, num_classes):
 
 def test_eval_trains_on_cuda_in_the_sandbox(tmp_path, capsys):
     (tmp_path / "m.py").write_text(CNN)
-    assert main(["eval", str(tmp_path / "m.py"), "--data", "digits", "--device", "cuda", "--steps", "300",
-                 "--json"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(tmp_path / "m.py"),
+                "--data",
+                "digits",
+                "--device",
+                "cuda",
+                "--steps",
+                "300",
+                "--json",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["device"] == "cuda" and out["metrics"]["val_acc"] > 0.5
     assert out["metrics"]["peak_mem_mb"] > 0 and out["metrics"]["latency_ms"] > 0
@@ -34,7 +48,27 @@ def test_eval_trains_on_cuda_in_the_sandbox(tmp_path, capsys):
 
 def test_search_spreads_workers_over_gpus(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["search", "classify digits; under 20k parameters", "--data", "digits", "--device", "cuda",
-                 "--budget", "4", "--workers", "2", "--steps", "200", "--out", str(out), "--json"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "classify digits; under 20k parameters",
+                "--data",
+                "digits",
+                "--device",
+                "cuda",
+                "--budget",
+                "4",
+                "--workers",
+                "2",
+                "--steps",
+                "200",
+                "--out",
+                str(out),
+                "--json",
+            ]
+        )
+        == 0
+    )
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     assert {e["device"] for e in events if e["type"] == "evaluation" and "device" in e} == {"cuda"}

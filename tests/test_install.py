@@ -20,16 +20,24 @@ def build_model(input_shape, num_classes):
 def test_wheel_install_finds_templates_and_sandbox(tmp_path: Path):
     wheels, target = tmp_path / "wheels", tmp_path / "site"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(ROOT)],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     wheel = next(wheels.glob("llmnas-*.whl"))
-    subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)], check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [*pip, "install", "--no-deps", "--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (tmp_path / "model.py").write_text(MODEL)
     script = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(target)!r})
-        import llmnas, sandbox, llmnas.prompts as prompts
+        import llmnas, sandbox, llmnas.llm.prompts as prompts
         assert llmnas.__file__.startswith({str(target)!r}), llmnas.__file__
         assert sandbox.__file__.startswith({str(target)!r}), sandbox.__file__
         assert "build_model" in prompts.render("contract", allowed_imports="torch")
@@ -37,7 +45,8 @@ def test_wheel_install_finds_templates_and_sandbox(tmp_path: Path):
         from llmnas.cli import main
         sys.exit(main(["eval", "model.py", "--data", "digits", "--max-samples", "300", "--steps", "20"]))
     """)
-    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("ok  val"), result.stdout

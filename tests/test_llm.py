@@ -9,17 +9,8 @@ import pytest
 from fakes.openai_server import FakeOpenAI, drop, empty_choices, error, malformed, ok, slow
 from fakes.tiny_hf import build_tiny_hf
 
-from llmnas.llm import (
-    BudgetExhausted,
-    Completion,
-    HFChat,
-    LLMError,
-    OpenAIChat,
-    Usage,
-    UsageMeter,
-    known_price,
-    parse_llm,
-)
+from llmnas.llm.chat import BudgetExhausted, Completion, HFChat, LLMError, OpenAIChat, parse_llm
+from llmnas.llm.usage import Usage, UsageMeter, known_price
 
 MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "write a model"}]
 

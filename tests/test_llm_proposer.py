@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from fakes.openai_server import FakeOpenAI, error, ok
 
-from llmnas.llm import BudgetExhausted, OpenAIChat, UsageMeter
-from llmnas.llm_proposer import DEFAULT_INSTRUCTIONS, InstructionArchive, LLMProposer
-from llmnas.proposer import Action, Parent
-from llmnas.spec import TaskSpec
-from llmnas.spec_llm import json_object, spec_from_llm
+from llmnas.llm.chat import BudgetExhausted, OpenAIChat
+from llmnas.llm.usage import UsageMeter
+from llmnas.propose.base import Action, Parent
+from llmnas.propose.llm import DEFAULT_INSTRUCTIONS, InstructionArchive, LLMProposer
+from llmnas.task.llm_spec import json_object, spec_from_llm
+from llmnas.task.spec import TaskSpec
 
 SPEC = TaskSpec(
     text="classify 8x8 digits into 10 classes; under 20k parameters; under 1 ms on CPU",

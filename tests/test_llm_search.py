@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
+from conftest import logged
 from fakes.openai_server import FakeOpenAI, error, ok
 
 from llmnas.cli import main
-from llmnas.store import RunStore
 
 QUICK = [
     "--data",
@@ -58,7 +58,7 @@ def _run(tmp_path, server: FakeOpenAI, *extra: str, capsys) -> tuple[int, dict, 
         ]
     )
     printed = capsys.readouterr().out
-    return status, (json.loads(printed) if printed.strip() else {}), RunStore(out).events()
+    return status, (json.loads(printed) if printed.strip() else {}), logged(out)
 
 
 def test_llm_search_repairs_survives_faults_and_logs_usage(tmp_path, capsys):
@@ -120,7 +120,7 @@ def test_endpoint_down_never_crashes_the_run(tmp_path, capsys):
     assert status == 0
     result = json.loads(capsys.readouterr().out)
     assert result["best"] is None and result["stats"]["proposals"] == 2
-    stages = [e["stage"] for e in RunStore(out).events() if e["type"] == "proposal"]
+    stages = [e["stage"] for e in logged(out) if e["type"] == "proposal"]
     assert stages == ["llm", "llm"]
 
 
@@ -130,10 +130,10 @@ def test_resume_replays_recorded_replies_instead_of_asking_again(tmp_path, capsy
         asked = len(server.requests)
     assert status == 0
     # Forget the checkpoint: the whole run is replayed from the log; a model that is now down is not needed.
-    before = RunStore(tmp_path / "run").events()
+    before = logged(tmp_path / "run")
     (tmp_path / "run" / "state.json").unlink()
     assert main(["resume", str(tmp_path / "run"), "--json", "--api-key", "sk-test"]) == 0
-    after = RunStore(tmp_path / "run").events()[len(before) :]
+    after = logged(tmp_path / "run")[len(before) :]
     assert not [
         e for e in after if e["type"] in ("llm_call", "llm_reply", "evaluation")
     ]  # nothing asked or redone

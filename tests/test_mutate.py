@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from llmnas.mutate import MUTATIONS, MutationError, applicable, mutate
+from llmnas.candidate.mutate import MUTATIONS, MutationError, applicable, mutate
 
 NUM_CLASSES = 10
 

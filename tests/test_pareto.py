@@ -2,11 +2,10 @@ import math
 
 import pytest
 
-from llmnas.pareto import (
+from llmnas.engine.pareto import (
     OBJECTIVES,
     crowding_distance,
     dominates,
-    hypervolume_2d,
     objective_vector,
     pareto_front,
 )
@@ -60,14 +59,3 @@ def test_crowding_distance_inf_value():
     assert d[0] == d[3] == math.inf
     assert d[1] == math.inf  # its neighbour in the second objective is infinitely far
     assert all(not math.isnan(x) for x in d)
-
-
-def test_hypervolume_2d():
-    assert hypervolume_2d([(1, 1)], (3, 3), ("min", "min")) == pytest.approx(4)
-    assert hypervolume_2d([(1, 2), (2, 1)], (3, 3), ("min", "min")) == pytest.approx(3)
-    # dominated, duplicate, and outside-ref points add nothing
-    pts = [(1, 2), (2, 1), (2, 2), (2, 1), (4, 0), (math.inf, 0)]
-    assert hypervolume_2d(pts, (3, 3), ("min", "min")) == pytest.approx(3)
-    # accuracy (max) vs params (min): ref (0, 100)
-    assert hypervolume_2d([(0.5, 50), (0.8, 80)], (0.0, 100), MM) == pytest.approx(0.5 * 50 + 0.3 * 20)
-    assert hypervolume_2d([], (0, 0), MM) == 0.0

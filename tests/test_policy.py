@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from llmnas.archive import SELECTORS
-from llmnas.policy import TEMPERATURES, Policy
-from llmnas.proposer import OPERATORS
+from llmnas.engine.archive import SELECTORS
+from llmnas.engine.policy import TEMPERATURES, Policy
+from llmnas.propose.base import OPERATORS
 
 
 def run(policy, rng, steps, favour="mutate"):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from llmnas import prompts
-from llmnas.prompts import PromptError, format_metrics, format_spec, render
-from llmnas.spec import TaskSpec
+from llmnas.llm import prompts
+from llmnas.llm.prompts import PromptError, format_metrics, format_spec, render
+from llmnas.task.spec import TaskSpec
 
 SPEC = TaskSpec(
     text="classify 8x8 digits; under 20k parameters; under 1 ms on CPU; must be quantisable",

@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import logged
 
 from llmnas.config import RunConfig
-from llmnas.leaderboard import leaderboard
 from llmnas.run import refine, start
-from llmnas.store import RunStore
+from llmnas.runs.read import leaderboard
 from sandbox.protocol import TrainConfig
 
 QUIET = {"progress": False, "announce": lambda _: None}
@@ -20,8 +20,15 @@ QUIET = {"progress": False, "announce": lambda _: None}
 
 @pytest.fixture()
 def run(tmp_path) -> Path:
-    cfg = RunConfig(requirements="classify digits; under 20k parameters", data="digits", max_samples=500, budget=6,
-                    workers=2, seed=2, train=TrainConfig(max_steps=60))
+    cfg = RunConfig(
+        requirements="classify digits; under 20k parameters",
+        data="digits",
+        max_samples=500,
+        budget=6,
+        workers=2,
+        seed=2,
+        train=TrainConfig(max_steps=60),
+    )
     return start(cfg, tmp_path / "run", **QUIET).run_dir
 
 
@@ -41,25 +48,39 @@ def test_refine_tightens_limits_keeps_archive_and_policy_and_continues(run: Path
     after = _state(run)
     assert after["proposed"] == 10
     assert set(before["known"]) <= set(after["known"])  # nothing evaluated is forgotten
-    assert sum(after["policy"]["count"].values()) > sum(before["policy"]["count"].values())  # same policy, learning
+    assert sum(after["policy"]["count"].values()) > sum(
+        before["policy"]["count"].values()
+    )  # same policy, learning
     front = {e.candidate_id for e in result.front}
     assert front and all(e.metrics["params"] <= limit for e in result.front)
     over = {cid for cid, p in params_before.items() if p > limit}
     assert over and not (over & front)
     assert all(r["params"] <= limit for r in leaderboard(run))
-    events = RunStore(run).events()
+    events = logged(run)
     assert [e["spec"]["max_params"] for e in events if e["type"] == "refine"] == [limit]
 
 
 def test_interactive_refinement_reads_feedback_between_rounds(run: Path):
     proc = subprocess.run(
-        [sys.executable, "-m", "llmnas.cli", "refine", str(run), "fewer than 15k parameters", "--budget", "8",
-         "--interactive"],
-        input="under 9000 parameters\n\nq\n", capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "llmnas.cli",
+            "refine",
+            str(run),
+            "fewer than 15k parameters",
+            "--budget",
+            "8",
+            "--interactive",
+        ],
+        input="under 9000 parameters\n\nq\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("Feedback for the next round") == 3
-    events = RunStore(run).events()
+    events = logged(run)
     assert [e["spec"]["max_params"] for e in events if e["type"] == "refine"] == [15_000, 9_000]
     assert events[-1]["type"] == "stopped" or any(e.get("reason") == "stopped by the user" for e in events)
     assert _state(run)["proposed"] == 6 + 3 * 2  # three rounds of two, then "q" before the fourth

@@ -11,8 +11,9 @@ import pytest
 from browser import dump_dom, require_chromium, screenshot
 from PIL import Image
 
-from llmnas.leaderboard import format_leaderboard, format_runs, leaderboard, load_run, runs
-from llmnas.report import render_report
+from llmnas.errors import UserError
+from llmnas.report.html import render_report
+from llmnas.runs.read import format_leaderboard, format_runs, leaderboard, load_run, runs
 
 HOSTILE_CODE = "import torch.nn as nn\n# </script><script>alert(1)</script>\ndef build_model(i, n):\n    return nn.Linear(64, n)\n"
 HOSTILE_MESSAGE = "<img src=x onerror=alert(2)> exploded & died"
@@ -202,7 +203,12 @@ def test_hostile_ids_never_become_paths_or_markup(tmp_path: Path):
     run = make_run(tmp_path / "runs" / "r", events, {})
     page = render_report(run).read_text()
     assert "TOP SECRET" not in page
-    assert "<i>x</i>" not in page and "&lt;i&gt;x&lt;/i&gt;" in page
+    assert "<i>x</i>" not in page and "secret" not in page.split("<footer>")[0]
+    # Ids that are not plain names never load: the report says which log lines it skipped.
+    assert [p.split(":")[0] for p in load_run(run).problems] == [
+        f"events.jsonl line {n} skipped" for n in (1, 2, 3, 4)
+    ]
+    assert "Skipped log lines" in page
 
 
 def test_leaderboard_and_runs_api(run_dir: Path, tmp_path: Path):
@@ -237,7 +243,7 @@ def test_leaderboard_and_runs_api(run_dir: Path, tmp_path: Path):
     assert listed["broken"]["status"] == "unreadable" and listed["broken"]["error"]
     assert "run" in format_runs(list(listed.values()))
     json.dumps(list(listed.values()))
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(UserError):
         runs(tmp_path / "missing")
 
 

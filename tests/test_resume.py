@@ -11,10 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import logged
 
 from llmnas.config import RunConfig
+from llmnas.errors import UserError
 from llmnas.run import start
-from llmnas.store import RunStore
+from llmnas.runs.events import ProposalEvent, RoundEvent
+from llmnas.runs.store import RunStore
 from sandbox.protocol import TrainConfig
 
 REQ = "classify digits; under 20k parameters"
@@ -24,13 +27,25 @@ COMMON = ["--data", "digits", "--max-samples", "500", "--workers", "2", "--steps
 def _trajectory(run: Path) -> list[tuple]:
     """What the search decided and measured, without wall-clock noise."""
     out = []
-    for e in RunStore(run).events():
+    for e in logged(run):
         if e["type"] == "proposal":
-            out.append(("proposal", e["round"], e["slot"], e["candidate_id"], e["operator"], e["variant"], e["stage"]))
-    evaluations = {e["candidate_id"]: e for e in RunStore(run).events() if e["type"] == "evaluation"}
+            out.append(
+                (
+                    "proposal",
+                    e["round"],
+                    e["slot"],
+                    e["candidate_id"],
+                    e["operator"],
+                    e["variant"],
+                    e["stage"],
+                )
+            )
+    evaluations = {e["candidate_id"]: e for e in logged(run) if e["type"] == "evaluation"}
     for cid in sorted(evaluations):
         e = evaluations[cid]
-        out.append(("evaluation", cid, e["ok"], e["stage"], e["metrics"].get("val_acc"), e["metrics"].get("params")))
+        out.append(
+            ("evaluation", cid, e["ok"], e["stage"], e["metrics"].get("val_acc"), e["metrics"].get("params"))
+        )
     return out
 
 
@@ -38,23 +53,39 @@ def _learning_state(run: Path) -> dict:
     state = json.loads((run / "state.json").read_text())
     return {k: state[k] for k in ("round", "proposed", "rng", "policy", "known", "decisions", "best_id")} | {
         "archive_ids": sorted(e["candidate_id"] for e in state["archive"]["entries"])
-        if "entries" in state["archive"] else state["archive"]
+        if "entries" in state["archive"]
+        else state["archive"]
     }
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "llmnas.cli", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "llmnas.cli", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def test_same_seed_gives_the_same_run(tmp_path):
-    cfg = RunConfig(requirements=REQ, data="digits", max_samples=500, budget=6, workers=2, seed=11,
-                    train=TrainConfig(max_steps=60))
+    cfg = RunConfig(
+        requirements=REQ,
+        data="digits",
+        max_samples=500,
+        budget=6,
+        workers=2,
+        seed=11,
+        train=TrainConfig(max_steps=60),
+    )
     a = start(cfg, tmp_path / "a", progress=False, announce=lambda _: None)
     b = start(cfg, tmp_path / "b", progress=False, announce=lambda _: None)
     assert _trajectory(a.run_dir) == _trajectory(b.run_dir)
     assert _learning_state(a.run_dir) == _learning_state(b.run_dir)
-    other = start(cfg.model_copy(update={"seed": 12}), tmp_path / "c", progress=False, announce=lambda _: None)
+    other = start(
+        cfg.model_copy(update={"seed": 12}), tmp_path / "c", progress=False, announce=lambda _: None
+    )
     assert _trajectory(other.run_dir) != _trajectory(a.run_dir)
 
 
@@ -74,7 +105,7 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, kill_after):
         pytest.fail("the run never got going")
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
-    before = [e for e in RunStore(tmp_path / "run").events() if e["type"] == "evaluation"]
+    before = [e for e in logged(tmp_path / "run") if e["type"] == "evaluation"]
     assert 0 < len(before) < int(budget)
 
     resumed = _cli("resume", str(tmp_path / "run"), cwd=tmp_path)
@@ -82,7 +113,7 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, kill_after):
     assert resumed.returncode == 0, out
     assert reference.wait(timeout=300) == 0
 
-    after = [e for e in RunStore(tmp_path / "run").events() if e["type"] == "evaluation"]
+    after = [e for e in logged(tmp_path / "run") if e["type"] == "evaluation"]
     ids = [e["candidate_id"] for e in after]
     assert len(ids) == len(set(ids)), "a finished evaluation was run again"
     assert {e["candidate_id"] for e in before} <= set(ids), "a finished evaluation was lost"
@@ -92,27 +123,42 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, kill_after):
 
 def test_a_line_cut_by_a_kill_is_ignored_and_repaired(tmp_path):
     store = RunStore.create(tmp_path / "r", {"seed": 0}, "x")
-    store.append({"type": "proposal", "n": 1})
+    store.append(ProposalEvent(round=0, slot=0, operator="generate"))
     store.close()
     with open(tmp_path / "r" / "events.jsonl", "a") as f:
         f.write('{"type": "evaluation", "candid')
     store = RunStore.open(tmp_path / "r")
-    assert [e["type"] for e in store.events()] == ["proposal"]
-    store.append({"type": "round", "n": 2})
-    assert [e["type"] for e in store.events()] == ["proposal", "round"]
+    assert [e["type"] for e in logged(store.folder)] == ["proposal"]
+    store.append(RoundEvent(round=1, proposed=1))
+    assert [e["type"] for e in logged(store.folder)] == ["proposal", "round"]
     store.close()
 
 
 def test_a_new_run_refuses_to_overwrite_an_existing_one(tmp_path):
     RunStore.create(tmp_path / "r", {}, "x").append({"type": "proposal"})
-    with pytest.raises(FileExistsError, match="llmnas resume"):
+    with pytest.raises(UserError, match="llmnas resume"):
         RunStore.create(tmp_path / "r", {}, "x")
 
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "llmnas.cli", "search", REQ, *COMMON, "--budget", "40", "--out",
-                             str(tmp_path / "run")], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llmnas.cli",
+            "search",
+            REQ,
+            *COMMON,
+            "--budget",
+            "40",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     events = tmp_path / "run" / "events.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and not (events.exists() and '"evaluation"' in events.read_text()):
@@ -121,4 +167,4 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert f"Resume with: llmnas resume {tmp_path / 'run'}" in err and "Traceback" not in err
-    assert RunStore(tmp_path / "run").events()  # what finished is on disk
+    assert logged(tmp_path / "run")  # what finished is on disk

@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from llmnas.reward import FAILURE_REWARDS, failure_reward, reward, violations
-from llmnas.spec import TaskSpec
+from llmnas.engine.reward import FAILURE_REWARDS, failure_reward, reward, violations
+from llmnas.task.spec import TaskSpec
 
 
 def test_known_value_under_target():

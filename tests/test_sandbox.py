@@ -22,7 +22,7 @@ and `os` (``Limits(audit_hook=False)``: only the OS layers). A `static: skip` ca
 so each attack shows what the hook says about it and that the operating system alone stops it too.
 Every other candidate goes through ``validate.check`` first, as in a search: `static` ones must be
 rejected there, the rest must get past it. A result that comes back ok is judged on the driver side
-exactly as a search does (``llmnas.loop.judge``: predictions scored here, parameters counted from the
+exactly as a search does (``llmnas.engine.evaluation.judge``: predictions scored here, parameters counted from the
 weights file, hard limits applied). ``{{PORT}} {{HOME}} {{DATA_DIR}} {{SECRET_FILE}}
 {{TMP_SECRET_FILE}} {{TOKEN}} {{REPO}}`` are filled in here, per pool.
 
@@ -48,18 +48,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import GOOD_CNN, OS_LIMITS, SANDBOX_LIMITS, evaluate, make_job, write_worker_data
+from conftest import GOOD_CNN, OS_LIMITS, SANDBOX_LIMITS, evaluate, logged, make_job, write_worker_data
 
-from llmnas import validate
+from llmnas.candidate import checks as validate
 from llmnas.config import RunConfig
-from llmnas.datasets import Dataset
-from llmnas.executor import LocalPool, output_limits
-from llmnas.loop import Search, judge
-from llmnas.proposer import Proposal
+from llmnas.engine.evaluation import judge
+from llmnas.engine.loop import Search
+from llmnas.engine.scoring import score
+from llmnas.execute.local import LocalPool, output_limits
+from llmnas.propose.base import Proposal
 from llmnas.run import make_spec
-from llmnas.scoring import score
-from llmnas.spec import TaskSpec
-from llmnas.store import RunStore
+from llmnas.runs.store import RunStore
+from llmnas.task.datasets import Dataset
+from llmnas.task.spec import TaskSpec
 from sandbox.protocol import DATA_FILES, Result, TrainConfig
 
 CORPUS_DIR = Path(__file__).parent / "hostile"
@@ -236,8 +237,8 @@ def _verdict(outcome: Outcome, digits: Dataset) -> tuple[str, str, dict]:
     if outcome.rejection is not None:
         return "static", outcome.rejection.message, {}
     result = outcome.result
-    ok, stage, message, metrics = judge(result, outcome.out_dir, digits, CORPUS_SPEC, CORPUS_CFG)
-    return ("ok" if ok else stage), message, metrics
+    verdict = judge(result, outcome.out_dir, digits, CORPUS_SPEC, CORPUS_CFG)
+    return ("ok" if verdict.ok else str(verdict.stage)), verdict.message, verdict.metrics.model_dump()
 
 
 @pytest.fixture(scope="module")
@@ -661,7 +662,7 @@ def _search(pool: LocalPool, digits: Dataset, folder: Path, codes: list[str], ma
         result = Search(cfg, spec, digits, ListProposer(codes), pool, store, progress=False).run(cfg.budget)
     finally:
         store.close()
-    return result, store.events()
+    return result, logged(store.folder)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason=NOT_ROOT)

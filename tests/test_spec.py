@@ -2,14 +2,16 @@
 
 import pytest
 
-from llmnas.spec import SpecError, TaskSpec, parse_requirements
+from llmnas.task.spec import SpecError, TaskSpec, parse_requirements
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("classify 8x8 grayscale digits into 10 classes; under 20k parameters; under 1 ms on CPU",
-         {"num_classes": 10, "max_params": 20_000, "max_latency_ms": 1.0}),
+        (
+            "classify 8x8 grayscale digits into 10 classes; under 20k parameters; under 1 ms on CPU",
+            {"num_classes": 10, "max_params": 20_000, "max_latency_ms": 1.0},
+        ),
         ("<= 1M params", {"max_params": 1_000_000}),
         ("at most 1.5M parameters, latency under 500 us", {"max_params": 1_500_000, "max_latency_ms": 0.5}),
         ("2ms on CPU", {"max_latency_ms": 2.0}),
@@ -19,7 +21,10 @@ from llmnas.spec import SpecError, TaskSpec, parse_requirements
         ("under 10 MMACs", {"max_flops": 20_000_000}),
         ("recognise five categories", {"num_classes": 5}),
         ("a tiny model", {"target_params": 10_000, "hints": ("tiny",)}),
-        ("small and fast please", {"target_params": 100_000, "target_latency_ms": 1.0, "hints": ("small", "fast")}),
+        (
+            "small and fast please",
+            {"target_params": 100_000, "target_latency_ms": 1.0, "hints": ("small", "fast")},
+        ),
         ("tiny, under 5k parameters", {"max_params": 5_000, "target_params": 5_000}),
     ],
 )
@@ -44,7 +49,8 @@ def test_empty_requirements_is_a_clear_error():
 
 def test_resolve_fills_shape_and_classes_from_the_data():
     spec = parse_requirements("classify, under 20k parameters").resolve(
-        input_shape=(1, 8, 8), num_classes=10, modality="image")
+        input_shape=(1, 8, 8), num_classes=10, modality="image"
+    )
     assert (spec.input_shape, spec.num_classes, spec.modality) == ((1, 8, 8), 10, "image")
 
 

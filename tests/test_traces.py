@@ -5,20 +5,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import FAST_TRAIN, SANDBOX_LIMITS
+from conftest import FAST_TRAIN, SANDBOX_LIMITS, logged
 from fakes.tiny_hf import build_tiny_hf
 
-from llmnas import prompts, validate
+from llmnas.candidate import checks as validate
 from llmnas.config import RunConfig
-from llmnas.llm import Completion
-from llmnas.llm_proposer import LLMProposer
-from llmnas.loop import Search
-from llmnas.offline import OfflineProposer
-from llmnas.proposer import Action, Proposal
-from llmnas.reward import FAILURE_REWARDS
-from llmnas.spec import parse_requirements
-from llmnas.store import RunStore
-from llmnas.traces import (
+from llmnas.engine.loop import Search
+from llmnas.engine.reward import FAILURE_REWARDS
+from llmnas.llm import prompts
+from llmnas.llm.chat import Completion
+from llmnas.propose.base import Action, Proposal
+from llmnas.propose.llm import LLMProposer
+from llmnas.propose.offline import OfflineProposer
+from llmnas.runs.store import RunStore
+from llmnas.runs.traces import (
     FAILED,
     OK,
     PENDING,
@@ -28,6 +28,7 @@ from llmnas.traces import (
     keep_proposal_files,
     run_generate_prompt,
 )
+from llmnas.task.spec import parse_requirements
 
 REQ = "classify 8x8 digits into 10 classes; under 20k parameters"
 CODE = "import torch.nn as nn\n\ndef build_model(input_shape, num_classes):\n    return nn.Sequential(nn.Flatten(), nn.Linear(64, num_classes))\n"
@@ -73,8 +74,8 @@ def test_offline_search_traces_are_prompt_completion_pairs(pool, digits, tmp_pat
     store.close()
 
     traces = collect_traces(tmp_path / "run")
-    proposals = [e for e in store.events() if e["type"] == "proposal"]
-    evaluations = {e["candidate_id"]: e for e in store.events() if e["type"] == "evaluation"}
+    proposals = [e for e in logged(store.folder) if e["type"] == "proposal"]
+    evaluations = {e["candidate_id"]: e for e in logged(store.folder) if e["type"] == "evaluation"}
     assert len(traces) == len(proposals) == 6
     generate = run_generate_prompt(tmp_path / "run")
     assert "## Task" in generate and "at most 20,000 parameters" in generate
@@ -130,7 +131,7 @@ class _TracingSearch(Search):
     def _log_proposal(self, slot, index):
         super()._log_proposal(slot, index)
         if slot.candidate_id is None or slot.proposal.stage == "duplicate":
-            keep_proposal_files(self.store.folder, self.round, index, slot.proposal)
+            keep_proposal_files(self.store.paths.trace(self.round, index), slot.proposal)
 
 
 def test_llm_search_keeps_prompt_and_reply_of_every_proposal(pool, digits, tmp_path):

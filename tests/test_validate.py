@@ -6,14 +6,12 @@ import re
 
 import pytest
 
-from llmnas.validate import (
+from llmnas.candidate.checks import (
     DEFAULT_ALLOWED_IMPORTS,
     Checked,
     Rejection,
-    add_missing_imports,
     candidate_id,
     check,
-    missing_imports,
     normalise,
 )
 
@@ -295,27 +293,16 @@ def test_normalise_rejects_unparseable_code() -> None:
         normalise("def f(:\n")
 
 
-def test_add_missing_imports_places_imports_after_docstring_and_future() -> None:
-    code = '"""Doc."""\nfrom __future__ import annotations\nclass Model(nn.Module):\n    def forward(self, x):\n        return F.relu(torch.tanh(x)) * math.pi\n'
-    fixed = add_missing_imports(code)
-    assert fixed.startswith(
-        '"""Doc."""\nfrom __future__ import annotations\nimport torch\nimport torch.nn as nn\n'
-        "import torch.nn.functional as F\nimport math\n\nclass Model"
-    )
-    assert missing_imports(fixed) == []
-    assert isinstance(check(fixed), Checked)
-
-
-def test_add_missing_imports_respects_allow_list_and_existing_bindings() -> None:
-    code = "from torch import nn\n\ndef build_model(a, b):\n    return nn.Linear(math.floor(2.5), b)\n"
-    assert missing_imports(code) == ["import math"]
-    assert missing_imports(code, frozenset({"torch"})) == []
-    assert add_missing_imports("x = 1\n") == "x = 1\n"
-
-
 def test_docstrings_may_mention_dunders_because_they_are_stripped() -> None:
     code = '"""Calls __globals__ nowhere."""\n' + entry("pass").replace(
         "    pass\n", '    """See __subclasses__."""\n'
     )
     result = check(code)
     assert isinstance(result, Checked) and "__" not in result.code.replace("__init__", "")
+
+
+def test_a_name_is_checked_as_everything_an_import_binds_to_it() -> None:
+    """Name resolution is scope-blind on purpose: `t` may be torch anywhere once any import binds it so."""
+    code = entry("import torch as t").replace("import torch\n", "import torch\nimport math as t\n", 1)
+    result = check(code + "\n\ndef helper():\n    return t.ops.aten\n")
+    assert isinstance(result, Rejection) and "torch.ops" in result.message

@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from fakes.tiny_hf import CHAT_TEMPLATE, SPECIAL
-from llmnas import prompts, space, validate
-from llmnas.spec import TaskSpec
+from llmnas.candidate import checks as validate
+from llmnas.llm import prompts
+from llmnas.propose import space
+from llmnas.task.spec import TaskSpec
 
 DIGITS_SPEC = TaskSpec(
     text="classify 8x8 grayscale digits into 10 classes; under 20k parameters",
@@ -126,7 +128,7 @@ def write_offline_run(
 ) -> Path:
     """A run folder as an offline search leaves it (run.json, candidates/<id>/model.py with no prompt,
     proposal and evaluation events), one round per ``workers``=4 proposals; every candidate passed."""
-    from llmnas.store import RunStore
+    from llmnas.runs.store import RunStore
 
     store = RunStore.create(
         Path(folder), {"config": {"llm": "offline"}, "spec": spec.model_dump(mode="json")}, spec.text

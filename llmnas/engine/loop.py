@@ -1,0 +1,428 @@
+"""The search loop: choose → propose → check → evaluate → learn → record, one round at a time.
+
+Work proceeds in rounds of ``workers`` proposals. Proposals depend only on the seeded RNG and on
+rounds already processed (in submission order), so the same seed and the same model replies give the
+same run, whatever order the workers finish in. Each evaluation is appended to events.jsonl the moment
+it finishes (search/evaluation.py); the learning state is checkpointed after each round. Resume restores
+the last checkpoint and replays the interrupted round: its proposals come out the same, and the
+evaluations already on disk are taken from the log instead of being run again.
+
+End-of-round work that the loop does not know by name (best/ export, fine-tuning, interactive
+refinement) plugs in as listeners: callables that get the Search and may return False to stop the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from llmnas.candidate import checks
+from llmnas.config import RunConfig
+from llmnas.engine.archive import Archive, Entry
+from llmnas.engine.evaluation import Evaluator
+from llmnas.engine.interrupt import StopFlag
+from llmnas.engine.policy import Policy
+from llmnas.engine.reward import failure_reward, reward, violations
+from llmnas.errors import RunFailed
+from llmnas.execute.base import Executor
+from llmnas.llm.chat import BudgetExhausted, EndpointDown
+from llmnas.propose.base import Action, Parent, Proposal, Proposer
+from llmnas.runs.events import REPORTED_ONLY, EvaluationEvent, ProposalEvent, RoundEvent, StoppedEvent
+from llmnas.runs.store import RunStore
+from llmnas.runs.traces import keep_proposal_files
+from llmnas.task.datasets import Dataset
+from llmnas.task.spec import TaskSpec
+
+log = logging.getLogger("llmnas")
+PARENTS = 2
+MIN_POPULATION = 4  # passing candidates before parents are used: early parents are mostly weak
+REPROPOSALS = 3  # a duplicate is proposed again this many times before it counts against the budget
+
+RoundListener = Callable[["Search"], "bool | None"]
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    run_dir: Path
+    best: Entry | None
+    front: list[Entry]
+    evaluations: int
+    stats: dict
+    best_test_acc: float | None = None  # reported only: nothing in the search reads it
+
+
+@dataclass
+class _Slot:
+    proposal: Proposal
+    candidate_id: str | None = None
+    attempts: int = 0
+    free: bool = False  # does not count against the budget (see Search.run_round)
+
+    @property
+    def live(self) -> bool:
+        """Goes on to the sandbox."""
+        return self.proposal.stage is None and self.candidate_id is not None
+
+
+class Search:
+    """One run: owns the policy, the archive and the proposer's learning state."""
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        spec: TaskSpec,
+        data: Dataset,
+        proposer: Proposer,
+        executor: Executor,
+        store: RunStore,
+        *,
+        progress: bool = True,
+        listeners: Sequence[RoundListener] = (),
+    ):
+        self.cfg, self.spec, self.data = cfg, spec, data
+        self.proposer, self.store = proposer, store
+        self.allowed = checks.allowed_imports(cfg.extra_imports)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.policy = Policy()
+        self.archive = Archive()
+        self.round = 0
+        self.proposed = 0
+        self.known: dict[str, None] = {}  # evaluated ids in processing order (an ordered set)
+        self.decisions: dict[str, list[int]] = {}
+        self.failures: deque[dict] = deque(maxlen=16)
+        self.stats = {
+            "proposals": 0,
+            "valid_first_try": 0,
+            "valid_after_repair": 0,
+            "evaluated": 0,
+            "passed": 0,
+            "duplicates": 0,
+            "refunded": 0,  # over a hard limit before training: given back to the budget
+        }
+        self.best_id: str | None = None
+        self.budget = cfg.budget
+        self.progress = progress
+        self.listeners = list(listeners)
+        self.stop = StopFlag()
+        log_so_far = store.replay()
+        self._logged = {(e.round, e.slot) for e in log_so_far.of(ProposalEvent)}
+        done = {e.candidate_id: e for e in log_so_far.of(EvaluationEvent)}
+        self.evaluator = Evaluator(cfg, spec, data, executor, store, done, self.stop.as_completed)
+        if self._restore():
+            self.apply_spec(spec)
+
+    # ------------------------------------------------------------------ state
+    def _state(self) -> tuple[dict, bytes]:
+        meta, blob = self.proposer.state()
+        return {
+            "round": self.round,
+            "proposed": self.proposed,
+            "rng": self.rng.bit_generator.state,
+            "policy": self.policy.state_dict(),
+            "archive": self.archive.state_dict(),
+            "proposer": meta,
+            "known": list(self.known),
+            "decisions": self.decisions,
+            "failures": list(self.failures),
+            "stats": self.stats,
+            "best_id": self.best_id,
+        }, blob
+
+    def _restore(self) -> bool:
+        saved = self.store.load_state()
+        if saved is None:
+            return False
+        state, blob = saved
+        self.round, self.proposed = state["round"], state["proposed"]
+        self.rng.bit_generator.state = state["rng"]
+        self.policy.load_state_dict(state["policy"])
+        self.archive.load_state_dict(state["archive"])
+        self.proposer.load_state(state["proposer"], blob)
+        self.known = dict.fromkeys(state["known"])
+        self.decisions = state["decisions"]
+        self.failures = deque(state["failures"], maxlen=16)
+        self.stats |= state["stats"]
+        self.best_id = state["best_id"]
+        return True
+
+    def apply_spec(self, spec: TaskSpec) -> None:
+        """A refined spec: rebuild the archive from every passing evaluation under the new limits and
+        rewards (over-limit candidates leave the grid and the front; a later loosening brings them back)."""
+        self.spec = self.evaluator.spec = spec
+        self.archive = Archive()
+        for cid in self.known:
+            e = self.evaluator.done.get(cid)
+            if e and e.ok and not violations(e.metrics.numbers(), spec):
+                self.archive.add(_entry(e, reward(e.metrics.numbers(), spec)))
+        best = self.archive.best()
+        self.best_id = best.candidate_id if best else None
+
+    # ------------------------------------------------------------------ choose, propose, check
+    def _parent(self, entry: Entry) -> Parent:
+        cid = entry.candidate_id
+        return Parent(
+            cid,
+            self.store.code(cid),
+            dict(entry.metrics),
+            entry.reward,
+            decisions=tuple(self.decisions.get(cid, ())),
+        )
+
+    def _operators(self) -> list[str]:
+        ops = [op for op in self.proposer.operators if op in ("generate", "repair")]
+        n = len(self.archive.all_entries)
+        if n >= MIN_POPULATION:
+            ops += [op for op in self.proposer.operators if op in ("mutate", "simplify", "crossover")]
+        if not self.failures and "repair" in ops:
+            ops.remove("repair")
+        return ops
+
+    def _propose(self, action: Action) -> Proposal:
+        if action.operator == "repair":
+            f = self.failures.popleft()
+            parents = [Parent(f["candidate_id"], f["code"], stage=f["stage"], message=f["message"])]
+        elif action.operator == "generate":  # from scratch: no parents, and no draw from the RNG for them
+            parents = []
+        else:
+            parents = [self._parent(e) for e in self.archive.select(action.selector, PARENTS, self.rng)]
+        return self.proposer.propose(action, parents, self.spec, self.rng)
+
+    def _check(self, proposal: Proposal) -> tuple[Proposal, str | None]:
+        """Static checks; returns the proposal (with a stage when rejected) and the candidate id."""
+        if proposal.code is None:
+            return proposal, None
+        checked = checks.check(proposal.code, self.allowed)
+        if isinstance(checked, checks.Rejection):
+            return replace(proposal, stage=checked.stage, message=checked.message), None
+        return replace(proposal, code=checked.code), checked.candidate_id
+
+    def _propose_with_repair(self, action: Action) -> _Slot:
+        """Propose; a reply rejected before the sandbox goes straight back to the model to repair."""
+        proposal, cid = self._check(self._propose(action))
+        slot = _Slot(proposal, cid)
+        self.stats["valid_first_try"] += cid is not None
+        while (
+            cid is None
+            and proposal.stage != "llm"  # a failed call is not the model's mistake: nothing to repair
+            and (proposal.code or proposal.reply)
+            and slot.attempts < self.cfg.repair_attempts
+            and "repair" in self.proposer.operators
+        ):
+            slot.attempts += 1
+            fix = Parent(
+                "rejected", proposal.code or proposal.reply, stage=proposal.stage, message=proposal.message
+            )
+            repair = Action("repair", temperature=action.temperature)
+            proposal, cid = self._check(self.proposer.propose(repair, [fix], self.spec, self.rng))
+            slot = _Slot(proposal, cid, slot.attempts)
+        self.stats["valid_after_repair"] += cid is not None
+        return slot
+
+    def _next(self, index: int, seen: set[str]) -> _Slot:
+        """One proposal for slot ``index`` of this round, checked, de-duplicated and recorded."""
+        self.stop.check()
+        action = self.policy.choose(self.rng, self._operators(), list(self.proposer.variants))
+        slot = self._propose_with_repair(action)
+        cid = slot.candidate_id
+        if cid is not None and (cid in self.known or cid in seen):
+            duplicate = replace(slot.proposal, stage="duplicate", message=f"same code as candidate {cid}")
+            slot = _Slot(duplicate, cid, slot.attempts)
+        elif cid is not None:
+            seen.add(cid)
+            p = slot.proposal
+            self.store.write_candidate(cid, p.code, p.prompt, p.reply)
+        self._log_proposal(slot, index)
+        return slot
+
+    def _log_proposal(self, slot: _Slot, index: int) -> None:
+        """Append the proposal, unless a resumed round already logged it (replay is exact). Proposals
+        that never became candidates keep their prompt and reply under traces/ (for fine-tuning)."""
+        p = slot.proposal
+        if not slot.live:
+            keep_proposal_files(self.store.paths.trace(self.round, index), p)
+        if (self.round, index) in self._logged:
+            return
+        self.store.append(
+            ProposalEvent(
+                round=self.round,
+                slot=index,
+                candidate_id=slot.candidate_id,
+                operator=p.action.operator,
+                variant=p.action.variant,
+                temperature=p.action.temperature,
+                selector=p.action.selector,
+                parents=list(p.parent_ids),
+                stage=p.stage,
+                message=p.message,
+                reward=None if p.stage is None else failure_reward(p.stage),
+                notes=list(p.notes),
+                usage=p.usage,
+                decisions=list(p.decisions),
+                repairs=slot.attempts,
+            )
+        )
+
+    # ------------------------------------------------------------------ a round
+    def run_round(self, n: int, bar: tqdm | None) -> None:
+        """``n`` proposals that count against the budget. A duplicate is proposed again at once (up to
+        REPROPOSALS times), and a candidate the sandbox finds over a hard limit before training is given
+        back to the budget (at most ``budget`` of them in a run): neither wastes an evaluation."""
+        seen: set[str] = set()
+        slots: list[_Slot] = []
+        for _ in range(n):
+            for attempt in range(REPROPOSALS + 1):
+                slot = self._next(len(slots), seen)
+                slots.append(slot)
+                if slot.proposal.stage != "duplicate":
+                    break
+                slot.free = attempt < REPROPOSALS
+        live = {i: (s.candidate_id, s.proposal.code) for i, s in enumerate(slots) if s.live}
+        evaluated = self.evaluator.evaluate(self.round, live)
+        for i, slot in enumerate(slots):
+            outcome = evaluated.get(i)
+            if (
+                outcome is not None
+                and _over_limit_before_training(outcome)
+                and self.stats["refunded"] < self.budget
+            ):
+                slot.free = True
+                self.stats["refunded"] += 1
+            self.stats["duplicates"] += slot.proposal.stage == "duplicate"
+            self._learn(slot, outcome)
+            line = self._line(slot, outcome) + (" (not counted)" if slot.free else "")
+            if bar is not None:
+                bar.update(not slot.free)
+                bar.write(line)
+            else:
+                log.info(line)
+        self.proposer.end_round(self.rng)
+        self.round += 1
+        self.proposed += sum(not s.free for s in slots)
+        self.store.append(
+            RoundEvent(
+                round=self.round,
+                proposed=self.proposed,
+                best=self.best_id,
+                policy=self.policy.probabilities(),
+            )
+        )
+        self.store.save_state(*self._state())
+
+    def _learn(self, slot: _Slot, outcome: EvaluationEvent | None) -> None:
+        p, cid = slot.proposal, slot.candidate_id
+        r = outcome.reward if outcome is not None else failure_reward(p.stage)
+        self.policy.update(p.action, r)
+        self.proposer.learn(p, r)
+        self.stats["proposals"] += 1
+        if outcome is None:
+            if p.code and p.stage != "duplicate":
+                self._remember_failure(cid or "rejected", p.code, str(p.stage), p.message)
+            return
+        self.known[cid] = None
+        self.stats["evaluated"] += 1
+        if p.decisions:
+            self.decisions[cid] = list(p.decisions)
+        if outcome.ok:
+            self.stats["passed"] += 1
+            self.archive.add(_entry(outcome, r))
+            best = self.archive.best()
+            self.best_id = best.candidate_id if best else None
+        else:
+            self._remember_failure(cid, p.code, str(outcome.stage), outcome.message)
+
+    def _remember_failure(self, cid: str, code: str, stage: str, message: str) -> None:
+        if stage not in ("budget", "duplicate"):
+            self.failures.append({"candidate_id": cid, "code": code, "stage": stage, "message": message})
+
+    def _line(self, slot: _Slot, outcome: EvaluationEvent | None) -> str:
+        """One readable line per evaluation (messages are escaped by the event models)."""
+        a = slot.proposal.action
+        op = a.operator + (
+            f"({a.variant})" if a.operator in ("mutate", "simplify") and a.variant != "default" else ""
+        )
+        head = f"[{self.stats['proposals']:>4}] {slot.candidate_id or '-':12} {op:22}"
+        if outcome is None:
+            return f"{head} {slot.proposal.stage}: {slot.proposal.message[:90]}"
+        if not outcome.ok:
+            return f"{head} {outcome.stage}: {outcome.message[:90]}"
+        m, best = outcome.metrics, self.archive.best()
+        latency = f"lat {m.latency_ms:.3f} ms " if m.latency_ms is not None else ""
+        return (
+            f"{head} val {m.val_acc:.3f} test {m.test_acc:.3f} params {m.params:>8,} "
+            f"{latency}reward {outcome.reward:.3f}"
+            + (f" | best val {best.metrics['val_acc']:.3f}" if best else "")
+        )
+
+    # ------------------------------------------------------------------ the whole run
+    def run(self, budget: int) -> SearchResult:
+        """Rounds until ``budget`` proposals; after each round the listeners run (False stops the run)."""
+        self.budget = budget
+        bar = tqdm(
+            total=budget,
+            initial=self.proposed,
+            desc="search",
+            unit="cand",
+            disable=not self.progress,
+            dynamic_ncols=True,
+        )
+        try:
+            with self.stop.installed():
+                while self.proposed < budget:
+                    size = math.ceil(
+                        self.cfg.workers / (self.cfg.prescreen_keep if self.cfg.prescreen else 1)
+                    )
+                    self.stop.check()
+                    self.run_round(min(size, budget - self.proposed), bar if self.progress else None)
+                    if not self._end_round() and self.proposed < budget:
+                        self.store.append(StoppedEvent(reason="stopped by the user"))
+                        break
+        except BudgetExhausted as exc:
+            log.warning("%s: the run ends here; finished work is saved (raise the budget and resume)", exc)
+            self.store.append(StoppedEvent(reason=str(exc)))
+        except EndpointDown as exc:
+            self.store.append(StoppedEvent(reason=str(exc)))
+            raise RunFailed(
+                f"{exc}. Finished work is saved; once the endpoint answers: llmnas resume {self.store.folder}"
+            ) from None
+        finally:
+            bar.close()
+        return self.result()
+
+    def _end_round(self) -> bool:
+        """Run every listener (each one, even after one asked to stop); False if any asked to stop."""
+        answers = [listener(self) for listener in self.listeners]
+        return all(a is not False for a in answers)
+
+    @property
+    def finished(self) -> bool:
+        """The budget is spent: listeners skip work that only helps later rounds."""
+        return self.proposed >= self.budget
+
+    def result(self) -> SearchResult:
+        best = self.archive.best()
+        done = self.evaluator.done.get(best.candidate_id) if best else None
+        return SearchResult(
+            self.store.folder,
+            best,
+            self.archive.front(),
+            self.stats["evaluated"],
+            dict(self.stats),
+            done.metrics.test_acc if done else None,
+        )
+
+
+def _over_limit_before_training(event: EvaluationEvent) -> bool:
+    return event.stage == "budget" and not event.metrics.train_steps
+
+
+def _entry(event: EvaluationEvent, r: float) -> Entry:
+    """The archive's view of a passing evaluation: everything but test accuracy, which never steers."""
+    metrics = {k: v for k, v in event.metrics.numbers().items() if k not in REPORTED_ONLY}
+    return Entry(event.candidate_id, metrics, r, int(metrics.get("depth", 0)))

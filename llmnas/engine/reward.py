@@ -1,0 +1,90 @@
+"""Reward: MnasNet-style accuracy x soft target terms; hard limits reject; failures earn a stage reward.
+
+``R = acc * prod_i (m_i / T_i) ** w_i`` with ``w_i = spec.reward_alpha`` when ``m_i <= T_i`` and
+``spec.reward_beta`` otherwise. The terms are the spec's soft targets (target_params,
+target_latency_ms). Hard limits (max_params, max_latency_ms, max_flops) reject in ``violations``
+instead: MnasNet's hard-constraint weights (alpha 0 under the limit) add nothing to a passing
+candidate, so being far under a hard limit earns no bonus over accuracy. A missing metric skips its term.
+
+Failed candidates earn ``failure_reward(stage)``. The table is ordered so that getting further down
+the evaluation cascade earns more, and every failure earns less than any passing candidate (>= 0):
+
+    llm     -1.0   the model call failed (down, rate-limited, garbage)
+    extract -1.0   no code in the reply
+    static  -0.8   code rejected by the static checks
+    build   -0.6   build_model raised
+    shape   -0.5   wrong output shape
+    crash   -0.3   the worker died
+    train   -0.3   training raised or diverged
+    memory  -0.25  over the memory limit
+    timeout -0.25  over the time limit
+    duplicate -0.2 already evaluated (no new information)
+    budget  -0.05  a working model over a hard limit (params, FLOPs, latency)
+    proxy   -0.05  screened out by a zero-cost proxy before training
+"""
+
+from __future__ import annotations
+
+import math
+
+from llmnas.task.spec import TaskSpec
+from sandbox.protocol import over_limits
+
+FAILURE_REWARDS: dict[str, float] = {
+    "llm": -1.0,
+    "extract": -1.0,
+    "static": -0.8,
+    "build": -0.6,
+    "shape": -0.5,
+    "crash": -0.3,
+    "train": -0.3,
+    "memory": -0.25,
+    "timeout": -0.25,
+    "duplicate": -0.2,
+    "budget": -0.05,
+    "proxy": -0.05,
+}
+
+# A ratio m/T is floored here so an unmeasurably small metric (latency 0.0 ms) cannot blow up R.
+_MIN_RATIO = 1e-3
+
+
+def _value(metrics: dict, key: str) -> float | None:
+    v = metrics.get(key)
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    return float(v)
+
+
+def violations(metrics: dict, spec: TaskSpec) -> list[str]:
+    """Hard limits of the spec the metrics break, as readable lines (sandbox/protocol.py's rule)."""
+    return over_limits(metrics, spec.model_dump())
+
+
+def targets(spec: TaskSpec) -> list[tuple[str, float]]:
+    """The (metric, T_i) terms of the soft reward: the spec's soft targets only."""
+    pairs = [("params", spec.target_params), ("latency_ms", spec.target_latency_ms)]
+    return [(k, float(t)) for k, t in pairs if t is not None]
+
+
+def reward(metrics: dict, spec: TaskSpec) -> float:
+    """MnasNet reward of a passing candidate (call ``violations`` first); needs ``val_acc``."""
+    acc = _value(metrics, "val_acc")
+    if acc is None:
+        raise ValueError("reward needs metrics['val_acc']: score the predictions before the reward")
+    r = acc
+    for key, t in targets(spec):
+        m = _value(metrics, key)
+        if m is None:
+            continue
+        w = spec.reward_alpha if m <= t else spec.reward_beta
+        r *= max(m / t, _MIN_RATIO) ** w
+    return r
+
+
+def failure_reward(stage: str) -> float:
+    """The reward of a candidate that failed at ``stage`` (see the table in the module docstring)."""
+    try:
+        return FAILURE_REWARDS[stage]
+    except KeyError:
+        raise ValueError(f"unknown failure stage {stage!r}; known: {', '.join(FAILURE_REWARDS)}") from None

@@ -1,0 +1,122 @@
+"""The Executor seam, and how any executor turns what a worker left in a folder into a Result.
+
+The driver only ever reads JSON and .npy/.safetensors bytes back from a candidate's folder, never
+executes them; every value is validated by sandbox/protocol.py before use.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Protocol
+
+from sandbox.protocol import (
+    ARTEFACT_BYTES,
+    MAX_RESULT_BYTES,
+    PRED_FILES,
+    RESULT_FILE,
+    STDOUT_FILE,
+    TORCHSCRIPT_FILE,
+    WEIGHTS_FILE,
+    Job,
+    Limits,
+    Result,
+    Stage,
+)
+
+_SIGNALS = {
+    signal.SIGXCPU: (Stage.timeout, "CPU time limit exceeded"),
+    signal.SIGXFSZ: (Stage.crash, "file size limit exceeded (flooding output or writing large files?)"),
+    signal.SIGSEGV: (Stage.crash, "the interpreter crashed (SIGSEGV)"),
+    signal.SIGABRT: (Stage.crash, "the process aborted (SIGABRT)"),
+    signal.SIGKILL: (Stage.memory, "killed (SIGKILL), most likely for memory"),
+}
+
+
+class Executor(Protocol):
+    """Runs jobs somewhere safe; artefacts land in ``out_dir``; the future never raises.
+
+    ``data_dir`` is where the run writes the worker's .npy files before the first submit.
+    """
+
+    data_dir: Path
+
+    def submit(self, job: Job, out_dir: Path) -> Future[Result]: ...
+
+    def close(self) -> None: ...
+
+
+def take_file(src: Path, dst: Path, max_bytes: int) -> bool:
+    """Copy a regular file a worker wrote, refusing links, devices and oversized files."""
+    try:
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
+            return False
+        dst.write_bytes(f.read(max_bytes + 1)[:max_bytes])
+    return True
+
+
+def output_limits(limits: Limits) -> dict[str, int]:
+    """The files a worker may hand back for a candidate, with the most bytes each may hold."""
+    return {
+        RESULT_FILE: MAX_RESULT_BYTES,
+        **dict.fromkeys((*PRED_FILES.values(), WEIGHTS_FILE, TORCHSCRIPT_FILE), ARTEFACT_BYTES),
+        STDOUT_FILE: max(limits.stdout_bytes, 1),
+    }
+
+
+def clear_outputs(out_dir: Path) -> None:
+    """Remove what an earlier job left (a pre-screen's result), so a silent worker is never misread."""
+    for name in output_limits(Limits()):
+        (out_dir / name).unlink(missing_ok=True)
+
+
+def crash_result(job: Job, message: str) -> Result:
+    """A crash-stage failure decided by the executor."""
+    return Result(candidate_id=job.candidate_id, ok=False, stage=Stage.crash, message=message)
+
+
+def verdict(job: Job, out_dir: Path, missing: Callable[[], Result]) -> Result:
+    """Check a worker's report against the files it left in ``out_dir``, and write the final result.json.
+
+    ``missing`` explains a worker that left no report (how its process ended)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / RESULT_FILE
+    if path.is_file():
+        try:
+            result = Result.model_validate_json(path.read_bytes()[:MAX_RESULT_BYTES])
+        except ValueError as exc:
+            result = crash_result(job, f"the worker wrote an invalid result: {str(exc)[:200]}")
+        if result.candidate_id != job.candidate_id:
+            result = crash_result(job, "the worker reported another candidate's id")
+    else:
+        result = missing()
+    if result.ok and not job.screen_only:
+        lost = next((n for n in (*PRED_FILES.values(), WEIGHTS_FILE) if not (out_dir / n).is_file()), None)
+        if lost:
+            result = crash_result(job, f"the worker did not leave a valid {lost}")
+    path.write_text(result.model_dump_json(indent=1))
+    return result
+
+
+def failure_from_status(job: Job, reply: dict, limits: Limits) -> Result:
+    """A result for a child that left no result.json, from how it ended."""
+    if reply["status"] == "timeout":
+        stage, msg = Stage.timeout, f"exceeded the {limits.timeout_s:g} s time limit and was killed"
+    elif reply["status"] == "signaled":
+        stage, msg = _SIGNALS.get(reply["signal"], (Stage.crash, f"killed by signal {reply['signal']}"))
+    elif reply["status"] == "lost":
+        stage, msg = Stage.crash, "the worker process died while evaluating this candidate"
+    else:
+        stage, msg = Stage.crash, f"the process exited with status {reply['code']} before reporting a result"
+    return Result(
+        candidate_id=job.candidate_id, ok=False, stage=stage, message=msg, wall_seconds=reply["wall"]
+    )

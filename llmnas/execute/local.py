@@ -1,0 +1,269 @@
+"""The local pool of sandboxed workers (the Executor seam is in execute/base.py).
+
+Each worker slot owns a warm zygote (``python -m sandbox.zygote``) started inside a network and pid
+namespace where the OS allows it; every candidate is a fresh forked child of it. The driver only ever
+reads JSON and .npy/.safetensors bytes back from a candidate's folder, never executes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import os
+import queue
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import cache
+from pathlib import Path
+
+from llmnas.execute.base import clear_outputs, failure_from_status, output_limits, take_file, verdict
+from sandbox.protocol import (
+    Job,
+    Limits,
+    Result,
+    Stage,
+    scrubbed_env,
+)
+
+log = logging.getLogger("llmnas.execute.local")
+_SAFETY_MARGIN_S = 30.0
+
+
+@cache
+def _namespaces() -> tuple[tuple[str, ...], bool]:
+    """The ``unshare`` prefix that works here (network + pid + mount namespaces), and whether the
+    world-writable folders can be masked inside it."""
+    unshare = shutil.which("unshare")
+    if not unshare:
+        log.warning("unshare not found: no network namespace; the audit hook alone refuses sockets")
+        return (), False
+    base = [unshare, "--net", "--pid", "--fork", "--mount-proc", "--kill-child"]
+    for prefix in (base, [unshare, "--map-root-user", *base[1:]]):
+        if subprocess.run([*prefix, "true"], capture_output=True).returncode == 0:
+            probe = [*prefix, "mount", "-t", "tmpfs", "llmnas-probe", "/tmp"]
+            masked = subprocess.run(probe, capture_output=True).returncode == 0
+            if not masked:
+                log.warning("cannot mount a private /tmp for candidates: they may leave files in /tmp")
+            return tuple(prefix), masked
+    log.warning("no network namespace available: candidates rely on the audit hook to refuse sockets")
+    return (), False
+
+
+def isolation_prefix() -> list[str]:
+    """The command prefix that starts a worker process in its own namespaces (or nothing)."""
+    return list(_namespaces()[0])
+
+
+def isolation_env(root: Path) -> dict[str, str]:
+    """What tells a worker started under that prefix to mount its private /tmp (sandbox/mounts.py)."""
+    return {"LLMNAS_PRIVATE_TMP": "1", "LLMNAS_POOL_ROOT": str(root)} if _namespaces()[1] else {}
+
+
+def _devices(gpus: int | Sequence[str]) -> list[str]:
+    """Device ids for the slots: given ones, or the first ``gpus`` of those visible to the driver."""
+    if not isinstance(gpus, int):
+        return [str(g) for g in gpus]
+    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return (visible or [str(d) for d in range(gpus)])[:gpus]
+
+
+_POOLS = itertools.count()
+
+
+def _uid_base() -> int | None:
+    """Unprivileged uids of our own, one per slot (up to 256), distinct per pool and per driver
+    process, when running as root; None otherwise."""
+    if os.geteuid() != 0:
+        return None
+    return 1_000_000 + ((os.getpid() % 100_000) * 64 + next(_POOLS) % 64) * 256
+
+
+class _Slot:
+    """One worker slot: a uid, a device, and (in zygote mode) one warm zygote process."""
+
+    def __init__(self, root: Path, uid: int | None, env: dict[str, str], zygote: bool):
+        self.root, self.uid, self.env, self.zygote = root, uid, env, zygote
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        cmd = [*isolation_prefix(), sys.executable, "-m", "sandbox.zygote"]
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=self.env,
+            cwd=self.env["HOME"],
+            text=True,
+            bufsize=1,
+            start_new_session=True,
+        )
+        ready = self.proc.stdout.readline()
+        if not ready.startswith('{"ready"'):
+            raise RuntimeError(
+                f"sandbox zygote failed to start (got {ready!r}); run `python -m sandbox.zygote`"
+            )
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+    def run(self, job_file: Path, workdir: Path, limits: Limits) -> dict:
+        return (
+            self._run_zygote(job_file, workdir, limits)
+            if self.zygote
+            else self._run_fresh(job_file, workdir, limits)
+        )
+
+    def _run_zygote(self, job_file: Path, workdir: Path, limits: Limits) -> dict:
+        if self.proc is None or self.proc.poll() is not None:
+            self.start()
+        proc = self.proc
+        req = {"job": str(job_file), "workdir": str(workdir), "limits": limits.model_dump(), "uid": self.uid}
+        try:
+            proc.stdin.write(json.dumps(req) + "\n")
+            proc.stdin.flush()
+            ready, _, _ = select.select([proc.stdout], [], [], limits.timeout_s + _SAFETY_MARGIN_S)
+            line = proc.stdout.readline() if ready else ""
+            if line:
+                return json.loads(line)
+        except (OSError, ValueError):
+            pass
+        self.stop()
+        return {"status": "lost", "code": -1, "signal": 0, "wall": limits.timeout_s}
+
+    def _run_fresh(self, job_file: Path, workdir: Path, limits: Limits) -> dict:
+        cmd = [
+            *isolation_prefix(),
+            sys.executable,
+            "-m",
+            "sandbox.worker",
+            str(job_file),
+            str(workdir),
+            "--limits",
+            limits.model_dump_json(),
+        ]
+        if self.uid is not None:
+            cmd += ["--uid", str(self.uid)]
+        proc = subprocess.Popen(
+            cmd,
+            env=self.env,
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            code = proc.wait(timeout=limits.timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return {"status": "timeout", "code": -1, "signal": signal.SIGKILL, "wall": limits.timeout_s}
+        if code < 0:
+            return {"status": "signaled", "code": -1, "signal": -code, "wall": 0.0}
+        return {"status": "exited", "code": code, "signal": 0, "wall": 0.0}
+
+
+class LocalPool:
+    """N sandboxed worker slots on this machine (default: one per core, one thread each)."""
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        limits: Limits | None = None,
+        *,
+        mode: str = "zygote",
+        gpus: int | Sequence[str] = 0,
+        preload: tuple[str, ...] = (),
+    ):
+        """``gpus``: a count (slot i gets device i mod count) or the device ids to spread slots over."""
+        if mode not in ("zygote", "fresh"):
+            raise ValueError(f"unknown executor mode {mode!r}: use 'zygote' or 'fresh'")
+        self.workers = workers or os.cpu_count() or 1
+        self.limits = limits or Limits()
+        self.root = Path(tempfile.mkdtemp(prefix="llmnas-sandbox-"))
+        self.root.chmod(0o711)
+        self.data_dir = self.root / "data"
+        base = _uid_base()
+        self._slots: queue.Queue[_Slot] = queue.Queue()
+        self._all: list[_Slot] = []
+        for i in range(self.workers):
+            home = self.root / f"slot{i}"
+            home.mkdir(mode=0o711)
+            env = scrubbed_env(1, str(home))
+            env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+            env["LLMNAS_PRELOAD"] = ",".join(preload)
+            env.update(isolation_env(self.root))
+            devices = _devices(gpus)
+            if devices:
+                env["CUDA_VISIBLE_DEVICES"] = devices[i % len(devices)]
+            self._all.append(_Slot(self.root, None if base is None else base + i, env, mode == "zygote"))
+            self._slots.put(self._all[-1])
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="llmnas-worker")
+        self._counter = 0
+        self._lock = threading.Lock()
+
+    def submit(self, job: Job, out_dir: Path) -> Future[Result]:
+        return self._pool.submit(self._run, job, Path(out_dir))
+
+    def _run(self, job: Job, out_dir: Path) -> Result:
+        slot = self._slots.get()
+        try:
+            return self._evaluate(slot, job, out_dir)
+        except Exception as exc:  # noqa: BLE001 - the pool must survive anything
+            log.exception("sandbox failure for %s", job.candidate_id)
+            return Result(
+                candidate_id=job.candidate_id, ok=False, stage=Stage.crash, message=f"sandbox error: {exc}"
+            )
+        finally:
+            self._slots.put(slot)
+
+    def _evaluate(self, slot: _Slot, job: Job, out_dir: Path) -> Result:
+        with self._lock:
+            self._counter += 1
+            tag = f"{self._counter:06d}-{job.candidate_id}"
+        workdir = self.root / f"work-{tag}"
+        workdir.mkdir(mode=0o700)
+        job_file = self.root / f"job-{tag}.json"
+        job_file.write_text(job.model_dump_json())
+        job_file.chmod(0o644)
+        if slot.uid is not None:
+            os.chown(workdir, slot.uid, slot.uid)
+        try:
+            reply = slot.run(job_file, workdir, self.limits)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            clear_outputs(out_dir)
+            for name, limit in output_limits(self.limits).items():
+                take_file(workdir / name, out_dir / name, limit)
+            return verdict(job, out_dir, lambda: failure_from_status(job, reply, self.limits))
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+            job_file.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Stop at once: queued jobs are cancelled, candidates in flight are killed with their zygotes."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for slot in self._all:
+            slot.stop()
+        self._pool.shutdown(wait=True)
+        for slot in self._all:
+            slot.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> LocalPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,45 @@
+"""Exact resume for language models: replies recorded in the run log are served again for the same
+requests, and every new reply is recorded."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict, deque
+from collections.abc import Callable
+
+from llmnas.llm.chat import ChatModel, Completion, Messages
+
+
+def prompt_key(messages: Messages, temperature: float, n: int, max_tokens: int) -> str:
+    """A stable id of one request, for replaying recorded replies."""
+    blob = json.dumps([messages, temperature, n, max_tokens], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+class ReplayChat:
+    """Serves replies recorded in the run log for requests already made (exact resume), and records
+    every new reply through ``on_reply``. Requests repeated verbatim replay in their recorded order."""
+
+    def __init__(
+        self,
+        chat: ChatModel,
+        recorded: list[tuple[str, list[str]]],
+        on_reply: Callable[[str, list[str]], None],
+    ):
+        self.chat = chat
+        self.name = chat.name
+        self.on_reply = on_reply
+        self._queue: dict[str, deque[list[str]]] = defaultdict(deque)
+        for key, texts in recorded:
+            self._queue[key].append(texts)
+
+    def complete(
+        self, messages: Messages, *, temperature: float, n: int = 1, max_tokens: int = 2048
+    ) -> list[Completion]:
+        key = prompt_key(messages, temperature, n, max_tokens)
+        if self._queue[key]:
+            return [Completion(text) for text in self._queue[key].popleft()]
+        completions = self.chat.complete(messages, temperature=temperature, n=n, max_tokens=max_tokens)
+        self.on_reply(key, [c.text for c in completions])
+        return completions

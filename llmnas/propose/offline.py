@@ -1,0 +1,146 @@
+"""Proposers that need no language model: the RL controller with code mutations, and random search."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from llmnas.candidate.mutate import MUTATIONS, MutationError, applicable, mutate
+from llmnas.propose import space
+from llmnas.propose.base import Action, Parent, Proposal
+from llmnas.propose.controller import Controller
+from llmnas.task.spec import TaskSpec
+
+OFFLINE_OPERATORS = ("generate", "mutate", "crossover", "simplify")
+SAMPLE_TRIES = 64
+
+
+class OfflineProposer:
+    """Zoph & Le controller for ``generate``; libcst mutations for ``mutate``/``simplify``;
+    decision-level uniform crossover of two controller-born parents for ``crossover``."""
+
+    operators = OFFLINE_OPERATORS
+    variants = MUTATIONS
+
+    def __init__(self, modality: str, seed: int, *, learn_controller: bool = True):
+        self.modality = modality
+        self.controller = Controller(space.decisions_for(modality), seed=seed)
+        self.learn_controller = learn_controller
+        self._pending: list[tuple[tuple[int, ...], float]] = []
+
+    def _render(
+        self, action: Action, decisions: tuple[int, ...], parents: tuple[str, ...] = (), note: str = ""
+    ) -> Proposal:
+        return Proposal(
+            code=space.render(self.modality, decisions),
+            action=action,
+            parent_ids=parents,
+            decisions=decisions,
+            notes=(note,) if note else (),
+        )
+
+    def propose(
+        self, action: Action, parents: Sequence[Parent], spec: TaskSpec, rng: np.random.Generator
+    ) -> Proposal:
+        op = action.operator
+        if op == "crossover" and len(parents) >= 2:
+            a, b = parents[0].decisions, parents[1].decisions
+            if a and b:
+                mask = rng.random(len(a)) < 0.5
+                child = tuple(int(x if m else y) for x, y, m in zip(a, b, mask, strict=True))
+                return self._render(
+                    action,
+                    child,
+                    (parents[0].candidate_id, parents[1].candidate_id),
+                    "uniform crossover of decisions",
+                )
+            op = "mutate"
+        if op == "simplify" and parents and parents[0].decisions:
+            smaller = self._smaller(parents[0].decisions, rng)
+            if smaller is not None:
+                return self._render(
+                    action, smaller, (parents[0].candidate_id,), "simplify: one size step down"
+                )
+        if op in ("mutate", "simplify") and parents:
+            parent = parents[0]
+            kinds = applicable(parent.code)
+            kind = "width" if op == "simplify" else action.variant
+            if kind not in kinds:
+                kind = kinds[int(rng.integers(len(kinds)))] if kinds else ""
+            if kind:
+                try:
+                    code, what = mutate(parent.code, kind, rng)
+                    return Proposal(
+                        code=code, action=action, parent_ids=(parent.candidate_id,), notes=(what,)
+                    )
+                except MutationError as exc:
+                    return Proposal(
+                        code=None,
+                        action=action,
+                        parent_ids=(parent.candidate_id,),
+                        stage="static",
+                        message=f"mutation {kind} failed: {exc}",
+                    )
+        return self._render(action, self._sample_within(spec, rng))
+
+    def _sample_within(self, spec: TaskSpec, rng: np.random.Generator) -> tuple[int, ...]:
+        """A sample inside the spec's parameter limit (the space counts parameters analytically), so a
+        tight limit wastes no evaluations; after ``SAMPLE_TRIES`` misses, the smallest sample seen."""
+        if spec.max_params is None or spec.input_shape is None or spec.num_classes is None:
+            return self._sample(rng)
+        best, best_size = None, None
+        for _ in range(SAMPLE_TRIES):
+            decisions = self._sample(rng)
+            size = space.param_count(self.modality, decisions, tuple(spec.input_shape), spec.num_classes)
+            if size <= spec.max_params:
+                return decisions
+            if best_size is None or size < best_size:
+                best, best_size = decisions, size
+        return best
+
+    def _smaller(self, decisions: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...] | None:
+        """The parent one step smaller: a narrower layer (choices are ordered small to large) or one block less."""
+        names = [d.name for d in space.decisions_for(self.modality)]
+        blocks = space.values(self.modality, decisions)["blocks"]
+        width = "width" if self.modality == "tabular" else "channels"
+        options = [
+            names.index(f"{width}{i}") for i in range(blocks) if decisions[names.index(f"{width}{i}")] > 0
+        ]
+        if blocks > 1:
+            options.append(names.index("blocks"))
+        if not options:
+            return None
+        out = list(decisions)
+        out[options[int(rng.integers(len(options)))]] -= 1
+        return tuple(out)
+
+    def _sample(self, rng: np.random.Generator) -> tuple[int, ...]:
+        return self.controller.sample(rng)
+
+    def learn(self, proposal: Proposal, reward: float) -> None:
+        if proposal.decisions and proposal.action.operator == "generate" and self.learn_controller:
+            self._pending.append((proposal.decisions, reward))
+
+    def end_round(self, rng: np.random.Generator) -> None:
+        """One REINFORCE step on the round's controller samples."""
+        batch, self._pending = self._pending, []
+        self.controller.update(batch)
+
+    def state(self) -> tuple[dict, bytes]:
+        return {}, self.controller.to_bytes()
+
+    def load_state(self, meta: dict, blob: bytes) -> None:
+        self.controller.load_bytes(blob)
+
+
+class RandomProposer(OfflineProposer):
+    """Random search over the same space: every proposal a uniform sample, nothing learned."""
+
+    operators = ("generate",)
+
+    def __init__(self, modality: str, seed: int):
+        super().__init__(modality, seed, learn_controller=False)
+
+    def _sample(self, rng: np.random.Generator) -> tuple[int, ...]:
+        return space.sample_uniform(self.modality, rng)

@@ -1,0 +1,129 @@
+"""The run folder's writer: an append-only typed event log, candidate files and an atomic checkpoint.
+
+events.jsonl is flushed and fsynced per event; a line cut short by a kill is cut off before the next
+append and skipped (reported) on replay. Folders are created mode 0700: other users' candidates must not
+read a run's predictions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from llmnas.errors import UserError
+from llmnas.runs.events import Replay, _Event, dump, now, replay
+from llmnas.runs.layout import CODE, PROMPT, REPLY, RunLayout
+
+log = logging.getLogger("llmnas")
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write beside ``path`` under a unique name, then rename: readers and concurrent writers never see
+    a partial file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class RunStore:
+    """Everything a run writes goes through here."""
+
+    def __init__(self, folder: Path):
+        self.paths = RunLayout(folder)
+        self.folder = self.paths.folder
+        self._events = None
+
+    @classmethod
+    def create(cls, folder: Path, run_info: dict, requirements: str) -> RunStore:
+        paths = RunLayout(folder)
+        if paths.events.exists():
+            raise UserError(f"{folder} already holds a run: use `llmnas resume {folder}` or another --out")
+        paths.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        paths.candidates.mkdir(exist_ok=True, mode=0o700)
+        write_atomic(paths.run_info, json.dumps(run_info, indent=1, default=str))
+        write_atomic(paths.requirements, f"# Requirements\n\n{now()}\n\n{requirements.strip()}\n")
+        return cls(folder)
+
+    @classmethod
+    def open(cls, folder: Path) -> RunStore:
+        if not RunLayout(folder).is_run():
+            raise UserError(f"{folder} is not a run folder (no run.json): pass results/<run-id>")
+        return cls(folder)
+
+    @property
+    def run_info(self) -> dict:
+        return json.loads(self.paths.run_info.read_text())
+
+    def update_run_info(self, **changes) -> None:
+        write_atomic(self.paths.run_info, json.dumps(self.run_info | changes, indent=1, default=str))
+
+    def append_requirements(self, text: str) -> None:
+        with open(self.paths.requirements, "a") as f:
+            f.write(f"\n## Refinement, {now()}\n\n{text.strip()}\n")
+
+    def append(self, event: _Event) -> None:
+        if self._events is None:
+            self._repair_tail()
+            self._events = open(self.paths.events, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+        self._events.write(dump(event) + "\n")
+        self._events.flush()
+        os.fsync(self._events.fileno())
+
+    def _repair_tail(self) -> None:
+        """Cut a partial last line left by a kill, so the next event starts on its own line."""
+        path = self.paths.events
+        if path.exists() and path.stat().st_size:
+            data = path.read_bytes()
+            if not data.endswith(b"\n"):
+                with open(path, "r+b") as f:
+                    f.truncate(data.rfind(b"\n") + 1)
+
+    def replay(self) -> Replay:
+        """The log as typed events; unreadable lines are logged once as warnings and skipped."""
+        out = replay(self.paths.events)
+        for problem in out.problems:
+            log.warning("%s", problem)
+        return out
+
+    def candidate_dir(self, candidate_id: str) -> Path:
+        return self.paths.candidate(candidate_id)
+
+    def write_candidate(self, candidate_id: str, code: str, prompt: str = "", reply: str = "") -> Path:
+        folder = self.candidate_dir(candidate_id)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_atomic(folder / CODE, code)
+        if prompt:
+            write_atomic(folder / PROMPT, prompt)
+        if reply:
+            write_atomic(folder / REPLY, reply)
+        return folder
+
+    def code(self, candidate_id: str) -> str:
+        return (self.candidate_dir(candidate_id) / CODE).read_text()
+
+    def save_state(self, state: dict, blob: bytes = b"") -> None:
+        """Blob first, then the JSON that names it: a kill between the two keeps the old pair valid."""
+        path = self.paths.state_blob(state["round"])
+        write_atomic(path, blob)
+        write_atomic(self.paths.state, json.dumps({**state, "blob": path.name}))
+        for old in self.folder.glob("state.safetensors.*"):
+            if old.name != path.name and not old.name.endswith(".tmp"):
+                old.unlink(missing_ok=True)
+
+    def load_state(self) -> tuple[dict, bytes] | None:
+        if not self.paths.state.exists():
+            return None
+        state = json.loads(self.paths.state.read_text())
+        return state, (self.folder / state["blob"]).read_bytes()
+
+    def close(self) -> None:
+        if self._events is not None:
+            self._events.close()
+            self._events = None

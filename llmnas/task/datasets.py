@@ -1,0 +1,312 @@
+"""Driver-side (trusted) data loading: builtins, .npz, .csv, image folders and torchvision (the file
+formats are read in loaders.py).
+
+Everything is validated here, before any search starts, and every problem is a `DatasetError` whose
+message is one line naming the flag to fix. Splits are stratified and fixed by the seed; the worker
+only ever receives the training labels (see `Dataset.write_worker_files`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from llmnas.task.loaders import DatasetError, Raw, csv_file, image_folder, npz_file, torchvision_dataset
+
+log = logging.getLogger(__name__)
+
+BUILTIN: tuple[str, ...] = ("digits", "mnist1d")
+ACCEPTED_FORMS = (
+    "accepted --data forms: a builtin (digits, mnist1d), a .npz file (arrays X and y), a .csv file "
+    "(header row + label column), a folder with one sub-folder of images per class, or torchvision:NAME "
+    "with --data-root"
+)
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Split, validated arrays: float32 inputs shaped (N, *input_shape), int64 labels in [0, num_classes)."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    input_shape: tuple[int, ...]
+    num_classes: int
+    modality: str  # "image" (C, H, W), "sequence" (C, L) or "tabular" (F,)
+    class_names: tuple[str, ...]
+
+    def write_worker_files(self, folder: Path) -> None:
+        """Write train_x.npy, train_y.npy, val_x.npy, test_x.npy (no val/test labels), world-readable."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o755)
+        for name, array in (
+            ("train_x", self.x_train),
+            ("train_y", self.y_train),
+            ("val_x", self.x_val),
+            ("test_x", self.x_test),
+        ):
+            path = folder / f"{name}.npy"
+            np.save(path, np.ascontiguousarray(array), allow_pickle=False)
+            path.chmod(0o644)
+
+
+def load_dataset(
+    spec: str,
+    *,
+    seed: int,
+    label_column: str | None = None,
+    data_root: str | None = None,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    max_samples: int | None = None,
+) -> Dataset:
+    """Load, validate and split the dataset named by `spec` (the --data flag).
+
+    Splits are stratified and fixed by `seed`. For mnist1d and torchvision the source's own test split
+    is the test split (`test_fraction` is unused) and validation is carved from its training part.
+    `max_samples` subsamples (stratified) before splitting. Tabular features are standardised with
+    training statistics. A .npz may hold a string array `modality` ("image", "sequence" or "tabular")
+    to override the shape rule: 2-D tabular, 3-D (N, C, L) sequence unless square (N, H, W) image,
+    4-D (N, C, H, W) image (channels-last is transposed).
+    """
+    _check_options(val_fraction, test_fraction, max_samples)
+    raw = _read(spec, seed=seed, label_column=label_column, data_root=data_root)
+    n_pool = len(raw.y)
+    labels = raw.y if raw.test is None else np.concatenate([raw.y, raw.test[1]])
+    codes, names = _encode_labels(labels)
+    if raw.names is not None and len(raw.names) == len(names) and names == tuple(map(str, range(len(names)))):
+        names = tuple(map(str, raw.names))
+    if not names:
+        raise DatasetError(f"--data: {spec} holds no samples")
+    if len(names) < 2:
+        raise DatasetError(
+            f"--data: only one class ({names[0]!r}) in the labels; classification needs at least 2 "
+            "(check --label-column)"
+        )
+    k = len(names)
+    if max_samples is not None and max_samples < 3 * k:
+        raise DatasetError(
+            f"--max-samples {max_samples} is too small: {k} classes need at least {3 * k} samples"
+        )
+    rng = np.random.default_rng(seed)
+    x, y = raw.x, codes[:n_pool]
+    if raw.test is None:
+        keep = _subsample(y, k, max_samples, 3, rng)
+        train, val, test = _split(y[keep], k, (val_fraction, test_fraction), rng, names, max_samples)
+        parts = [(x[keep[i]], y[keep[i]]) for i in (train, val, test)]
+    else:
+        x_test, y_test = raw.test[0], codes[n_pool:]
+        test_cap = None if max_samples is None else max(k, round(max_samples * len(y_test) / len(codes)))
+        pool_cap = None if max_samples is None else max(2 * k, max_samples - test_cap)
+        keep = _subsample(y, k, pool_cap, 2, rng)
+        keep_test = _subsample(y_test, k, test_cap, 1, rng)
+        train, val = _split(y[keep], k, (val_fraction,), rng, names, max_samples)
+        parts = [(x[keep[train]], y[keep[train]]), (x[keep[val]], y[keep[val]])]
+        parts.append((x_test[keep_test], y_test[keep_test]))
+    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = ((_as_float(a), b.astype(np.int64)) for a, b in parts)
+    if raw.modality == "tabular":
+        x_tr, x_va, x_te = _standardise(x_tr, x_va, x_te)
+    data = Dataset(
+        name=spec,
+        x_train=x_tr,
+        y_train=y_tr,
+        x_val=x_va,
+        y_val=y_va,
+        x_test=x_te,
+        y_test=y_te,
+        input_shape=tuple(int(d) for d in x_tr.shape[1:]),
+        num_classes=k,
+        modality=raw.modality,
+        class_names=names,
+    )
+    log.info(
+        "dataset %s: %s %s, %d classes, train/val/test %d/%d/%d",
+        spec,
+        data.modality,
+        data.input_shape,
+        k,
+        len(y_tr),
+        len(y_va),
+        len(y_te),
+    )
+    return data
+
+
+# ---------------------------------------------------------------------------------------------- sources
+
+
+def _read(spec: str, *, seed: int, label_column: str | None, data_root: str | None) -> Raw:
+    key = spec.strip().lower()
+    if key == "digits":
+        return _digits()
+    if key == "mnist1d":
+        return _mnist1d(seed)
+    if key.startswith("torchvision:"):
+        return torchvision_dataset(spec.strip().split(":", 1)[1], data_root)
+    path = Path(spec).expanduser()
+    if not path.exists():
+        if not path.suffix and len(path.parts) == 1:
+            raise DatasetError(
+                f"--data: unknown dataset {spec!r} (no builtin, file or folder of that name); {ACCEPTED_FORMS}"
+            )
+        raise DatasetError(f"--data: no such file or folder: {path}")
+    if path.is_dir():
+        return image_folder(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        return npz_file(path)
+    if suffix == ".csv":
+        return csv_file(path, label_column)
+    raise DatasetError(f"--data: unsupported file type {suffix or '(none)'!r} for {path}; {ACCEPTED_FORMS}")
+
+
+def _digits() -> Raw:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = (bunch.images / 16.0)[:, None, :, :]
+    return Raw(x, bunch.target, "image", [str(n) for n in bunch.target_names])
+
+
+def _mnist1d(seed: int) -> Raw:
+    """Generate MNIST-1D offline (never its download path, which writes a pickle into the cwd)."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.seed = seed
+    states = random.getstate(), np.random.get_state()  # make_dataset reseeds the global RNGs
+    try:
+        data = make_dataset(args)
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+    return Raw(
+        data["x"][:, None, :], data["y"], "sequence", test=(data["x_test"][:, None, :], data["y_test"])
+    )
+
+
+# ------------------------------------------------------------------------------------------- validation
+
+
+def _check_options(val_fraction: float, test_fraction: float, max_samples: int | None) -> None:
+    if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise DatasetError(
+            f"--val-fraction/--test-fraction: need 0 < each and a sum below 1, got {val_fraction} and "
+            f"{test_fraction}"
+        )
+    if max_samples is not None and max_samples < 1:
+        raise DatasetError(f"--max-samples must be a positive integer, got {max_samples}")
+
+
+def _encode_labels(y: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Map integer or string labels to 0..K-1 (sorted); reject negative, non-integer or huge values."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise DatasetError(f"--data: labels must be 1-D (one class per sample), got shape {y.shape}")
+    if y.dtype.kind in "USO":
+        names, codes = np.unique(y.astype(str), return_inverse=True)
+        return codes.astype(np.int64), tuple(str(n) for n in names)
+    if y.dtype.kind == "f":
+        bad = np.flatnonzero(~np.isfinite(y))
+        if bad.size:
+            raise DatasetError(
+                f"--data: {bad.size} NaN/inf labels, first at sample {bad[0]}; labels must be classes"
+            )
+        frac = np.flatnonzero(y != np.round(y))
+        if frac.size:
+            raise DatasetError(
+                f"--data: {frac.size} non-integer labels (e.g. {y[frac[0]]} at sample {frac[0]}); labels must "
+                "be class indices or names, not regression targets (check --label-column)"
+            )
+    elif y.dtype.kind not in "biu":
+        raise DatasetError(f"--data: labels must be integers or strings, got dtype {y.dtype}")
+    if y.dtype.kind != "b" and y.size:
+        low, high = y.min(), y.max()
+        if low < 0:
+            raise DatasetError(
+                f"--data: {int((y < 0).sum())} negative labels (e.g. {low}); labels must be class indices "
+                ">= 0 or names (drop unlabelled rows, often marked -1)"
+            )
+        if high > 2**53:
+            raise DatasetError(
+                f"--data: label {high} is out of range for a class index (check --label-column)"
+            )
+    values, codes = np.unique(y.astype(np.int64), return_inverse=True)
+    return codes.astype(np.int64), tuple(str(v) for v in values)
+
+
+# -------------------------------------------------------------------------------------------- splitting
+
+
+def _subsample(y: np.ndarray, k: int, cap: int | None, minimum: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of a stratified subsample of `cap` rows keeping up to `minimum` rows of every class."""
+    if cap is None or cap >= len(y):
+        return np.arange(len(y))
+    counts = np.bincount(y, minlength=k)
+    alloc = np.minimum(counts, minimum)
+    rest = cap - int(alloc.sum())
+    spare = counts - alloc
+    exact = spare * rest / spare.sum()
+    extra = np.floor(exact).astype(np.int64)
+    extra[np.argsort(extra - exact, kind="stable")[: rest - int(extra.sum())]] += 1
+    alloc += extra
+    keep = [rng.permutation(np.flatnonzero(y == c))[: alloc[c]] for c in range(k)]
+    return np.sort(np.concatenate(keep))
+
+
+def _split(
+    y: np.ndarray,
+    k: int,
+    fractions: tuple[float, ...],
+    rng: np.random.Generator,
+    names: Sequence[str],
+    max_samples: int | None,
+) -> list[np.ndarray]:
+    """Stratified split: [train, *one part per fraction], each shuffled, each with every class."""
+    need = 1 + len(fractions)
+    counts = np.bincount(y, minlength=k)
+    short = np.flatnonzero(counts < need)
+    if short.size:
+        c = short[0]
+        hint = f" (after --max-samples {max_samples})" if max_samples is not None else ""
+        raise DatasetError(
+            f"--data: class {names[c]!r} has {counts[c]} samples{hint}; each class needs at least {need} to "
+            f"split into train/validation/test ({short.size} classes too small)"
+        )
+    parts: list[list[np.ndarray]] = [[] for _ in range(need)]
+    for c in range(k):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        sizes = [max(1, round(len(idx) * f)) for f in fractions]
+        while len(idx) - sum(sizes) < 1:
+            sizes[int(np.argmax(sizes))] -= 1
+        bounds = np.cumsum([len(idx) - sum(sizes), *sizes])[:-1]
+        for part, chunk in zip(parts, np.split(idx, bounds), strict=True):
+            part.append(chunk)
+    return [rng.permutation(np.concatenate(p)) for p in parts]
+
+
+# ------------------------------------------------------------------------------------------- transforms
+
+
+def _as_float(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _standardise(*splits: np.ndarray) -> list[np.ndarray]:
+    """Scale every split with the mean and standard deviation of the first (training) split."""
+    mean = splits[0].mean(axis=0, dtype=np.float64)
+    std = splits[0].std(axis=0, dtype=np.float64)
+    std[std < 1e-12] = 1.0
+    return [_as_float((s - mean) / std) for s in splits]

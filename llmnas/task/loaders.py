@@ -1,0 +1,258 @@
+"""File-format loaders for `load_dataset`: .npz, .csv, image folders and torchvision datasets.
+
+Each reads its source into an unsplit `Raw`, checking what it can name a line, column or file for;
+`load_dataset` (datasets.py) validates the labels and splits.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from llmnas.errors import UserError
+
+log = logging.getLogger(__name__)
+
+MODALITIES = ("image", "sequence", "tabular")
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+)
+GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
+
+
+class DatasetError(UserError, ValueError):
+    """A dataset problem found before the search starts; the message names the flag to fix."""
+
+
+@dataclass(frozen=True)
+class Raw:
+    """Unsplit data as read from the source; `test` holds a split the source already defines."""
+
+    x: np.ndarray
+    y: np.ndarray
+    modality: str
+    names: Sequence[str] | None = None
+    test: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def npz_file(path: Path) -> Raw:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+    except ValueError as err:
+        raise DatasetError(
+            f"--data: {path} holds object arrays or is corrupt ({err}); save plain numeric/string arrays"
+        ) from err
+    except OSError as err:
+        raise DatasetError(f"--data: cannot read {path} as .npz: {err}") from err
+    x_key = next((k for k in ("X", "x") if k in arrays), None)
+    y_key = next((k for k in ("y", "Y") if k in arrays), None)
+    if x_key is None or y_key is None:
+        raise DatasetError(f"--data: {path} needs arrays 'X' and 'y'; found {sorted(arrays) or 'none'}")
+    x, y = arrays[x_key], arrays[y_key]
+    if x.dtype.kind not in "biuf":
+        raise DatasetError(f"--data: {path}: X must be numeric, got dtype {x.dtype}")
+    if x.ndim < 2 or x.ndim > 4:
+        raise DatasetError(
+            f"--data: {path}: X has shape {x.shape}; expected (N, F) tabular, (N, C, L) sequence, "
+            "(N, H, W) or (N, C, H, W) image"
+        )
+    if len(x) != len(y):
+        raise DatasetError(f"--data: {path}: X has {len(x)} samples but y has {len(y)}; they must match")
+    _check_finite(x, lambda i: f"sample {i[0]}, position {tuple(int(j) for j in i[1:])}", f"{path}: X")
+    modality = _npz_modality(arrays.get("modality"), x, path)
+    if modality == "image":
+        x = _to_image(x)
+    elif modality == "sequence" and x.ndim == 2:
+        x = x[:, None, :]
+    return Raw(x, y, modality)
+
+
+def _npz_modality(hint: np.ndarray | None, x: np.ndarray, path: Path) -> str:
+    if hint is not None:
+        modality = str(hint.item() if hint.ndim == 0 else hint.ravel()[0]) if hint.size else ""
+        allowed = {"tabular": (2,), "sequence": (2, 3), "image": (3, 4)}
+        if modality not in allowed:
+            raise DatasetError(f"--data: {path}: 'modality' must be one of {MODALITIES}, got {modality!r}")
+        if x.ndim not in allowed[modality]:
+            raise DatasetError(f"--data: {path}: X of shape {x.shape} cannot be {modality} data")
+        return modality
+    if x.ndim == 2:
+        return "tabular"
+    if x.ndim == 3:
+        return "image" if x.shape[1] == x.shape[2] else "sequence"
+    return "image"
+
+
+def csv_file(path: Path, label_column: str | None) -> Raw:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            rows, lines = [], []
+            for row in reader:
+                if row:
+                    rows.append(row)
+                    lines.append(reader.line_num)
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DatasetError(f"--data: cannot read {path} as UTF-8 CSV: {err}") from err
+    if not header or not rows:
+        raise DatasetError(f"--data: {path} is empty; expected a header row and at least one data row")
+    header = [h.strip() for h in header]
+    for row, line in zip(rows, lines, strict=True):
+        if len(row) != len(header):
+            raise DatasetError(
+                f"--data: {path}: line {line} has {len(row)} fields but the header has {len(header)}"
+            )
+    if label_column is None:
+        if "label" not in header:
+            raise DatasetError(
+                f"--label-column: {path} has no column named 'label'; name the label column with "
+                f"--label-column (columns: {', '.join(header)})"
+            )
+        label_column = "label"
+    if label_column not in header:
+        raise DatasetError(
+            f"--label-column: no column {label_column!r} in {path} (columns: {', '.join(header)})"
+        )
+    target = header.index(label_column)
+    features = [j for j in range(len(header)) if j != target]
+    if not features:
+        raise DatasetError(f"--data: {path} has no feature columns besides the label {label_column!r}")
+    x = np.empty((len(rows), len(features)), dtype=np.float64)
+    bad: dict[str, tuple[int, str]] = {}
+    for col, j in enumerate(features):
+        for i, row in enumerate(rows):
+            cell = row[j].strip()
+            try:
+                x[i, col] = float(cell) if cell else np.nan
+            except ValueError:
+                bad.setdefault(header[j], (lines[i], cell))
+                x[i, col] = np.nan
+    if bad:
+        where = "; ".join(f"{name!r} (line {line}: {cell!r})" for name, (line, cell) in bad.items())
+        raise DatasetError(
+            f"--data: {path}: non-numeric feature columns {where}; every column except the label must be "
+            "numeric (pick the label with --label-column)"
+        )
+    _check_finite(x, lambda i: f"line {lines[i[0]]}, column {header[features[i[1]]]!r}", f"{path}: features")
+    raw_labels = [row[target].strip() for row in rows]
+    missing = [line for line, value in zip(lines, raw_labels, strict=True) if not value]
+    if missing:
+        raise DatasetError(
+            f"--data: {path}: {len(missing)} empty labels in {label_column!r}, first at line {missing[0]}"
+        )
+    try:
+        y = np.array([float(v) for v in raw_labels])
+    except ValueError:
+        y = np.array(raw_labels)
+    return Raw(x, y, "tabular")
+
+
+def image_folder(path: Path) -> Raw:
+    from PIL import Image
+
+    classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DatasetError(
+            f"--data: folder {path} has no class sub-folders; expected one sub-folder of images per class"
+        )
+    images, labels = [], []
+    for label, folder in enumerate(classes):
+        files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DatasetError(
+                f"--data: class folder {folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+            )
+        for file in files:
+            try:
+                with Image.open(file) as img:
+                    img.load()
+                    images.append(img.copy())
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+                raise DatasetError(f"--data: cannot read image {file}: {err}") from err
+            labels.append(label)
+    mode = "L" if all(img.mode in GRAY_MODES for img in images) else "RGB"
+    size = Counter(img.size for img in images).most_common(1)[0][0]
+    arrays = [
+        np.asarray(img.convert(mode).resize(size, Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
+        for img in images
+    ]
+    x = np.stack(arrays)
+    x = x[:, None] if mode == "L" else x.transpose(0, 3, 1, 2)
+    return Raw(x, np.array(labels), "image", [c.name for c in classes])
+
+
+def torchvision_dataset(name: str, data_root: str | None) -> Raw:
+    try:
+        import torchvision.datasets as tvd
+    except ImportError as err:
+        raise DatasetError(
+            f"--data torchvision:{name} needs torchvision, which is not installed: pip install torchvision"
+        ) from err
+    if not data_root:
+        raise DatasetError(f"--data-root is required for torchvision:{name} (the folder holding its files)")
+    wanted = name.lower().replace("-", "").replace("_", "")
+    known = {n.lower(): n for n in dir(tvd) if isinstance(getattr(tvd, n), type) and not n.startswith("_")}
+    if wanted not in known:
+        raise DatasetError(
+            f"--data: torchvision has no dataset {name!r}; e.g. torchvision:cifar10, torchvision:mnist"
+        )
+    cls = getattr(tvd, known[wanted])
+
+    def part(train: bool) -> tuple[np.ndarray, np.ndarray, Sequence[str] | None]:
+        try:
+            try:
+                ds = cls(data_root, train=train, download=False)
+            except TypeError:
+                ds = cls(data_root, split="train" if train else "test", download=False)
+        except (RuntimeError, OSError) as err:
+            raise DatasetError(
+                f"--data-root: torchvision:{name} not found in {data_root} ({err}); nothing is downloaded at "
+                f'run time, fetch it once with: python -c "import torchvision; '
+                f"torchvision.datasets.{known[wanted]}('{data_root}', download=True)\""
+            ) from err
+        x, y = getattr(ds, "data", None), getattr(ds, "targets", getattr(ds, "labels", None))
+        if x is None or y is None:
+            pairs = [ds[i] for i in range(len(ds))]
+            try:
+                x = np.stack([np.asarray(img) for img, _ in pairs])
+            except ValueError as err:
+                raise DatasetError(
+                    f"--data: torchvision:{name} images differ in size; export them to an image folder"
+                ) from err
+            y = [t for _, t in pairs]
+        return _to_image(np.asarray(x)), np.asarray(y), getattr(ds, "classes", None)
+
+    x, y, names = part(True)
+    x_test, y_test, _ = part(False)
+    return Raw(x, y, "image", names, test=(x_test, y_test))
+
+
+def _check_finite(x: np.ndarray, where: Callable[[tuple[int, ...]], str], what: str) -> None:
+    if x.dtype.kind != "f":
+        return
+    nan, inf = np.isnan(x), np.isinf(x)
+    n_nan, n_inf = int(nan.sum()), int(inf.sum())
+    if n_nan or n_inf:
+        first = tuple(int(i) for i in np.argwhere(nan | inf)[0])
+        raise DatasetError(
+            f"--data: {what} has {n_nan} NaN/missing and {n_inf} inf values (first at {where(first)}); "
+            "clean or impute them first"
+        )
+
+
+def _to_image(x: np.ndarray) -> np.ndarray:
+    """(N, H, W) -> (N, 1, H, W); channels-last (N, H, W, C) -> (N, C, H, W); uint8 scaled to [0, 1]."""
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.shape[-1] in (1, 3, 4) and x.shape[1] > x.shape[-1]:
+        log.info("treating image array of shape %s as channels-last (N, H, W, C)", x.shape)
+        x = x.transpose(0, 3, 1, 2)
+    return x / np.float32(255.0) if x.dtype == np.uint8 else x

@@ -1,0 +1,176 @@
+"""Plain-English requirements to a typed TaskSpec, with an offline rule-based parser."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmnas.errors import UserError
+
+
+class SpecError(UserError, ValueError):
+    """Requirements that cannot describe a search (a contradiction, an impossible limit)."""
+
+
+class TaskSpec(BaseModel):
+    """What the user asked for. Limits are hard (over one rejects); targets shape the reward."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    text: str = ""
+    task: Literal["classification"] = "classification"
+    num_classes: int | None = Field(None, ge=2)
+    input_shape: tuple[int, ...] | None = None
+    modality: Literal["image", "sequence", "tabular"] | None = None
+    max_params: int | None = Field(None, gt=0)
+    max_latency_ms: float | None = Field(None, gt=0)
+    max_flops: int | None = Field(None, gt=0)
+    target_params: int | None = Field(None, gt=0)
+    target_latency_ms: float | None = Field(None, gt=0)
+    hints: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    reward_alpha: float = -0.07
+    reward_beta: float = -0.07
+
+    def resolve(self, *, input_shape: tuple[int, ...], num_classes: int, modality: str) -> TaskSpec:
+        """Fill what the text left open from the dataset; a contradiction is a SpecError."""
+        if self.num_classes is not None and self.num_classes != num_classes:
+            raise SpecError(
+                f"the requirements say {self.num_classes} classes but the data has {num_classes}: "
+                "fix the text or pick the matching --data"
+            )
+        if self.input_shape is not None and _numel(self.input_shape) != _numel(input_shape):
+            raise SpecError(
+                f"the requirements say input shape {self.input_shape} but the data has {input_shape}"
+            )
+        return self.model_copy(
+            update={"num_classes": num_classes, "input_shape": input_shape, "modality": modality}
+        )
+
+    def summary(self) -> str:
+        """A few readable lines for the terminal and the report."""
+        lines = [
+            f"task: {self.task}, classes: {self.num_classes}, input: {self.input_shape} ({self.modality})"
+        ]
+        limits = [
+            f"params <= {self.max_params:,}" if self.max_params else "",
+            f"latency <= {self.max_latency_ms:g} ms" if self.max_latency_ms else "",
+            f"FLOPs <= {self.max_flops:,}" if self.max_flops else "",
+        ]
+        targets = [
+            f"params ~ {self.target_params:,}" if self.target_params else "",
+            f"latency ~ {self.target_latency_ms:g} ms" if self.target_latency_ms else "",
+        ]
+        lines.append("limits: " + (", ".join(x for x in limits if x) or "none"))
+        lines.append("targets: " + (", ".join(x for x in targets if x) or "none"))
+        if self.notes:
+            lines.append("not understood (kept as notes): " + " | ".join(self.notes))
+        return "\n".join(lines)
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+_SUFFIX = {
+    "": 1,
+    "k": 1_000,
+    "thousand": 1_000,
+    "m": 1_000_000,
+    "million": 1_000_000,
+    "mio": 1_000_000,
+    "b": 1_000_000_000,
+    "g": 1_000_000_000,
+    "billion": 1_000_000_000,
+}
+_NUM = r"(\d+(?:[.,]\d+)?)\s*(k|thousand|million|mio|m|b|g|billion)?"
+_UPPER = (
+    r"(?:under|below|less than|fewer than|at most|no more than|max(?:imum)?(?:\s+of)?|within|up to|<=?|≤)"
+)
+_PARAMS = r"(?:param(?:eter)?s?|weights)"
+_FLOPS = r"(?:[gmk]?flops|[gm]?macs|multiply-adds)"
+_TIME = r"(\d+(?:\.\d+)?)\s*(ms|milliseconds?|us|µs|microseconds?|s|sec|seconds?)\b"
+_TIME_SCALE = {"ms": 1.0, "us": 1e-3, "µs": 1e-3, "s": 1e3, "sec": 1e3}
+_HINTS = {"tiny": 10_000, "small": 100_000, "compact": 100_000, "lightweight": 100_000}
+_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10}
+
+
+def _number(value: str, suffix: str | None) -> float:
+    return float(value.replace(",", "")) * _SUFFIX[(suffix or "").lower()]
+
+
+def _flops_unit(word: str) -> int:
+    w = word.lower()
+    return {"g": 1_000_000_000, "m": 1_000_000, "k": 1_000}.get(w[0], 1)
+
+
+def parse_requirements(text: str) -> TaskSpec:
+    """Rule-based parser: what it does not understand stays verbatim in ``notes``."""
+    if not text or not text.strip():
+        raise SpecError('requirements text is empty: say what the model should do, e.g. "classify digits"')
+    found: dict = {"text": text.strip()}
+    hints: list[str] = []
+    notes: list[str] = []
+    for clause in (c.strip() for c in re.split(r"[;\n]|,\s+|\.\s+|\s+and\s+|\s+with\s+", text)):
+        if not clause:
+            continue
+        low = clause.lower()
+        understood = False
+        if m := re.search(
+            rf"\b(\d+|{'|'.join(_WORDS)})\s+(?:classes|categories|labels|digits classes)\b", low
+        ):
+            found["num_classes"] = int(_WORDS.get(m.group(1), m.group(1)))
+            understood = True
+        if m := re.search(rf"{_UPPER}\s*{_NUM}\s*{_PARAMS}", low) or re.search(
+            rf"{_PARAMS}\s*(?:count\s*)?(?:{_UPPER}|:)\s*{_NUM}", low
+        ):
+            found["max_params"] = int(_number(m.group(1), m.group(2)))
+            understood = True
+        if m := re.search(rf"{_UPPER}\s*(\d+(?:\.\d+)?)\s*({_FLOPS})", low):
+            found["max_flops"] = int(float(m.group(1)) * _flops_unit(m.group(2)))
+            if "mac" in m.group(2) or "multiply" in m.group(2):
+                found["max_flops"] *= 2
+            understood = True
+        if (m := re.search(rf"{_UPPER}\s*{_TIME}", low)) or (
+            re.search(r"latency|inference|per (?:sample|image|input)|\bon (?:the )?[cg]pu", low)
+            and (m := re.search(_TIME, low))
+        ):
+            unit = m.group(2).rstrip("s") if m.group(2) not in ("s", "ms", "us", "µs") else m.group(2)
+            unit = {"millisecond": "ms", "microsecond": "us", "second": "s"}.get(unit, unit)
+            found["max_latency_ms"] = float(m.group(1)) * _TIME_SCALE[unit]
+            understood = True
+        for word, target in _HINTS.items():
+            if re.search(rf"\b{word}\b", low):
+                hints.append(word)
+                found.setdefault("target_params", target)
+                understood = True
+        if re.search(r"\b(fast|quick|low[- ]latency|real[- ]time)\b", low):
+            hints.append("fast")
+            found.setdefault("target_latency_ms", 1.0)
+            understood = True
+        if m := re.search(
+            r"\b(latency|speed|inference time|size|parameters|params|model size)\b.*\bmatters? more"
+            r"|\bprioriti[sz]e (latency|speed|size)",
+            low,
+        ):
+            hints.append(
+                "latency-first"
+                if (m.group(1) or m.group(2)) in ("latency", "speed", "inference time")
+                else "size-first"
+            )
+            found["reward_alpha"] = found["reward_beta"] = -0.3
+            understood = True
+        if re.search(r"\b(classif\w*|recogni[sz]e|categori[sz]e|predict the (?:class|label)|digits?)\b", low):
+            understood = True
+        if re.search(r"\bon (?:the )?(cpu|gpu)\b|\bcpu\b", low) and not understood:
+            understood = True
+        if not understood:
+            notes.append(clause)
+    if "max_params" in found and "target_params" in found and found["target_params"] > found["max_params"]:
+        found["target_params"] = found["max_params"]
+    return TaskSpec(**found, hints=tuple(dict.fromkeys(hints)), notes=tuple(notes))
