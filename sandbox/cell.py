@@ -14,6 +14,7 @@ decide), or the network (the zygote's network namespace and the seccomp filter d
 from __future__ import annotations
 
 import errno
+import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from sandbox.protocol import PRED_FILES, RESULT_FILE, STDOUT_FILE, TORCHSCRIPT_F
 
 OUTPUT_NAMES = (RESULT_FILE, *PRED_FILES.values(), WEIGHTS_FILE, TORCHSCRIPT_FILE, STDOUT_FILE)
 WORKDIR_FILES = 4  # the working tmpfs holds this many files at the RLIMIT_FSIZE limit
+FULL_MARGIN = 1 << 20  # less free space than this in the working tmpfs counts as full
 CHILD_NAMESPACES = (libc.CLONE_NEWNS, libc.CLONE_NEWIPC, libc.CLONE_NEWUTS)
 
 
@@ -65,6 +67,16 @@ class Cell:
                     raise
         if self.namespaces & libc.CLONE_NEWNS:
             mounts.fresh_scratch(self.limits.file_mb)
+
+    def full(self) -> bool:
+        """Whether the working tmpfs ran out of space or inodes (no room left for a result)."""
+        if self.host_fd is None:
+            return False
+        try:
+            st = os.statvfs(self.workdir)
+        except OSError:
+            return False
+        return st.f_bavail * st.f_frsize < FULL_MARGIN or st.f_favail < 8
 
     def close(self) -> list[str]:
         """After every process of the candidate is gone: results out, tmpfs and cgroup away."""

@@ -6,7 +6,8 @@ Line protocol on stdin/stdout (JSON, one object per line):
 The zygote never runs a torch op itself, so no thread pool exists when it forks. Each child gets a cell
 of its own (sandbox/cell.py: cgroup, IPC/UTS/mount namespaces, tmpfs folders); while it runs, the
 zygote watches all of its processes together (sandbox/watch.py): a candidate over its memory is
-reported as killed by SIGKILL, one over its CPU seconds as killed by SIGXCPU.
+reported as killed by SIGKILL, one over its CPU seconds as killed by SIGXCPU, one that filled its
+working folder (no room left for a result) as killed by SIGXFSZ.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from pathlib import Path
 import sandbox.worker as worker
 from sandbox.cell import Cell
 from sandbox.mounts import make_private_tmp
-from sandbox.protocol import Job, Limits
+from sandbox.protocol import RESULT_FILE, Job, Limits
 from sandbox.watch import POLL_S, Watch
 
-_OVER = {"memory": signal.SIGKILL, "cpu": signal.SIGXCPU}
+# A limit of the candidate as a whole, reported as the signal the executor explains it with.
+_OVER = {"memory": signal.SIGKILL, "cpu": signal.SIGXCPU, "disk": signal.SIGXFSZ}
 
 
 def _leftovers(uid: int) -> bool:
@@ -101,6 +103,8 @@ def run_one(job: Job, workdir: Path, limits: Limits, uid: int | None, private_mo
         if cell.group is not None:
             cell.group.kill()
             _reap()
+        if over is None and not (workdir / RESULT_FILE).exists() and cell.full():
+            over = "disk"  # the candidate filled its working folder: the worker had no room to report
     finally:
         cell.close()
     if over == "timeout":

@@ -405,7 +405,7 @@ def test_a_deep_tree_cannot_crash_cleanup(mode, digits, tmp_path):
     folder, and removing it must neither crash the driver nor leave the pool folder behind."""
     code, header = hostile("os_deep_tree")
     stage, message = expected(header, "os")
-    pool = LocalPool(1, OS_LIMITS, mode=mode)
+    pool = LocalPool(1, OS_LIMITS.model_copy(update={"timeout_s": 60}), mode=mode)  # fresh: imports torch
     try:
         write_worker_data(pool.data_dir, digits)
         assert_ends(evaluate(pool, digits, code, tmp_path / "deep"), stage, message, mode)
