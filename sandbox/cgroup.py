@@ -212,3 +212,20 @@ def _try_write(path: Path, value: str) -> bool:
         return True
     except OSError:
         return False
+
+
+def sweep(prefix: str = "llmnas-", max_age_s: float = 60.0) -> int:
+    """Remove empty groups a killed zygote left behind (older than ``max_age_s``, so never one that a
+    live zygote just made for a child about to join). A group with processes cannot be removed."""
+    parents = {p for p in (v2_parent(), *v1_parents().values()) if p is not None}
+    removed = 0
+    now = time.time()
+    for parent in parents:
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(parent):
+                if entry.name.startswith(prefix) and entry.is_dir(follow_symlinks=False):
+                    with contextlib.suppress(OSError):
+                        if now - entry.stat().st_mtime > max_age_s:
+                            os.rmdir(entry.path)
+                            removed += 1
+    return removed

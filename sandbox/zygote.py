@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import sandbox.worker as worker
+from sandbox import cgroup
 from sandbox.cell import Cell
 from sandbox.mounts import make_private_tmp
 from sandbox.protocol import RESULT_FILE, Job, Limits
@@ -138,6 +139,7 @@ def _wait(pid: int, uid: int | None, cell: Cell, limits: Limits, deadline: float
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when we stop
     private_mounts = make_private_tmp()
+    cgroup.sweep()
     worker.preload()
     out = sys.stdout
     out.write(json.dumps({"ready": os.getpid()}) + "\n")

@@ -415,3 +415,21 @@ def test_a_deep_tree_cannot_crash_cleanup(mode, digits, tmp_path):
     finally:
         pool.close()
     assert not pool.root.exists(), "the pool folder outlived the pool"
+
+
+def test_sweep_removes_only_stale_empty_groups():
+    """What a zygote killed mid-candidate leaves: an empty group, removed once it is old enough."""
+    prefix = f"llmnas-sweep-{uuid.uuid4().hex[:6]}-"
+    stale = cgroup.create(prefix + "old", 64, 4, 1.0)
+    if stale is None:
+        pytest.skip("no cgroup here (no delegated v2 group, no writable v1 memory group): nothing to sweep")
+    fresh = cgroup.create(prefix + "new", 64, 4, 1.0)
+    try:
+        for path in stale.dirs.values():
+            os.utime(path, (time.time() - 3600, time.time() - 3600))
+        assert cgroup.sweep(prefix) == len(set(stale.dirs.values()))
+        assert not any(p.exists() for p in stale.dirs.values())
+        assert all(p.exists() for p in fresh.dirs.values())
+    finally:
+        stale.remove()
+        fresh.remove()
