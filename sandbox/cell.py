@@ -28,6 +28,12 @@ FULL_MARGIN = 1 << 20  # less free space than this in the working tmpfs counts a
 CHILD_NAMESPACES = (libc.CLONE_NEWNS, libc.CLONE_NEWIPC, libc.CLONE_NEWUTS)
 
 
+def group_memory_mb(limits: Limits) -> int:
+    """The memory of the candidate as a whole: its limit plus headroom, so that one process alone meets
+    its RLIMIT_AS (a clear MemoryError) before the group's OOM kill or the watcher's."""
+    return limits.memory_mb + max(128, limits.memory_mb // 4)
+
+
 def workdir_mb(limits: Limits) -> int:
     """Size of a candidate's working tmpfs: weights, TorchScript, predictions and stdout at their limit."""
     return WORKDIR_FILES * limits.file_mb
@@ -46,7 +52,9 @@ class Cell:
     def open(cls, workdir: Path, limits: Limits, uid: int | None, cpus: float, private_mounts: bool) -> Cell:
         """``private_mounts``: the zygote has a mount namespace of its own (mounts.make_private_tmp)."""
         cell = cls(workdir, limits, uid)
-        cell.group = cgroup.create(f"llmnas-{uuid.uuid4().hex[:12]}", limits.memory_mb, limits.nproc, cpus)
+        cell.group = cgroup.create(
+            f"llmnas-{uuid.uuid4().hex[:12]}", group_memory_mb(limits), limits.nproc, cpus
+        )
         if private_mounts:
             try:
                 cell.host_fd = mounts.mount_workdir(workdir, uid, workdir_mb(limits))

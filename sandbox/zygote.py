@@ -23,7 +23,7 @@ from pathlib import Path
 
 import sandbox.worker as worker
 from sandbox import cgroup
-from sandbox.cell import Cell
+from sandbox.cell import Cell, group_memory_mb
 from sandbox.mounts import make_private_tmp
 from sandbox.protocol import RESULT_FILE, Job, Limits
 from sandbox.watch import POLL_S, Watch
@@ -119,7 +119,7 @@ def run_one(job: Job, workdir: Path, limits: Limits, uid: int | None, private_mo
 
 def _wait(pid: int, uid: int | None, cell: Cell, limits: Limits, deadline: float) -> str | None:
     """Until the child exits: None; or the first limit it broke ("timeout", "memory", "cpu")."""
-    watch = Watch(pid, uid, cell.group, limits.memory_mb, limits.cpu_s)
+    watch = Watch(pid, uid, cell.group, group_memory_mb(limits), limits.cpu_s)
     fd = os.pidfd_open(pid)
     try:
         while True:
