@@ -1,8 +1,10 @@
-"""Confine the current process before candidate code runs: session, rlimits, uid, audit hook.
+"""Confine the current process before candidate code runs: session, rlimits, uid, seccomp, audit hook.
 
-The operating-system layers (own session, rlimits, an unprivileged uid, the network and pid namespaces
-the zygote was started in, a scrubbed environment) are what hold. The audit hook is a second fence
-that turns many escape attempts into clear errors; it does not stop native code.
+The operating-system layers (own session, rlimits, an unprivileged uid, the seccomp filter, the
+namespaces and cgroup of its cell, a scrubbed environment) are what hold. rlimits count one process
+each (RLIMIT_NPROC: one uid), so the cell's cgroup or the zygote's watcher bounds the candidate as a
+whole. The audit hook is a second fence that turns many escape attempts into clear errors; it does not
+stop native code.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import resource
 import sys
 from pathlib import Path
 
+from sandbox import seccomp
 from sandbox.protocol import Limits, scrubbed_env
 
 _REFUSED_EVENTS = (
@@ -122,7 +125,8 @@ def install_audit_hook(workdir: str) -> None:
 
 
 def confine(workdir: str, limits: Limits, uid: int | None, threads: int, cuda: bool = False) -> None:
-    """Everything above, in the order that works: session, folder, env, limits, uid, hook."""
+    """Everything above, in the order that works: session, folder, env, limits, uid, seccomp, hook (the
+    filter needs ctypes, which the hook refuses). Where the kernel has no seccomp, the rest holds."""
     if os.getpgrp() != os.getpid():
         os.setsid()
     os.chdir(workdir)
@@ -131,6 +135,8 @@ def confine(workdir: str, limits: Limits, uid: int | None, threads: int, cuda: b
     os.environ.update(env)
     apply_rlimits(limits, cuda)
     drop_privileges(uid)
+    if seccomp.supported() is None:
+        seccomp.install()
     if limits.audit_hook:
         install_audit_hook(workdir)
 

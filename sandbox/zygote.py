@@ -3,7 +3,11 @@
 Line protocol on stdin/stdout (JSON, one object per line):
   in:  {"job": PATH, "workdir": PATH, "limits": {...}, "uid": INT|null}
   out: {"status": "exited"|"signaled"|"timeout", "code": INT, "signal": INT, "wall": SECONDS}
-The zygote never runs a torch op itself, so no thread pool exists when it forks.
+The zygote never runs a torch op itself, so no thread pool exists when it forks. Each child gets a cell
+of its own (sandbox/cell.py: cgroup, IPC/UTS/mount namespaces, tmpfs folders); while it runs, the
+zygote watches all of its processes together (sandbox/watch.py): a candidate over its memory is
+reported as killed by SIGKILL, one over its CPU seconds as killed by SIGXCPU, one that filled its
+working folder (no room left for a result) as killed by SIGXFSZ.
 """
 
 from __future__ import annotations
@@ -18,8 +22,14 @@ import time
 from pathlib import Path
 
 import sandbox.worker as worker
+from sandbox import cgroup
+from sandbox.cell import Cell, group_memory_mb
 from sandbox.mounts import make_private_tmp
-from sandbox.protocol import Job, Limits
+from sandbox.protocol import RESULT_FILE, Job, Limits
+from sandbox.watch import POLL_S, Watch
+
+# A limit of the candidate as a whole, reported as the signal the executor explains it with.
+_OVER = {"memory": signal.SIGKILL, "cpu": signal.SIGXCPU, "disk": signal.SIGXFSZ}
 
 
 def _leftovers(uid: int) -> bool:
@@ -72,36 +82,64 @@ def _cleanup(pid: int, uid: int | None) -> None:
     _reap()
 
 
-def run_one(job: Job, workdir: Path, limits: Limits, uid: int | None) -> dict:
-    """Fork, confine and evaluate in the child; wait with a hard deadline; kill the group."""
+def run_one(job: Job, workdir: Path, limits: Limits, uid: int | None, private_mounts: bool = False) -> dict:
+    """Fork into a fresh cell, confine and evaluate in the child; watch it against a hard deadline and
+    its limits; kill everything it started; hand its result files back."""
     start = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            worker.run_confined(job, workdir, limits, uid)
-        finally:
-            os._exit(4)
-    fd = os.pidfd_open(pid)
+    cell = Cell.open(workdir, limits, uid, job.threads, private_mounts)
     try:
-        ready, _, _ = select.select([fd], [], [], limits.timeout_s)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                cell.enter()
+                worker.run_confined(job, workdir, limits, uid)
+            finally:
+                os._exit(4)
+        over = _wait(pid, uid, cell, limits, start + limits.timeout_s)
+        if over is not None:
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        wall = time.perf_counter() - start
+        _cleanup(pid, uid)
+        if cell.group is not None:
+            cell.group.kill()
+            _reap()
+        if over is None and not (workdir / RESULT_FILE).exists() and cell.full():
+            over = "disk"  # the candidate filled its working folder: the worker had no room to report
     finally:
-        os.close(fd)
-    timed_out = not ready
-    if timed_out:
-        os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
-    wall = time.perf_counter() - start
-    _cleanup(pid, uid)
-    if timed_out:
+        cell.close()
+    if over == "timeout":
         return {"status": "timeout", "code": -1, "signal": signal.SIGKILL, "wall": wall}
+    if over is not None:
+        return {"status": "signaled", "code": -1, "signal": _OVER[over], "wall": wall}
     if os.WIFSIGNALED(status):
         return {"status": "signaled", "code": -1, "signal": os.WTERMSIG(status), "wall": wall}
     return {"status": "exited", "code": os.WEXITSTATUS(status), "signal": 0, "wall": wall}
 
 
+def _wait(pid: int, uid: int | None, cell: Cell, limits: Limits, deadline: float) -> str | None:
+    """Until the child exits: None; or the first limit it broke ("timeout", "memory", "cpu")."""
+    watch = Watch(pid, uid, cell.group, group_memory_mb(limits), limits.cpu_s)
+    fd = os.pidfd_open(pid)
+    try:
+        while True:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                return "timeout"
+            ready, _, _ = select.select([fd], [], [], min(left, POLL_S))
+            if ready:
+                return None
+            over = watch.over()
+            if over is not None:
+                return over
+    finally:
+        os.close(fd)
+
+
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when we stop
-    make_private_tmp()
+    private_mounts = make_private_tmp()
+    cgroup.sweep()
     worker.preload()
     out = sys.stdout
     out.write(json.dumps({"ready": os.getpid()}) + "\n")
@@ -111,7 +149,8 @@ def main() -> None:
             continue
         req = json.loads(line)
         job = Job.model_validate_json(Path(req["job"]).read_text())
-        reply = run_one(job, Path(req["workdir"]), Limits.model_validate(req["limits"]), req.get("uid"))
+        limits = Limits.model_validate(req["limits"])
+        reply = run_one(job, Path(req["workdir"]), limits, req.get("uid"), private_mounts)
         out.write(json.dumps(reply) + "\n")
         out.flush()
 

@@ -22,6 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DRIVER = ROOT / "llmnas"
 SANDBOX = ROOT / "sandbox"
 PROTOCOL = "sandbox.protocol"
+# Modules both sides import: the data contract, and removing a candidate's folder safely. Each imports
+# only the standard library (and pydantic), never the worker, the driver or torch.
+SHARED = (PROTOCOL, "sandbox.cleanup")
 
 # (file relative to the repo, qualified call) -> why this site is safe. An entry that matches no
 # site is an error too: the list must say exactly what is allowed.
@@ -193,8 +196,8 @@ def test_the_driver_imports_only_the_protocol_from_the_sandbox(path: Path):
         (line, m)
         for line, m in _imports(path)
         if (m == "sandbox" or m.startswith("sandbox."))
-        and m not in ("sandbox", PROTOCOL)
-        and not m.startswith(PROTOCOL + ".")
+        and m not in ("sandbox", *SHARED)
+        and not m.startswith(tuple(f"{shared}." for shared in SHARED))
     ]
     bare = [
         (node.lineno, alias.name)
@@ -203,17 +206,18 @@ def test_the_driver_imports_only_the_protocol_from_the_sandbox(path: Path):
         for alias in node.names
         if alias.name == "sandbox"
     ]
-    assert not bad + bare, f"{_rel(path)} imports sandbox internals (only {PROTOCOL} is shared): {bad + bare}"
+    assert not bad + bare, f"{_rel(path)} imports sandbox internals (only {SHARED} are shared): {bad + bare}"
 
 
-def test_the_protocol_imports_neither_side():
-    """Importing the data contract must not pull in the worker, the driver or torch."""
-    path = SANDBOX / "protocol.py"
+@pytest.mark.parametrize("module", SHARED)
+def test_the_shared_modules_import_neither_side(module: str):
+    """Importing the data contract (or the safe remover) must not pull in the worker, the driver or torch."""
+    path = ROOT / (module.replace(".", "/") + ".py")
     stdlib = set(sys.stdlib_module_names)
-    for line, module in _imports(path):
-        top = module.split(".")[0]
+    for line, imported in _imports(path):
+        top = imported.split(".")[0]
         assert top in stdlib or top in ("__future__", "pydantic"), (
-            f"sandbox/protocol.py line {line} imports {module}: keep the contract free of both sides"
+            f"{module} line {line} imports {imported}: keep the shared modules free of both sides"
         )
 
 

@@ -26,6 +26,7 @@ from functools import cache
 from pathlib import Path
 
 from llmnas.execute.base import clear_outputs, failure_from_status, output_limits, take_file, verdict
+from sandbox.cleanup import remove_tree
 from sandbox.protocol import (
     Job,
     Limits,
@@ -47,7 +48,12 @@ def _namespaces() -> tuple[tuple[str, ...], bool]:
         log.warning("unshare not found: no network namespace; the audit hook alone refuses sockets")
         return (), False
     base = [unshare, "--net", "--pid", "--fork", "--mount-proc", "--kill-child"]
-    for prefix in (base, [unshare, "--map-root-user", *base[1:]]):
+    full = [
+        *base,
+        "--ipc",
+        "--uts",
+    ]  # where allowed; each candidate unshares its own IPC too (sandbox/cell.py)
+    for prefix in (full, base, *([unshare, "--map-root-user", *p[1:]] for p in (full, base))):
         if subprocess.run([*prefix, "true"], capture_output=True).returncode == 0:
             probe = [*prefix, "mount", "-t", "tmpfs", "llmnas-probe", "/tmp"]
             masked = subprocess.run(probe, capture_output=True).returncode == 0
@@ -249,7 +255,7 @@ class LocalPool:
                 take_file(workdir / name, out_dir / name, limit)
             return verdict(job, out_dir, lambda: failure_from_status(job, reply, self.limits))
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            remove_tree(workdir)
             job_file.unlink(missing_ok=True)
 
     def close(self) -> None:
@@ -260,7 +266,8 @@ class LocalPool:
         self._pool.shutdown(wait=True)
         for slot in self._all:
             slot.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
+        if not remove_tree(self.root):
+            log.warning("could not remove the sandbox folder %s", self.root)
 
     def __enter__(self) -> LocalPool:
         return self
