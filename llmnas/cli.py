@@ -73,7 +73,9 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=_positive_int("--steps"), help="training steps per candidate")
     p.add_argument(
-        "--train-seconds", type=_positive_float("--train-seconds"), help="training seconds per candidate"
+        "--train-seconds",
+        type=_positive_float("--train-seconds"),
+        help="train by time too: stop after this many seconds (results then depend on load)",
     )
     p.add_argument(
         "--timeout", type=_positive_float("--timeout"), help="hard wall-clock limit per candidate (s)"

@@ -31,6 +31,7 @@ from llmnas.datasets import Dataset
 from llmnas.executor import Executor
 from llmnas.export import export_candidate
 from llmnas.llm import BudgetExhausted
+from llmnas.pareto import objectives_for
 from llmnas.policy import Policy
 from llmnas.proposer import Action, Parent, Proposal, Proposer
 from llmnas.reward import failure_reward, reward, violations
@@ -70,9 +71,16 @@ def make_job(
         train=cfg.train,
         max_params=spec.max_params,
         max_flops=spec.max_flops,
+        max_latency_ms=spec.max_latency_ms,
         threads=cfg.threads,
         device="cuda" if cfg.device == "cuda" else "cpu",
     )
+
+
+def archive_for(spec: TaskSpec) -> Archive:
+    """An empty archive whose Pareto front counts latency only when the spec has a latency goal."""
+    goal = spec.max_latency_ms is not None or spec.target_latency_ms is not None
+    return Archive(objectives=objectives_for(goal))
 
 
 def judge(
@@ -130,7 +138,7 @@ class Search:
         self.allowed = validate.DEFAULT_ALLOWED_IMPORTS | frozenset(cfg.extra_imports)
         self.rng = np.random.default_rng(cfg.seed)
         self.policy = Policy()
-        self.archive = Archive()
+        self.archive = archive_for(spec)
         self.round = 0
         self.proposed = 0
         self.known: dict[str, None] = {}  # evaluated ids in processing order (an ordered set)
@@ -190,7 +198,7 @@ class Search:
         """A refined spec: rebuild the archive from every passing evaluation under the new limits and
         rewards (over-limit candidates leave the grid and the front; a later loosening brings them back)."""
         self.spec = spec
-        self.archive = Archive()
+        self.archive = archive_for(spec)
         for cid in self.known:
             e = self._cache.get(cid)
             if e and e["ok"] and not violations(e["metrics"], spec):
@@ -367,7 +375,7 @@ class Search:
                 value = result.metrics.proxies.get(name, float("nan"))
             else:
                 value = self._cache[cid]["metrics"].get("proxies", {}).get(name, float("nan"))
-            scores[i] = value if math.isfinite(value) else -math.inf
+            scores[i] = value if value is not None and math.isfinite(value) else -math.inf
         ranked = sorted(scores, key=lambda i: (-scores[i], i))
         keep = max(1, math.ceil(self.cfg.prescreen_keep * len(ranked))) if ranked else 0
         cut = scores[ranked[keep - 1]] if keep else math.inf
