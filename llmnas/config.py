@@ -123,7 +123,11 @@ class RunConfig(BaseModel):
 # Nested settings with a flag of their own: flag (underscored) -> (field, nested field, help).
 NESTED_FLAGS: dict[str, tuple[str, str, str]] = {
     "steps": ("train", "max_steps", "training steps per candidate"),
-    "train_seconds": ("train", "max_seconds", "training seconds per candidate"),
+    "train_seconds": (
+        "train",
+        "max_seconds",
+        "train by time too: stop after this many seconds (results then depend on load: not reproducible)",
+    ),
     "timeout": ("limits", "timeout_s", "hard wall-clock limit per candidate (s)"),
     "memory_mb": ("limits", "memory_mb", "memory limit per candidate (MiB)"),
 }

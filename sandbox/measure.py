@@ -1,4 +1,9 @@
-"""Cost metrics of a built model: parameters, depth and latency at batch 1 (FLOPs: proxies)."""
+"""Cost metrics of a built model: parameters, depth and latency at batch 1 (FLOPs: proxies).
+
+Everything a measurement calls is bound when this module is imported, before any candidate code
+runs in the process, so a candidate that rebinds ``time.perf_counter`` or ``statistics.median`` (or
+overrides ``nn.Module.parameters``) changes nothing here.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,12 @@ from torch import nn
 from sandbox.protocol import BN_STATS
 
 WEIGHT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.MultiheadAttention, nn.LSTM, nn.GRU, nn.RNN)
+REMEASURE_FACTOR = 3  # runs added, as a multiple of the first series, when the limit is in the spread
 
-
-# Captured before any candidate runs, so a model overriding (or monkey-patching) them cannot hide weights.
-_PARAMETERS, _BUFFERS = nn.Module.parameters, nn.Module.named_buffers
+_PARAMETERS, _BUFFERS, _MODULES = nn.Module.parameters, nn.Module.named_buffers, nn.Module.modules
+_EVAL = nn.Module.eval
+_CLOCK, _MEDIAN, _QUANTILES = time.perf_counter, statistics.median, statistics.quantiles
+_NO_GRAD, _SYNC = torch.no_grad, torch.cuda.synchronize
 
 
 def count_params(model: nn.Module) -> int:
@@ -25,23 +32,49 @@ def count_params(model: nn.Module) -> int:
 
 def depth(model: nn.Module) -> int:
     """Number of weight layers: the depth descriptor of the archive."""
-    return sum(isinstance(m, WEIGHT_LAYERS) for m in model.modules())
+    return sum(isinstance(m, WEIGHT_LAYERS) for m in _MODULES(model))
 
 
-@torch.no_grad()
-def latency_ms(model: nn.Module, example: torch.Tensor, runs: int, warmup: int = 5) -> tuple[float, float]:
-    """Median and IQR of batch-1 forward time in ms, after warm-up; synchronised on CUDA."""
-    model.eval()
+def spread(times: list[float]) -> tuple[float, float]:
+    """Median and interquartile range of a series."""
+    q = _QUANTILES(times, n=4) if len(times) > 1 else [times[0]] * 3
+    return _MEDIAN(times), q[2] - q[0]
+
+
+def near_limit(median: float, iqr: float, limit: float | None) -> bool:
+    """Whether a latency limit lies within the measurement's spread: ``|median - limit| <= iqr``.
+
+    Then the pass/fail verdict could flip on a re-run under another load, so the caller measures
+    again (``REMEASURE_FACTOR`` times as many runs) and decides on the median of all runs. Far from
+    the limit one series decides; the verdict is always ``median <= limit``."""
+    return limit is not None and abs(median - limit) <= iqr
+
+
+def _timed_runs(model: nn.Module, example: torch.Tensor, runs: int, warmup: int) -> list[float]:
     cuda = example.is_cuda
     times = []
     for i in range(warmup + runs):
         if cuda:
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
+            _SYNC()
+        t0 = _CLOCK()
         model(example)
         if cuda:
-            torch.cuda.synchronize()
+            _SYNC()
         if i >= warmup:
-            times.append((time.perf_counter() - t0) * 1000)
-    q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
-    return statistics.median(times), q[2] - q[0]
+            times.append((_CLOCK() - t0) * 1000)
+    return times
+
+
+def latency_ms(
+    model: nn.Module, example: torch.Tensor, runs: int, warmup: int = 5, limit: float | None = None
+) -> tuple[float, float, int]:
+    """Median and IQR of batch-1 forward time in ms after warm-up (synchronised on CUDA), and the
+    number of timed runs: more than ``runs`` when the median was near ``limit`` (see near_limit)."""
+    _EVAL(model)
+    with _NO_GRAD():
+        times = _timed_runs(model, example, runs, warmup)
+        median, iqr = spread(times)
+        if near_limit(median, iqr, limit):
+            times += _timed_runs(model, example, runs * REMEASURE_FACTOR, 0)
+            median, iqr = spread(times)
+    return median, iqr, len(times)

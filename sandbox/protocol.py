@@ -11,17 +11,17 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 RESULT_FILE = "result.json"
 WEIGHTS_FILE = "weights.safetensors"
 TORCHSCRIPT_FILE = "model.torchscript.pt"  # optional: written when the model traces
+TRAIN_FILE = "train.json"  # the training process's report to the worker; never leaves the worker
 STDOUT_FILE = "stdout.txt"
 ARTEFACT_BYTES = 1 << 30
 PRED_FILES = {"val": "val_pred.npy", "test": "test_pred.npy"}
 DATA_FILES = ("train_x.npy", "train_y.npy", "val_x.npy", "test_x.npy")
 MAX_RESULT_BYTES = 1_000_000
-MAX_PARAMS = 2**53  # larger counts are forged: no float64 holds them exactly
 BN_STATS = ("running_mean", "running_var", "num_batches_tracked")  # not counted as parameters
 
 
@@ -87,11 +87,15 @@ class _Frozen(BaseModel):
 
 
 class TrainConfig(_Frozen):
-    """Budgeted training: whichever of steps or seconds runs out first ends it. Early stopping on the
-    held-out slice starts after three quarters of the steps, once the schedule has done its work."""
+    """Budgeted training, by steps: the same seed gives the same model on any machine load. Early
+    stopping on the held-out slice (counted in steps) starts after three quarters of the steps.
+
+    ``max_seconds`` trains by time instead (whichever of steps or seconds runs out first): the result
+    then depends on the machine's load and says so (``Metrics.stopped_on_time``). Without it, wall
+    time is only a safety limit (``Limits.timeout_s``) that fails the candidate, never shortens it."""
 
     max_steps: int = Field(4000, ge=0)
-    max_seconds: float = Field(60.0, gt=0)
+    max_seconds: float | None = Field(None, gt=0)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-2, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
@@ -130,21 +134,35 @@ class Job(_Frozen):
     device: str = "cpu"
     proxies: tuple[str, ...] = ()
     screen_only: bool = False  # stop after the proxies: a pre-screen, no training
-    save_weights: bool = True
+    save_weights: bool = True  # also export a TorchScript copy (the weights are always saved)
+    max_latency_ms: float | None = Field(None, gt=0)  # the spec's limit: re-measure when close to it
+
+
+MAX_COUNT = 2**53  # the largest integer a float64 (and so a JSON reader) holds exactly
 
 
 class Metrics(_Frozen):
-    params: int
-    flops: int
-    depth: int = 0
-    latency_ms: float | None = None
-    latency_iqr_ms: float | None = None
-    peak_mem_mb: float | None = None
-    train_seconds: float = 0.0
-    train_steps: int = 0
+    """What the sandbox measured. Every value is bounded and every float finite: a forged report
+    fails validation (the driver then fails the candidate), it cannot poison sorting or sums.
+
+    params, flops, depth, latency and peak memory come from the scoring process, which builds the
+    model from its code and the saved weights only; params is the weights file's count."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    params: int = Field(ge=0, le=MAX_COUNT)
+    flops: int = Field(ge=0, le=MAX_COUNT)
+    depth: int = Field(0, ge=0, le=MAX_COUNT)
+    latency_ms: float | None = Field(None, ge=0)
+    latency_iqr_ms: float | None = Field(None, ge=0)
+    latency_runs: int = Field(0, ge=0, le=MAX_COUNT)
+    peak_mem_mb: float | None = Field(None, ge=0)
+    train_seconds: float = Field(0.0, ge=0)
+    train_steps: int = Field(0, ge=0, le=MAX_COUNT)
+    stopped_on_time: bool = False  # trained by time (TrainConfig.max_seconds): not reproducible
     final_loss: float | None = None
-    holdout_acc: float | None = None
-    proxies: dict[str, float] = {}
+    holdout_acc: float | None = Field(None, ge=0, le=1)
+    proxies: dict[str, float | None] = {}  # None: the proxy failed or is undefined for this model
 
 
 class Result(_Frozen):
@@ -156,4 +174,15 @@ class Result(_Frozen):
     message: str = ""
     metrics: Metrics | None = None
     device: str = "cpu"
-    wall_seconds: float = 0.0
+    wall_seconds: float = Field(0.0, ge=0, allow_inf_nan=False)
+
+
+def invalid_fields(exc: ValidationError) -> str:
+    """A validation error as one line naming each value that was refused and why."""
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "result"
+        got = repr(err.get("input"))
+        got = got if len(got) <= 40 else got[:37] + "..."
+        parts.append(f"{where} {err['msg'].lower()} (got {got})")
+    return "; ".join(parts)

@@ -43,6 +43,8 @@ _ACTIVATIONS = frozenset(
 )  # fmt: skip
 # Fallback for networks without such activations: the sign of each layer's output.
 _LAYERS = frozenset({"linear", "conv1d", "conv2d", "conv3d"})
+# Bound at import, before any candidate runs here: rebinding the module's names later changes nothing.
+_FLOP_COUNTER, _TOTAL_FLOPS, _MODULES = FlopCounterMode, FlopCounterMode.get_total_flops, nn.Module.modules
 
 
 def compute_proxies(
@@ -88,15 +90,16 @@ def count_flops(model: nn.Module, example_input: torch.Tensor) -> int:
     Counted by torch.utils.flop_counter.FlopCounterMode: matmuls, convolutions of any dimension and
     attention, a multiply-add being 2 FLOPs (Linear(i, o) is 2*i*o); elementwise ops count nothing.
     """
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
+    modes = [(module, module.training) for module in _MODULES(model)]
+    for module, _ in modes:
+        module.training = False
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        with torch.no_grad(), _FLOP_COUNTER(display=False) as counter:
             model(example_input[:1])
     finally:
         for module, training in modes:
             module.training = training
-    return int(counter.get_total_flops())
+    return int(_TOTAL_FLOPS(counter))
 
 
 def _weights(net: nn.Module) -> list[nn.Parameter]:

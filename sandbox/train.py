@@ -1,4 +1,5 @@
-"""Budgeted training with early stopping on a held-out slice of the training split."""
+"""Training to a step budget, with early stopping (counted in steps) on a held-out slice of the
+training split: the same seed gives the same model whatever the machine's load."""
 
 from __future__ import annotations
 
@@ -13,9 +14,15 @@ from torch import nn
 
 from sandbox.protocol import TrainConfig
 
+_MONOTONIC = time.monotonic  # bound before any candidate code runs
+
 
 class TrainingFailed(RuntimeError):
     """Training cannot go on (a non-finite loss, a backward error)."""
+
+
+class TrainingTimeout(RuntimeError):
+    """The step budget was not reached before the safety deadline."""
 
 
 @dataclass(frozen=True)
@@ -24,6 +31,7 @@ class TrainReport:
     seconds: float
     final_loss: float
     holdout_acc: float | None
+    stopped_on_time: bool = False
 
 
 def train(
@@ -33,8 +41,11 @@ def train(
     cfg: TrainConfig,
     generator: torch.Generator,
     device: torch.device,
+    deadline: float | None = None,
 ) -> TrainReport:
-    """AdamW with warm-up and cosine decay; stops on steps, seconds or patience; keeps the best."""
+    """AdamW with warm-up and cosine decay; stops on steps or patience (or ``cfg.max_seconds`` when the
+    user asked to train by time); keeps the best. ``deadline`` (``time.monotonic()``) is a safety
+    limit: reaching it raises TrainingTimeout, it never shortens training silently."""
     n_hold = int(len(x) * cfg.holdout_fraction)
     perm = torch.randperm(len(x), generator=generator)
     hold, fit = perm[:n_hold], perm[n_hold:]
@@ -52,11 +63,21 @@ def train(
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     best_acc, best_state, bad_evals = -1.0, None, 0
-    start, step, loss_value = time.perf_counter(), 0, float("nan")
+    start, step, loss_value = _MONOTONIC(), 0, float("nan")
     batch = min(cfg.batch_size, len(x_fit))
     order, pos = torch.randperm(len(x_fit), generator=generator), 0
     model.train()
-    while step < cfg.max_steps and time.perf_counter() - start < cfg.max_seconds:
+    stopped_on_time = False
+    while step < cfg.max_steps:
+        now = _MONOTONIC()
+        if cfg.max_seconds is not None and now - start >= cfg.max_seconds:
+            stopped_on_time = True
+            break
+        if deadline is not None and now >= deadline:
+            raise TrainingTimeout(
+                f"the training budget of {cfg.max_steps} steps was not reached in {now - start:.0f} s "
+                f"(stopped at step {step})"
+            )
         if pos + batch > len(order):
             order, pos = torch.randperm(len(x_fit), generator=generator), 0
         idx = order[pos : pos + batch].to(device)
@@ -89,7 +110,8 @@ def train(
         if best_state is not None:
             model.load_state_dict(best_state)
     model.eval()
-    return TrainReport(step, time.perf_counter() - start, loss_value, best_acc if n_hold else None)
+    seconds = _MONOTONIC() - start
+    return TrainReport(step, seconds, loss_value, best_acc if n_hold else None, stopped_on_time)
 
 
 @torch.no_grad()

@@ -1,34 +1,53 @@
-"""Evaluate one candidate inside an already confined process and write the result files.
+"""Evaluate one candidate in two confined processes and write the result files.
 
 ``python -m sandbox.worker JOB.json WORKDIR`` is the fresh-process path; the zygote calls
-:func:`run_confined` in a forked child. Both end in the same :func:`run_job`.
+:func:`run_confined` in a forked child. Either way that process never runs candidate code: it
+supervises two children forked from it and confined alike (sandbox/limits.py):
+
+1. training: build, shape, budget, proxies, train to the step budget, save ``weights.safetensors``,
+   report to ``train.json``;
+2. scoring (sandbox/score.py), started once the training process and all it started are dead and
+   the folder holds nothing but the weights: build from the code, load the weights strictly,
+   predict the validation and test inputs, measure latency, FLOPs, depth and peak memory.
+
+So the predictions and costs come from a process that knows the code and the weights, nothing else
+the training process kept (attributes, closures, hooks, patched functions).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import importlib
 import json
-import linecache
+import math
 import os
+import resource
+import select
+import shutil
+import signal
+import stat
 import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import save_model
 
-from sandbox import measure
-from sandbox.limits import confine, rss_mb
+from sandbox import measure, score
+from sandbox.candidate import CandidateFailure, build, check_shape, describe, guard, stage_of
+from sandbox.limits import confine
 from sandbox.mounts import make_private_tmp
 from sandbox.protocol import (
-    PRED_FILES,
+    MAX_RESULT_BYTES,
     RESULT_FILE,
     STDOUT_FILE,
-    TORCHSCRIPT_FILE,
+    TRAIN_FILE,
     WEIGHTS_FILE,
     Job,
     Limits,
@@ -38,171 +57,110 @@ from sandbox.protocol import (
     TrainConfig,
 )
 from sandbox.proxies import compute_proxies, count_flops
-from sandbox.train import TrainingFailed, predict, train
+from sandbox.train import TrainingFailed, TrainingTimeout, train
 
-CANDIDATE_FILE = "candidate.py"
-_OOM_MARKERS = ("can't allocate memory", "out of memory", "cannot allocate memory", "std::bad_alloc")
-
-
-class CandidateFailure(Exception):
-    def __init__(self, stage: Stage, message: str):
-        super().__init__(message)
-        self.stage = stage
+_CLOCK = time.perf_counter  # bound before any candidate code runs: a rebinding cannot skew reports
+SCORING_SHARE = 0.2  # of the time limit, kept for the scoring process after training
+_PR_SET_PDEATHSIG = 1
+TRAIN_DATA = ("train_x.npy", "train_y.npy")
+TIMEOUT_HINT = "raise the time limit (--timeout) or lower the step budget (--steps)"
 
 
-def describe(exc: BaseException) -> str:
-    """One short line for the repair prompt: the error and where in the candidate it happened."""
-    where = ""
-    for frame in traceback.extract_tb(exc.__traceback__):
-        if frame.filename == CANDIDATE_FILE:
-            where = f" (candidate line {frame.lineno}: {(frame.line or '').strip()[:80]})"
-    text = f"{type(exc).__name__}: {exc}".strip()
-    return (text[:400] + where)[:600]
+def _device(job: Job) -> torch.device:
+    return torch.device(job.device if job.device != "cuda" or torch.cuda.is_available() else "cpu")
 
 
-def _stage_of(exc: BaseException, default: Stage) -> Stage:
-    if isinstance(exc, MemoryError) or any(m in str(exc).lower() for m in _OOM_MARKERS):
-        return Stage.memory
-    return default
+def _result(job: Job, start: float, **fields) -> Result:
+    return Result(
+        candidate_id=job.candidate_id,
+        device=_device(job).type,
+        wall_seconds=_CLOCK() - start,
+        **fields,
+    )
 
 
-def _guard(stage: Stage, fn, *args, **kwargs):
+def _screen(job: Job, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> Metrics:
+    """Cheap checks before training: parameter and FLOP budgets, then the zero-cost proxies."""
+    device = _device(job)
+    params = measure.count_params(model)
+    if job.max_params is not None and params > job.max_params:
+        raise CandidateFailure(Stage.budget, f"{params:,} parameters > limit {job.max_params:,}")
+    flops = guard(Stage.shape, count_flops, model, x[:1].to(device))
+    if job.max_flops is not None and flops > job.max_flops:
+        raise CandidateFailure(Stage.budget, f"{flops:,} FLOPs > limit {job.max_flops:,}")
+    proxies = {}
+    if job.proxies:
+        n = min(64, len(x))
+        args = (model, x[:n].to(device), y[:n].to(device), job.proxies)
+        scores = guard(Stage.proxy, compute_proxies, *args, seed=job.seed)
+        proxies = {k: None if math.isnan(v) else v for k, v in scores.items()}  # failed or undefined
+    return Metrics(params=params, flops=flops, depth=measure.depth(model), proxies=proxies)
+
+
+def _fit(job: Job, model: torch.nn.Module, x, y, gen, deadline: float | None):
     try:
-        return fn(*args, **kwargs)
-    except CandidateFailure:
-        raise
-    except BaseException as exc:  # noqa: BLE001 - candidate code may raise anything, SystemExit included
-        raise CandidateFailure(_stage_of(exc, stage), describe(exc)) from None
+        return train(model, x, y, job.train, gen, _device(job), deadline)
+    except TrainingTimeout as exc:
+        raise CandidateFailure(Stage.timeout, f"{exc}: {TIMEOUT_HINT}") from None
+    except TrainingFailed as exc:
+        raise CandidateFailure(Stage.train, str(exc)) from None
+    except BaseException as exc:  # noqa: BLE001
+        raise CandidateFailure(stage_of(exc, Stage.train), describe(exc)) from None
 
 
-def _build(job: Job) -> torch.nn.Module:
-    namespace: dict = {"__name__": "candidate"}
-    linecache.cache[CANDIDATE_FILE] = (len(job.code), None, job.code.splitlines(True), CANDIDATE_FILE)
-    exec(compile(job.code, CANDIDATE_FILE, "exec"), namespace)  # noqa: S102 - this IS the sandbox
-    shape, k = tuple(job.input_shape), job.num_classes
-    if callable(namespace.get("build_model")):
-        model = namespace["build_model"](shape, k)
-    elif isinstance(namespace.get("Model"), type):
-        try:
-            model = namespace["Model"](shape, k)
-        except TypeError:
-            model = namespace["Model"]()
-    else:
-        raise CandidateFailure(Stage.build, "define build_model(input_shape, num_classes) or a Model class")
-    if not isinstance(model, torch.nn.Module):
-        raise CandidateFailure(
-            Stage.build, f"build_model returned {type(model).__name__}, not a torch.nn.Module"
-        )
-    return model
+def train_stage(job: Job, workdir: Path, deadline: float | None = None) -> Result:
+    """The training process's cascade: build, shape, budget, proxies, train, save the weights.
 
-
-def _check_shape(model: torch.nn.Module, x: torch.Tensor, num_classes: int) -> None:
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(x)
-    except Exception as exc:  # noqa: BLE001 - say what went in, for the repair prompt
-        msg = f"forward on input {tuple(x.shape)} failed: {describe(exc)}"
-        raise CandidateFailure(_stage_of(exc, Stage.shape), msg) from None
-    if not isinstance(out, torch.Tensor):
-        raise CandidateFailure(
-            Stage.shape, f"forward returned {type(out).__name__}, expected a Tensor of logits"
-        )
-    want = (x.shape[0], num_classes)
-    if tuple(out.shape) != want:
-        raise CandidateFailure(
-            Stage.shape, f"forward on input {tuple(x.shape)} gave shape {tuple(out.shape)}, expected {want}"
-        )
-
-
-def run_job(job: Job, workdir: Path) -> Result:
-    """The evaluation cascade inside the sandbox: build, shape, budget, proxies, train, predict."""
-    start = time.perf_counter()
-    base_rss = rss_mb()
-    device = torch.device(job.device if job.device != "cuda" or torch.cuda.is_available() else "cpu")
+    ``deadline`` (``time.monotonic()``) is the safety limit on training (stage timeout)."""
+    start = _CLOCK()
+    device = _device(job)
     torch.set_num_threads(job.threads)
     torch.manual_seed(job.seed)
     np.random.seed(job.seed % 2**32)
     gen = torch.Generator().manual_seed(job.seed)
-    data = {
-        name: np.load(Path(job.data_dir) / f"{name}.npy", allow_pickle=False)
-        for name in ("train_x", "train_y", "val_x", "test_x")
-    }
-
-    def finish(**fields) -> Result:
-        return Result(
-            candidate_id=job.candidate_id,
-            device=device.type,
-            wall_seconds=time.perf_counter() - start,
-            **fields,
-        )
-
-    x_train = torch.from_numpy(data["train_x"]).float()
-    y_train = torch.from_numpy(data["train_y"]).long()
+    x, y = (torch.from_numpy(np.load(Path(job.data_dir) / f, allow_pickle=False)) for f in TRAIN_DATA)
+    x, y = x.float(), y.long()
     try:
-        model = _guard(Stage.build, _build, job)
-        _guard(Stage.build, model.to, device)
-        _guard(Stage.shape, _check_shape, model, x_train[:2].to(device), job.num_classes)
-        example = x_train[:1].to(device)
-        params = measure.count_params(model)
-        if job.max_params is not None and params > job.max_params:
-            raise CandidateFailure(Stage.budget, f"{params:,} parameters > limit {job.max_params:,}")
-        flops = _guard(Stage.shape, count_flops, model, example)
-        if job.max_flops is not None and flops > job.max_flops:
-            raise CandidateFailure(Stage.budget, f"{flops:,} FLOPs > limit {job.max_flops:,}")
-        proxies = {}
-        if job.proxies:
-            n = min(64, len(x_train))
-            proxies = _guard(
-                Stage.proxy,
-                compute_proxies,
-                model,
-                x_train[:n].to(device),
-                y_train[:n].to(device),
-                job.proxies,
-                seed=job.seed,
-            )
+        model = guard(Stage.build, build, job)
+        guard(Stage.build, model.to, device)
+        guard(Stage.shape, check_shape, model, x[:2].to(device), job.num_classes)
+        metrics = _screen(job, model, x, y)
         if job.screen_only:
-            return finish(
-                ok=True,
-                metrics=Metrics(params=params, flops=flops, depth=measure.depth(model), proxies=proxies),
-            )
-        try:
-            report = train(model, x_train, y_train, job.train, gen, device)
-        except TrainingFailed as exc:
-            raise CandidateFailure(Stage.train, str(exc)) from None
-        except BaseException as exc:  # noqa: BLE001
-            raise CandidateFailure(_stage_of(exc, Stage.train), describe(exc)) from None
-        for split, file in PRED_FILES.items():
-            logits = _guard(Stage.train, predict, model, torch.from_numpy(data[f"{split}_x"]).float(), device)
-            _guard(
-                Stage.train, np.save, workdir / file, logits.numpy().astype(np.float32), allow_pickle=False
-            )
-        lat, iqr = _guard(Stage.train, measure.latency_ms, model, example, job.latency_runs)
-        if job.save_weights:
-            _guard(Stage.train, save_model, model.cpu(), str(workdir / WEIGHTS_FILE))
-            _torchscript(model, example.cpu(), workdir / TORCHSCRIPT_FILE)
-        peak = (
-            torch.cuda.max_memory_allocated() / 2**20
-            if device.type == "cuda"
-            else max(0.0, rss_mb("VmHWM") - base_rss)
-        )
-        metrics = Metrics(
-            params=params,
-            flops=flops,
-            depth=measure.depth(model),
-            latency_ms=lat,
-            latency_iqr_ms=iqr,
-            peak_mem_mb=peak,
-            train_seconds=report.seconds,
-            train_steps=report.steps,
-            final_loss=report.final_loss,
-            holdout_acc=report.holdout_acc,
-            proxies=proxies,
-        )
-        return finish(ok=True, metrics=metrics)
+            return _result(job, start, ok=True, metrics=metrics)
+        report = _fit(job, model, x, y, gen, deadline)
+        guard(Stage.train, save_model, model.cpu(), str(workdir / WEIGHTS_FILE))
     except CandidateFailure as fail:
-        return finish(ok=False, stage=fail.stage, message=str(fail))
+        return _result(job, start, ok=False, stage=fail.stage, message=str(fail))
+    trained = metrics.model_copy(
+        update={
+            "train_seconds": report.seconds,
+            "train_steps": report.steps,
+            "final_loss": None if math.isnan(report.final_loss) else report.final_loss,
+            "holdout_acc": report.holdout_acc,
+            "stopped_on_time": report.stopped_on_time,
+        }
+    )
+    return _result(job, start, ok=True, metrics=trained)
+
+
+def score_stage(job: Job, workdir: Path, trained: Result, start: float) -> Result:
+    """The scoring process: the costs and predictions of the model rebuilt from code and weights,
+    added to the training report (which the worker read before this process existed)."""
+    try:
+        costs = score.score(job, workdir, _device(job))
+    except CandidateFailure as fail:
+        return _result(job, start, ok=False, stage=fail.stage, message=str(fail))
+    metrics = trained.metrics.model_copy(update=costs.model_dump(exclude_unset=True))
+    return _result(job, start, ok=True, metrics=metrics)
+
+
+def run_job(job: Job, workdir: Path) -> Result:
+    """Both stages in this one process, unconfined: only for the warm-up, which runs trusted code."""
+    start = _CLOCK()
+    trained = train_stage(job, workdir)
+    if not trained.ok or job.screen_only:
+        return trained
+    return score_stage(job, workdir, trained, start)
 
 
 WARM_UP_CODE = """
@@ -252,32 +210,181 @@ def preload() -> None:
         warm_up(Path(folder))
 
 
-def _torchscript(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
-    """A traced TorchScript copy for export, when the model traces; never a failure of the candidate."""
-    try:
-        with torch.no_grad():
-            torch.jit.trace(model.eval(), example, check_trace=False).save(str(path))
-    except Exception as exc:  # noqa: BLE001
-        print(f"llmnas: no TorchScript export ({type(exc).__name__}: {str(exc)[:200]})")
-
-
-def write_result(result: Result, workdir: Path) -> None:
-    tmp = workdir / (RESULT_FILE + ".tmp")
+def write_result(result: Result, workdir: Path, name: str = RESULT_FILE) -> None:
+    tmp = workdir / (name + ".tmp")
     tmp.write_text(result.model_dump_json())
-    os.replace(tmp, workdir / RESULT_FILE)
+    os.replace(tmp, workdir / name)
+
+
+# --------------------------------------------------------------------------- the supervisor
+def _die_with_parent() -> None:
+    """Be killed with the supervisor (a timeout kills it): PR_SET_PDEATHSIG, set before confining.
+    Dropping to another uid clears it; then the zygote's kill of that uid does the same job."""
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _spawn(body: Callable[[], None], job: Job, workdir: Path, limits: Limits, uid: int | None) -> int:
+    """Fork a child that confines itself, runs ``body`` and exits: 0 when ``body`` returned."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 3
+    try:
+        _die_with_parent()
+        confine(str(workdir), limits, uid, job.threads, cuda=job.device == "cuda")
+        body()
+        code = 0
+    except BaseException:  # noqa: BLE001 - report what we can, then leave without cleanup handlers
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def _has_processes(uid: int) -> bool:
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if entry.stat().st_uid == uid:
+                    return True
+    return False
+
+
+def _kill_uid(uid: int | None) -> None:
+    """As root, kill every process of the candidate's uid: catches those that left its group. The
+    fork this takes (tens of ms for a process holding torch) happens only when one is left."""
+    if uid is None or os.geteuid() != 0 or not _has_processes(uid):
+        return
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setuid(uid)
+            os.kill(-1, signal.SIGKILL)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def _wait(pid: int, deadline: float, uid: int | None) -> int | None:
+    """The child's wait status, or None when it was killed at ``deadline``; afterwards nothing it
+    started is left running (its process group, and as root its whole uid, are killed)."""
+    fd = os.pidfd_open(pid)
+    try:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+    finally:
+        os.close(fd)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    _kill_uid(uid)
+    return status if ready else None
+
+
+def _mirror(status: int) -> None:
+    """End this process the way the child ended, so the zygote reports it as before."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 3)
+
+
+def _clear(workdir: Path, keep: tuple[str, ...]) -> None:
+    """Remove everything the training process left but the regular files named in ``keep``."""
+    for entry in os.scandir(workdir):
+        if entry.name in keep and entry.is_file(follow_symlinks=False):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+
+
+def _read_report(path: Path, job: Job) -> Result | None:
+    """The training process's report, or None when it left none that is valid and its own."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return None
+        try:
+            report = Result.model_validate_json(f.read(MAX_RESULT_BYTES))
+        except (OSError, ValueError):
+            return None
+    ok = report.candidate_id == job.candidate_id and (not report.ok or report.metrics is not None)
+    return report if ok else None
+
+
+def _timed_out(job: Job, limits: Limits, start: float, during: str) -> Result:
+    msg = (
+        f"exceeded the {limits.timeout_s:g} s time limit and was killed while {during}: "
+        f"the {job.train.max_steps}-step training budget and scoring did not finish in time; {TIMEOUT_HINT}"
+    )
+    return _result(job, start, ok=False, stage=Stage.timeout, message=msg)
+
+
+def _supervise(job: Job, workdir: Path, limits: Limits, uid: int | None) -> Result | None:
+    """Train in one child, then score in a fresh one; None when the scorer wrote the result."""
+    start, now = _CLOCK(), time.monotonic()
+    budget = limits.timeout_s - min(2.0, 0.1 * limits.timeout_s)  # the zygote kills at timeout_s
+    end, train_end = now + budget, now + budget * (1 - SCORING_SHARE)
+    trainer = _spawn(
+        lambda: write_result(train_stage(job, workdir, train_end), workdir, TRAIN_FILE),
+        job,
+        workdir,
+        limits,
+        uid,
+    )
+    status = _wait(trainer, end, uid)
+    report = _read_report(workdir / TRAIN_FILE, job) if status == 0 else None
+    _clear(
+        workdir,
+        (WEIGHTS_FILE, STDOUT_FILE) if report and report.ok and not job.screen_only else (STDOUT_FILE,),
+    )
+    if status is None:
+        return _timed_out(job, limits, start, "training")
+    if status != 0:
+        _mirror(status)
+    if report is None:
+        msg = "the training process exited without a valid report (did the candidate end the process?)"
+        return _result(job, start, ok=False, stage=Stage.crash, message=msg)
+    if not report.ok or job.screen_only:
+        return report
+    scorer = _spawn(
+        lambda: write_result(score_stage(job, workdir, report, start), workdir), job, workdir, limits, uid
+    )
+    status = _wait(scorer, end, uid)
+    if status is None:
+        _clear(workdir, (STDOUT_FILE,))
+        return _timed_out(job, limits, start, "scoring")
+    if status != 0:
+        _mirror(status)
+    return None
 
 
 def run_confined(job: Job, workdir: Path, limits: Limits, uid: int | None) -> None:
-    """In a fresh child: confine, redirect output to capped files, evaluate, write, exit."""
+    """In a fresh child of the zygote: redirect output to a capped file, supervise the training and
+    scoring processes, write the result when they could not, exit."""
     null = os.open(os.devnull, os.O_RDONLY)
     out = os.open(workdir / STDOUT_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     for fd, target in ((null, 0), (out, 1), (out, 2)):
         os.dup2(fd, target)
     os.closerange(3, 1 << 16)
-    confine(str(workdir), limits, uid, job.threads, cuda=job.device == "cuda")
     code = 0
     try:
-        write_result(run_job(job, workdir), workdir)
+        result = _supervise(job, workdir, limits, uid)
+        if result is not None:
+            write_result(result, workdir)
     except BaseException:  # noqa: BLE001 - report what we can, then leave without cleanup handlers
         traceback.print_exc()
         code = 3
@@ -296,7 +403,3 @@ def main(argv: list[str] | None = None) -> None:
     make_private_tmp()
     preload()
     run_confined(job, Path(args.workdir), Limits.model_validate(json.loads(args.limits)), args.uid)
-
-
-if __name__ == "__main__":
-    main()

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 from conftest import GOOD_CNN, OS_LIMITS, SANDBOX_LIMITS, evaluate, write_worker_data
-from llmnas.datasets import Dataset
-from llmnas.executor import LocalPool
 
+from llmnas.execute.local import LocalPool
+from llmnas.task.datasets import Dataset
 from sandbox import cgroup, libc, seccomp
 from sandbox.cleanup import remove_tree
 from sandbox.layers import active_layers

@@ -680,7 +680,7 @@ def test_a_search_continues_around_hostile_candidates(
         "os_fork_bomb": ("build", "BlockingIOError"),
         "os_exit_via_torch": ("crash", "exited with status 3"),
         "os_socket_loopback": ("build", "Network is unreachable"),
-        "os_forged_result": ("crash", "unreadable weights file"),
+        "os_forged_result": ("crash", "the training process exited without a valid report"),
         "os_kill_zygote": ("build", "Operation not permitted"),
     }
     checked = {  # name -> stage, through the real static checks
@@ -736,16 +736,21 @@ def test_a_search_continues_around_hostile_candidates(
 
 
 def test_a_forged_result_cannot_derail_a_search(pool: LocalPool, digits: Dataset, tmp_path, monkeypatch):
-    """Candidates that write their own ok result.json come first: one with junk weights (one parameter
-    claimed), one with real weights over the parameter limit (one parameter claimed)."""
+    """Candidates that write their own ok result.json come first: one with junk weights from the
+    training process (one parameter claimed), one with real weights over the parameter limit from the
+    scoring process (one parameter claimed), one with out-of-range values from the scoring process."""
     forged = BY_NAME["os_forged_result"].source
     params = BY_NAME["os_forged_params"].source
-    _admit(monkeypatch, [forged, params])
-    result, events = _search(pool, digits, tmp_path / "run", [forged, params, GOOD_CNN], CORPUS_MAX_PARAMS)
+    huge = BY_NAME["os_forged_result_out_of_range"].source
+    _admit(monkeypatch, [forged, params, huge])
+    codes = [forged, params, huge, GOOD_CNN]
+    result, events = _search(pool, digits, tmp_path / "run", codes, CORPUS_MAX_PARAMS)
     evaluations = {e["candidate_id"]: e for e in events if e["type"] == "evaluation"}
-    junk, over = evaluations[_id(forged)], evaluations[_id(params)]
+    junk, over, invalid = evaluations[_id(forged)], evaluations[_id(params)], evaluations[_id(huge)]
     assert not junk["ok"], f"BUG: forged result accepted with metrics {junk['metrics']}"
-    assert junk["stage"] == "crash" and "unreadable weights file" in junk["message"], junk
+    assert junk["stage"] == "crash" and "exited without a valid report" in junk["message"], junk
+    assert not invalid["ok"] and invalid["stage"] == "crash", invalid
+    assert "metrics.params" in invalid["message"] and "metrics.latency_ms" in invalid["message"], invalid
     assert not over["ok"], f"BUG: forged parameter count accepted with metrics {over['metrics']}"
     assert over["stage"] == "budget" and "params 2,000,000 > limit 1,000,000" in over["message"], over
     assert result.best is not None and result.best.candidate_id == _id(GOOD_CNN)

@@ -15,7 +15,6 @@ import numpy as np
 from llmnas.engine.pareto import OBJECTIVES, crowding_distance, dominates, objective_vector, rank_key
 
 SELECTORS = ("pareto", "elite", "tournament", "uniform_grid")
-_SENSES = tuple(s for _, s in OBJECTIVES)
 _TOURNAMENT = 3
 
 
@@ -31,11 +30,18 @@ class Entry:
 
 class Archive:
     """MAP-Elites grid + Pareto front. Cells: ``params_bins`` equal bins of log10(params) over
-    ``params_range`` (outside values clamp to the end bins) x depth 1, 2, ..., ``depth_max``+."""
+    ``params_range`` (outside values clamp to the end bins) x depth 1, 2, ..., ``depth_max``+. The
+    front is over ``objectives`` (see ``pareto.objectives_for``)."""
 
     def __init__(
-        self, params_range: tuple[float, float] = (2.0, 7.0), params_bins: int = 10, depth_max: int = 12
+        self,
+        params_range: tuple[float, float] = (2.0, 7.0),
+        params_bins: int = 10,
+        depth_max: int = 12,
+        objectives: tuple[tuple[str, str], ...] = OBJECTIVES,
     ) -> None:
+        self.objectives = tuple(objectives)
+        self._senses = tuple(s for _, s in self.objectives)
         if not params_range[0] < params_range[1] or params_bins < 1 or depth_max < 1:
             raise ValueError("Archive needs params_range lo < hi, params_bins >= 1 and depth_max >= 1")
         self.params_range = (float(params_range[0]), float(params_range[1]))
@@ -68,10 +74,11 @@ class Archive:
         improved = old is None or entry.reward > old.reward
         if improved:
             self._grid[key] = entry
-        point = objective_vector(entry.metrics)
-        if any(dominates(objective_vector(f.metrics), point, _SENSES) for f in self._front):
+        point = objective_vector(entry.metrics, self.objectives)
+        front = [(f, objective_vector(f.metrics, self.objectives)) for f in self._front]
+        if any(dominates(q, point, self._senses) for _, q in front):
             return improved
-        self._front = [f for f in self._front if not dominates(point, objective_vector(f.metrics), _SENSES)]
+        self._front = [f for f, q in front if not dominates(point, q, self._senses)]
         self._front.append(entry)
         return True
 
@@ -93,7 +100,7 @@ class Archive:
         return len(self._entries)
 
     def front(self) -> list[Entry]:
-        """The Pareto front over OBJECTIVES, in insertion order."""
+        """The Pareto front over ``objectives``, in insertion order."""
         return list(self._front)
 
     def elites(self) -> list[Entry]:
@@ -128,7 +135,9 @@ class Archive:
         if k == 0:
             return []
         if selector == "pareto":
-            dist = crowding_distance([objective_vector(e.metrics) for e in pool], _SENSES)
+            dist = crowding_distance(
+                [objective_vector(e.metrics, self.objectives) for e in pool], self._senses
+            )
             ranked = sorted(range(len(pool)), key=lambda i: -dist[i])
             weights = np.empty(len(pool))
             weights[ranked] = np.arange(len(pool), 0, -1, dtype=float)

@@ -50,6 +50,7 @@ def make_job(
         train=cfg.train,
         max_params=spec.max_params,
         max_flops=spec.max_flops,
+        max_latency_ms=spec.max_latency_ms,
         threads=cfg.threads,
         device="cuda" if cfg.device == "cuda" else "cpu",
     )
@@ -156,10 +157,10 @@ class Evaluator:
                     self._record(failed(round_, cid, stage or Stage.crash, message))
                     del todo[i]
                     continue
-                value = result.metrics.proxies.get(name, float("nan"))
+                value = result.metrics.proxies.get(name)
             else:
-                value = self.done[cid].metrics.proxies.get(name) or float("nan")
-            scores[i] = value if math.isfinite(value) else -math.inf
+                value = self.done[cid].metrics.proxies.get(name)
+            scores[i] = value if value is not None and math.isfinite(value) else -math.inf
         ranked = sorted(scores, key=lambda i: (-scores[i], i))
         keep = max(1, math.ceil(self.cfg.prescreen_keep * len(ranked))) if ranked else 0
         cut = scores[ranked[keep - 1]] if keep else math.inf

@@ -28,6 +28,7 @@ from llmnas.config import RunConfig
 from llmnas.engine.archive import Archive, Entry
 from llmnas.engine.evaluation import Evaluator
 from llmnas.engine.interrupt import StopFlag
+from llmnas.engine.pareto import objectives_for
 from llmnas.engine.policy import Policy
 from llmnas.engine.reward import failure_reward, reward, violations
 from llmnas.errors import RunFailed
@@ -91,7 +92,7 @@ class Search:
         self.allowed = checks.allowed_imports(cfg.extra_imports)
         self.rng = np.random.default_rng(cfg.seed)
         self.policy = Policy()
-        self.archive = Archive()
+        self.archive = archive_for(spec)
         self.round = 0
         self.proposed = 0
         self.known: dict[str, None] = {}  # evaluated ids in processing order (an ordered set)
@@ -156,7 +157,7 @@ class Search:
         """A refined spec: rebuild the archive from every passing evaluation under the new limits and
         rewards (over-limit candidates leave the grid and the front; a later loosening brings them back)."""
         self.spec = self.evaluator.spec = spec
-        self.archive = Archive()
+        self.archive = archive_for(spec)
         for cid in self.known:
             e = self.evaluator.done.get(cid)
             if e and e.ok and not violations(e.metrics.numbers(), spec):
@@ -416,6 +417,12 @@ class Search:
             dict(self.stats),
             done.metrics.test_acc if done else None,
         )
+
+
+def archive_for(spec: TaskSpec) -> Archive:
+    """An empty archive whose Pareto front counts latency only when the spec has a latency goal."""
+    goal = spec.max_latency_ms is not None or spec.target_latency_ms is not None
+    return Archive(objectives=objectives_for(goal))
 
 
 def _over_limit_before_training(event: EvaluationEvent) -> bool:

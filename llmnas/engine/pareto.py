@@ -12,6 +12,12 @@ from collections.abc import Mapping, Sequence
 OBJECTIVES: tuple[tuple[str, str], ...] = (("val_acc", "max"), ("params", "min"), ("latency_ms", "min"))
 
 
+def objectives_for(latency_goal: bool) -> tuple[tuple[str, str], ...]:
+    """OBJECTIVES without latency unless the task has a latency target or limit: measured time moves
+    with the machine's load, so ranking on it when nobody asked would make same-seed runs diverge."""
+    return OBJECTIVES if latency_goal else tuple(o for o in OBJECTIVES if o[0] != "latency_ms")
+
+
 def _sign(sense: str) -> float:
     if sense == "max":
         return 1.0

@@ -14,6 +14,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Protocol
 
+from pydantic import ValidationError
+
 from sandbox.protocol import (
     ARTEFACT_BYTES,
     MAX_RESULT_BYTES,
@@ -26,6 +28,7 @@ from sandbox.protocol import (
     Limits,
     Result,
     Stage,
+    invalid_fields,
 )
 
 _SIGNALS = {
@@ -93,6 +96,8 @@ def verdict(job: Job, out_dir: Path, missing: Callable[[], Result]) -> Result:
     if path.is_file():
         try:
             result = Result.model_validate_json(path.read_bytes()[:MAX_RESULT_BYTES])
+        except ValidationError as exc:  # a forged or broken report: out-of-range, non-finite values
+            result = crash_result(job, f"the worker wrote an invalid result: {invalid_fields(exc)[:400]}")
         except ValueError as exc:
             result = crash_result(job, f"the worker wrote an invalid result: {str(exc)[:200]}")
         if result.candidate_id != job.candidate_id:

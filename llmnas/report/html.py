@@ -223,7 +223,13 @@ def _requirements(run: RunData) -> str:
         ("device", esc(cfg.get("device"))),
         (
             "training",
-            f"{esc(train.get('max_steps'))} steps or {esc(train.get('max_seconds'))} s, "
+            f"{esc(train.get('max_steps'))} steps"
+            + (
+                f" or {esc(train['max_seconds'])} s (by time: not reproducible)"
+                if train.get("max_seconds")
+                else ""
+            )
+            + ", "
             f"batch {esc(train.get('batch_size'))}, lr {esc(train.get('lr'))}",
         ),
         ("seed", esc(run.info.get("seed"))),

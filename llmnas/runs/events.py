@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from llmnas.safe_text import escape_controls
-from sandbox.protocol import MAX_PARAMS, Stage
+from sandbox.protocol import MAX_COUNT, Stage
 
 SAFE_ID = r"^[A-Za-z0-9_-]{1,64}$"
 Finite = Annotated[float, Field(allow_inf_nan=False)]
@@ -45,14 +45,16 @@ class Metrics(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="allow")
 
-    params: int | None = Field(None, ge=0, le=MAX_PARAMS)
-    flops: int | None = Field(None, ge=0, le=MAX_PARAMS * 1_000_000)
-    depth: int | None = Field(None, ge=0)
+    params: int | None = Field(None, ge=0, le=MAX_COUNT)
+    flops: int | None = Field(None, ge=0, le=MAX_COUNT)
+    depth: int | None = Field(None, ge=0, le=MAX_COUNT)
     latency_ms: NonNegative | None = None
     latency_iqr_ms: NonNegative | None = None
+    latency_runs: int | None = Field(None, ge=0, le=MAX_COUNT)
     peak_mem_mb: NonNegative | None = None
     train_seconds: NonNegative | None = None
-    train_steps: int | None = Field(None, ge=0)
+    train_steps: int | None = Field(None, ge=0, le=MAX_COUNT)
+    stopped_on_time: bool | None = None  # trained by time (--train-seconds): not reproducible
     final_loss: Finite | None = None
     holdout_acc: Fraction | None = None
     val_acc: Fraction | None = None

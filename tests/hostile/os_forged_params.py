@@ -3,7 +3,9 @@
 # static: skip
 # Like os_forged_result, with well-formed weights: 2 M elements in the safetensors file, "params: 1"
 # in its own result.json. The driver counts the tensors in the weights file's header, not the
-# candidate's word, and holds the count to the spec's hard limit.
+# candidate's word, and holds the count to the spec's hard limit. It trains honestly and forges in
+# the scoring process (the one that finds weights.safetensors in its folder): what the training
+# process writes never leaves the worker.
 import json
 import math
 import os
@@ -16,6 +18,9 @@ from safetensors.torch import save_file
 
 
 def build_model(input_shape, num_classes):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), num_classes))
+    if not os.path.exists("weights.safetensors"):
+        return model
     frame = sys._getframe()
     while "job" not in frame.f_locals:
         frame = frame.f_back
@@ -29,4 +34,3 @@ def build_model(input_shape, num_classes):
     with open("result.json", "w") as f:
         json.dump(dict(candidate_id=job.candidate_id, ok=True, metrics=metrics), f)
     os._exit(0)
-    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), num_classes))

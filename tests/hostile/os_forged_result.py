@@ -1,11 +1,13 @@
 # expect: crash
-# message: unreadable weights file
+# message: the training process exited without a valid report
 # static: skip
 # The payload of escape_forwardref_forged_result: finds the worker's job in a caller's frame, writes
 # its own ok result.json (one parameter, a microsecond of latency), random predictions and junk
 # weights, and leaves with status 0 before the worker measures anything. The driver scores the
 # predictions itself (chance) and reads the parameter count from the weights file's header: junk
 # there ends the candidate as a crash.
+# Since scoring moved to a fresh process, the forged files never leave the training process: the
+# worker keeps only a valid training report and the weights from it, and this one left neither.
 import json
 import math
 import os
