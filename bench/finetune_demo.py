@@ -41,13 +41,12 @@ from llmnas.config import RunConfig  # noqa: E402
 from llmnas.llm.chat import HFChat  # noqa: E402
 from llmnas.propose.base import Action  # noqa: E402
 from llmnas.propose.finetune import (  # noqa: E402
-    FinetuneOptions,
-    FineTuner,
     completion_nll,
     peak_rss_mb,
     select_traces,
 )
 from llmnas.propose.llm import LLMProposer  # noqa: E402
+from llmnas.propose.tuner import FinetuneOptions, FineTuner  # noqa: E402
 from llmnas.run import start  # noqa: E402
 from llmnas.runs.traces import OK, collect_traces, export_traces  # noqa: E402
 from llmnas.task.spec import TaskSpec  # noqa: E402

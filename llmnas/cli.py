@@ -1,4 +1,8 @@
-"""The `llmnas` command line. Every error is one line that names the flag to fix."""
+"""The `llmnas` command line. Every error is one line that names the flag to fix.
+
+Flags come from RunConfig (config.py); this file holds the commands around them. Over 400 lines as one
+cohesive thing: one parser and one short function per command, so `--help` and behaviour stay together.
+"""
 
 from __future__ import annotations
 
@@ -185,6 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("run", type=Path, help="results/<run-id>")
     sh.add_argument("--json", action="store_true", help="print JSON")
     sh.add_argument("--top", type=_number("--top", positive=True), help="only the best N")
+    sub.add_parser(
+        "doctor",
+        help="which sandbox layers are in force on this host, and why not",
+        description="Probe this host the way the sandbox uses it and say which layers hold.",
+    )
     return root
 
 
@@ -340,7 +349,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from llmnas.runs.read import format_runs, runs
+    from llmnas.runs.read import runs
+    from llmnas.runs.tables import format_runs
 
     rows = runs(args.results)
     print(json.dumps(rows, indent=1, default=str) if args.json else format_runs(rows))
@@ -348,11 +358,21 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from llmnas.runs.read import format_leaderboard, leaderboard
+    from llmnas.runs.read import leaderboard
+    from llmnas.runs.tables import format_leaderboard
 
     rows = leaderboard(args.run)[: args.top]
     print(json.dumps(rows, indent=1) if args.json else format_leaderboard(rows))
     return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from llmnas.execute.layers import containment
+
+    layers = containment()
+    for name, state in layers.items():
+        print(f"{name:11} {state}")
+    return EXIT_OK if all(not state.startswith("off") for state in layers.values()) else EXIT_FAILED
 
 
 COMMANDS = {
@@ -365,6 +385,7 @@ COMMANDS = {
     "report": cmd_report,
     "list": cmd_list,
     "show": cmd_show,
+    "doctor": cmd_doctor,
 }
 
 

@@ -8,7 +8,7 @@ finished is saved and ``llmnas resume`` continues: exit status 1.
 from __future__ import annotations
 
 
-class UserError(Exception):
+class UserError(ValueError):
     """Bad input, with a message that says what to change."""
 
 

@@ -14,6 +14,7 @@ from llmnas.candidate import checks
 from llmnas.config import RunConfig
 from llmnas.engine.loop import Search, SearchResult
 from llmnas.errors import UserError
+from llmnas.execute.layers import containment
 from llmnas.execute.local import LocalPool
 from llmnas.llm.chat import ChatModel, parse_llm
 from llmnas.llm.replay import ReplayChat
@@ -21,7 +22,7 @@ from llmnas.llm.usage import Usage, UsageMeter
 from llmnas.propose.base import Proposer
 from llmnas.propose.llm import LLMProposer
 from llmnas.propose.offline import OfflineProposer, RandomProposer
-from llmnas.runs.events import LLMCallEvent, LLMReplyEvent, RefineEvent, Replay
+from llmnas.runs.events import LLMCallEvent, LLMReplyEvent, RefineEvent, Replay, SandboxEvent
 from llmnas.runs.export import BestExport
 from llmnas.runs.store import RunStore
 from llmnas.task.datasets import Dataset, load_dataset
@@ -272,6 +273,7 @@ def _search(
     try:
         with make_executor(cfg) as pool:
             data.write_worker_files(pool.data_dir)
+            store.append(SandboxEvent(layers=containment()))
             search = Search(cfg, spec, data, proposer, pool, store, progress=progress, listeners=listeners)
             if tuner is not None:
                 tuner(search)  # catches up after a kill
@@ -299,7 +301,7 @@ def _finetuner(cfg: RunConfig, chat: ChatModel | None, store: RunStore):
     latest adapter is loaded back."""
     if not cfg.finetune_every:
         return None
-    from llmnas.propose.finetune import FinetuneOptions, FineTuner
+    from llmnas.propose.tuner import FinetuneOptions, FineTuner
 
     options = FinetuneOptions(
         every=cfg.finetune_every,

@@ -80,5 +80,11 @@ def active_layers() -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    for key, value in active_layers().items():
-        print(f"{key:11} {value}")
+    import json
+    import sys
+
+    if "--json" in sys.argv:
+        print(json.dumps(active_layers()))
+    else:
+        for key, value in active_layers().items():
+            print(f"{key:11} {value}")

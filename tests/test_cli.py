@@ -239,3 +239,22 @@ def test_a_config_file_sets_the_run_and_flags_override_it(tmp_path, capsys):
     (tmp_path / "broken.toml").write_text("budget = = 3\n")
     assert main(["search", "classify", "--config", str(tmp_path / "broken.toml")]) in (2, 3)
     assert "--config" in capsys.readouterr().err
+
+
+def test_doctor_names_every_layer_and_its_state(capsys):
+    status = main(["doctor"])
+    lines = capsys.readouterr().out.splitlines()
+    layers = {line.split()[0]: line.split(None, 1)[1] for line in lines}
+    assert {
+        "netns",
+        "pidns",
+        "mountns",
+        "ipcns",
+        "utsns",
+        "tmpfs",
+        "seccomp",
+        "cgroup",
+        "uid_drop",
+    } <= layers.keys()
+    assert all(state.startswith(("on", "off", "fallback")) for state in layers.values())
+    assert status == (0 if not any(s.startswith("off") for s in layers.values()) else 1)

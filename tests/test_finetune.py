@@ -18,8 +18,6 @@ from llmnas.candidate.extract import extract_code
 from llmnas.llm.chat import HFChat
 from llmnas.propose import finetune
 from llmnas.propose.finetune import (
-    FinetuneOptions,
-    FineTuner,
     completion_nll,
     encode,
     examples,
@@ -28,6 +26,7 @@ from llmnas.propose.finetune import (
     peak_rss_mb,
     select_traces,
 )
+from llmnas.propose.tuner import FinetuneOptions, FineTuner
 from llmnas.runs.traces import FAILED, OK, REJECTED, Trace, collect_traces
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from fakes.openai_server import FakeOpenAI, error, ok
 
-from llmnas.llm.chat import BudgetExhausted, OpenAIChat
+from llmnas.llm.chat import BudgetExhausted, EndpointDown, OpenAIChat
 from llmnas.llm.usage import UsageMeter
 from llmnas.propose.base import Action, Parent
 from llmnas.propose.llm import DEFAULT_INSTRUCTIONS, InstructionArchive, LLMProposer
@@ -244,7 +244,7 @@ def test_spec_from_llm_fills_numbers_the_model_left_out(server):
         (ok("I cannot help with that."), "no JSON object"),
         (ok('{"num_classes": 1, "task": "classification"}'), "invalid"),
         (ok('{"task": "regression"}'), "invalid"),
-        (error(401), "rule-based parser"),
+        (error(404), "rule-based parser"),
     ],
 )
 def test_spec_from_llm_falls_back_to_rules(server, reply, reason):
@@ -252,6 +252,12 @@ def test_spec_from_llm_falls_back_to_rules(server, reply, reason):
     spec, warnings = spec_from_llm(REQUIREMENTS, chat_for(server))
     assert spec.max_params == 20_000 and spec.num_classes == 10
     assert len(warnings) == 1 and reason in warnings[0]
+
+
+def test_spec_from_llm_stops_on_bad_credentials(server):
+    server.default = error(401, "Incorrect API key provided")
+    with pytest.raises(EndpointDown, match="credentials"):
+        spec_from_llm(REQUIREMENTS, chat_for(server))
 
 
 def test_json_object_finds_the_first_object():

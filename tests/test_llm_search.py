@@ -100,28 +100,30 @@ def test_token_budget_ends_the_run_cleanly_and_keeps_finished_work(tmp_path, cap
     assert len([e for e in events if e["type"] == "proposal"]) < 20
 
 
-def test_endpoint_down_never_crashes_the_run(tmp_path, capsys):
-    server = FakeOpenAI()
-    url = server.url  # not started: nothing listens there
+def test_a_dead_endpoint_stops_the_run_and_resume_continues_once_it_answers(tmp_path, capsys):
+    server = FakeOpenAI(ok("{}"), default=ok(mlp(24)))  # the port is bound, but nothing answers yet
     out = tmp_path / "run"
-    status = main(
-        [
-            "search",
-            "classify digits; under 20k parameters",
-            *QUICK,
-            "--llm",
-            f"{url}#m",
-            "--budget",
-            "2",
-            "--out",
-            str(out),
-        ]
-    )
-    assert status == 0
+    argv = ["classify digits; under 20k parameters", *QUICK, "--llm-timeout", "1", "--budget", "4"]
+    status = main(["search", *argv, "--llm", f"{server.url}#m", "--out", str(out)])
+    assert status == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert server.url in last and "3 calls in a row" in last and f"llmnas resume {out}" in last
+    events = logged(out)
+    assert [e["stage"] for e in events if e["type"] == "proposal"] == ["llm", "llm"]
+    assert events[-1]["type"] == "stopped" and server.url in events[-1]["reason"]
+    with server:  # the endpoint is back
+        assert main(["resume", str(out), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["best"] is None and result["stats"]["proposals"] == 2
-    stages = [e["stage"] for e in logged(out) if e["type"] == "proposal"]
-    assert stages == ["llm", "llm"]
+    assert result["best"] is not None and result["stats"]["proposals"] == 4
+
+
+def test_bad_credentials_stop_at_once(tmp_path, capsys):
+    with FakeOpenAI(default=error(401, "Incorrect API key provided")) as server:
+        argv = ["classify digits; under 20k parameters", *QUICK, "--llm", f"{server.url}#m"]
+        status = main(["search", *argv, "--out", str(tmp_path / "run")])
+        assert status == 1 and len(server.requests) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "401" in err[0] and "credentials" in err[0]
 
 
 def test_resume_replays_recorded_replies_instead_of_asking_again(tmp_path, capsys):

@@ -17,6 +17,7 @@ from llmnas.llm.chat import Completion
 from llmnas.propose.base import Action, Proposal
 from llmnas.propose.llm import LLMProposer
 from llmnas.propose.offline import OfflineProposer
+from llmnas.runs.events import parse_line
 from llmnas.runs.store import RunStore
 from llmnas.runs.traces import (
     FAILED,
@@ -125,23 +126,15 @@ class _ScriptedChat:
         return [Completion(self.replies[(self.calls - 1) % len(self.replies)])] * n
 
 
-class _TracingSearch(Search):
-    """The wiring the loop needs: a proposal without a candidate folder keeps its files under traces/."""
-
-    def _log_proposal(self, slot, index):
-        super()._log_proposal(slot, index)
-        if slot.candidate_id is None or slot.proposal.stage == "duplicate":
-            keep_proposal_files(self.store.paths.trace(self.round, index), slot.proposal)
-
-
 def test_llm_search_keeps_prompt_and_reply_of_every_proposal(pool, digits, tmp_path):
     cfg, spec, store = _new_run(tmp_path / "run", digits)
-    search = _TracingSearch(cfg, spec, digits, LLMProposer(_ScriptedChat()), pool, store, progress=False)
+    search = Search(cfg, spec, digits, LLMProposer(_ScriptedChat()), pool, store, progress=False)
     search.run(8)
     store.close()
 
     traces = collect_traces(tmp_path / "run")
-    assert len(traces) == 8
+    proposals = [e for e in logged(tmp_path / "run") if e["type"] == "proposal"]
+    assert len(traces) == len(proposals) >= 8  # duplicates are proposed again and do not count
     for t in traces:
         assert t.prompt and not t.synthetic_prompt  # the prompt the model really saw
         assert t.reply  # ... and what it answered, rejected or not
@@ -156,7 +149,7 @@ def test_llm_search_keeps_prompt_and_reply_of_every_proposal(pool, digits, tmp_p
 
 
 def _event(store: RunStore, **fields) -> None:
-    store.append(fields)
+    store.append(parse_line(json.dumps({"round": 0, **fields})))
 
 
 def test_collect_joins_events_and_files_and_handles_replays(tmp_path, digits):
@@ -169,8 +162,8 @@ def test_collect_joins_events_and_files_and_handles_replays(tmp_path, digits):
     rejected = Proposal(
         code=None, action=Action("generate"), prompt="p2", reply="no code here", stage="extract"
     )
-    assert keep_proposal_files(tmp_path / "run", 0, 2, rejected) is not None
-    assert keep_proposal_files(tmp_path / "run", 0, 3, Proposal(code=None, action=Action("mutate"))) is None
+    assert keep_proposal_files(store.paths.trace(0, 2), rejected) is not None
+    assert keep_proposal_files(store.paths.trace(0, 3), Proposal(code=None, action=Action("mutate"))) is None
     _event(store, **(base | {"stage": "extract", "message": "no code"}), round=0, slot=2, candidate_id=None)
     _event(
         store,

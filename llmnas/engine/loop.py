@@ -9,6 +9,9 @@ evaluations already on disk are taken from the log instead of being run again.
 
 End-of-round work that the loop does not know by name (best/ export, fine-tuning, interactive
 refinement) plugs in as listeners: callables that get the Search and may return False to stop the run.
+
+Over 400 lines as one cohesive thing: the steps of a round share the run's learning state (RNG, policy,
+archive, proposer, checkpoint), and reading them in order is the point of this file.
 """
 
 from __future__ import annotations

@@ -52,7 +52,8 @@ class Usage:
 class UsageMeter:
     """Wraps a ChatModel: counts tokens and cost per call, refuses calls once a budget is spent, and ends
     the run (EndpointDown) on bad credentials at once, or after ``max_unreachable`` calls in a row that
-    could not connect. Rate limits and timeouts are the backend's to retry: they never end the run."""
+    could not connect or timed out. Rate limits and server errors are the backend's to retry: they never
+    end the run."""
 
     def __init__(
         self,
@@ -98,13 +99,14 @@ class UsageMeter:
             with self._lock:
                 self.usage.calls += 1
                 self.usage.failures += 1
-                self._unreachable = self._unreachable + 1 if e.kind == "connection" else 0
+                self._unreachable = self._unreachable + 1 if e.kind in ("connection", "timeout") else 0
                 unreachable = self._unreachable
             self._emit(record)
             if e.kind == "auth":
                 raise EndpointDown(f"{e} (the endpoint refuses our credentials)") from None
             if unreachable >= self.max_unreachable:
-                raise EndpointDown(f"{e} ({unreachable} calls in a row could not connect)") from None
+                hint = "; a slow model may need a longer --llm-timeout" if e.kind == "timeout" else ""
+                raise EndpointDown(f"{e} ({unreachable} calls in a row got no answer{hint})") from None
             raise
         with self._lock:
             self._unreachable = 0

@@ -136,6 +136,13 @@ class RoundEvent(_Event):
     policy: dict[str, dict[str, Finite]] = {}
 
 
+class SandboxEvent(_Event):
+    """The containment layers in force on this host when the run (or a resume) started."""
+
+    type: Literal["sandbox"] = "sandbox"
+    layers: dict[str, str]
+
+
 class StoppedEvent(_Event):
     type: Literal["stopped"] = "stopped"
     reason: Shown
@@ -196,6 +203,7 @@ Event = Annotated[
     ProposalEvent
     | EvaluationEvent
     | RoundEvent
+    | SandboxEvent
     | StoppedEvent
     | RefineEvent
     | LLMCallEvent

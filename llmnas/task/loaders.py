@@ -26,7 +26,7 @@ IMAGE_SUFFIXES = frozenset(
 GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
 
 
-class DatasetError(UserError, ValueError):
+class DatasetError(UserError):
     """A dataset problem found before the search starts; the message names the flag to fix."""
 
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from llmnas.errors import UserError
 
 
-class SpecError(UserError, ValueError):
+class SpecError(UserError):
     """Requirements that cannot describe a search (a contradiction, an impossible limit)."""
 
 
