@@ -1,7 +1,8 @@
 """The `llmnas` command line. Every error is one line that names the flag to fix.
 
-Flags come from RunConfig (config.py); this file holds the commands around them. Over 400 lines as one
-cohesive thing: one parser and one short function per command, so `--help` and behaviour stay together.
+Flags come from RunConfig (config.py); this file holds the commands around them. Over 400 lines as
+one cohesive thing: one parser and one short function per command, so `--help` and behaviour stay
+together.
 """
 
 from __future__ import annotations
@@ -395,9 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
-    from llmnas.llm.chat import LLMError
-
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
@@ -405,10 +406,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"llmnas {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
-    except (RunFailed, LLMError, OSError) as exc:
-        print(f"llmnas {args.command}: error: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_FAILED
-    except Exception as exc:  # noqa: BLE001 - a bug: say so, keep the traceback
+    except Exception as exc:  # noqa: BLE001 - sorted below: expected failures, or a bug
+        if isinstance(exc, RunFailed | OSError) or _is_llm_error(exc):
+            print(f"llmnas {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+            return EXIT_FAILED
         where = _save_traceback(args)
         print(
             f"llmnas {args.command}: internal error (this is a bug): {_one_line(exc)}\n"
@@ -418,6 +419,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             traceback.print_exc()
         return EXIT_FAILED
+
+
+def _is_llm_error(exc: BaseException) -> bool:
+    from llmnas.llm.chat import LLMError
+
+    return isinstance(exc, LLMError)
 
 
 def _save_traceback(args: argparse.Namespace) -> Path:

@@ -39,6 +39,15 @@ def workdir_mb(limits: Limits) -> int:
     return WORKDIR_FILES * limits.file_mb
 
 
+def folder_full(path: Path) -> bool:
+    """Whether the file system holding ``path`` has (almost) no space or inodes left."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < FULL_MARGIN or st.f_favail < 8
+
+
 @dataclass
 class Cell:
     workdir: Path
@@ -78,13 +87,7 @@ class Cell:
 
     def full(self) -> bool:
         """Whether the working tmpfs ran out of space or inodes (no room left for a result)."""
-        if self.host_fd is None:
-            return False
-        try:
-            st = os.statvfs(self.workdir)
-        except OSError:
-            return False
-        return st.f_bavail * st.f_frsize < FULL_MARGIN or st.f_favail < 8
+        return self.host_fd is not None and folder_full(self.workdir)
 
     def close(self) -> list[str]:
         """After every process of the candidate is gone: results out, tmpfs and cgroup away."""

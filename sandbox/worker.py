@@ -25,7 +25,6 @@ import math
 import os
 import resource
 import select
-import shutil
 import signal
 import stat
 import sys
@@ -41,6 +40,8 @@ from safetensors.torch import save_model
 
 from sandbox import measure, score
 from sandbox.candidate import CandidateFailure, build, check_shape, describe, guard, stage_of
+from sandbox.cell import folder_full
+from sandbox.cleanup import remove_tree
 from sandbox.limits import confine
 from sandbox.mounts import make_private_tmp
 from sandbox.protocol import (
@@ -288,21 +289,27 @@ def _wait(pid: int, deadline: float, uid: int | None) -> int | None:
 def _mirror(status: int) -> None:
     """End this process the way the child ended, so the zygote reports it as before."""
     if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        with contextlib.suppress(OSError, ValueError):
-            signal.signal(sig, signal.SIG_DFL)
-        os.kill(os.getpid(), sig)
+        _die_by(os.WTERMSIG(status))
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 3)
 
 
+def _die_by(sig: int) -> None:
+    """End this process by ``sig`` (no core dump): the executor's signal table names the cause."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    with contextlib.suppress(OSError, ValueError):
+        signal.signal(sig, signal.SIG_DFL)
+    os.kill(os.getpid(), sig)
+    os._exit(3)
+
+
 def _clear(workdir: Path, keep: tuple[str, ...]) -> None:
-    """Remove everything the training process left but the regular files named in ``keep``."""
+    """Remove everything the training process left but the regular files named in ``keep`` (deep,
+    unreadable or huge trees included: remove_tree never recurses and never raises)."""
     for entry in os.scandir(workdir):
         if entry.name in keep and entry.is_file(follow_symlinks=False):
             continue
         if entry.is_dir(follow_symlinks=False):
-            shutil.rmtree(entry.path, ignore_errors=True)
+            remove_tree(Path(entry.path))
         else:
             with contextlib.suppress(OSError):
                 os.unlink(entry.path)
@@ -347,6 +354,8 @@ def _supervise(job: Job, workdir: Path, limits: Limits, uid: int | None) -> Resu
     )
     status = _wait(trainer, end, uid)
     report = _read_report(workdir / TRAIN_FILE, job) if status == 0 else None
+    if report is None and status is not None and folder_full(workdir):
+        _die_by(signal.SIGXFSZ)  # the candidate filled its working folder: no room was left for a report
     _clear(
         workdir,
         (WEIGHTS_FILE, STDOUT_FILE) if report and report.ok and not job.screen_only else (STDOUT_FILE,),
@@ -403,3 +412,7 @@ def main(argv: list[str] | None = None) -> None:
     make_private_tmp()
     preload()
     run_confined(job, Path(args.workdir), Limits.model_validate(json.loads(args.limits)), args.uid)
+
+
+if __name__ == "__main__":
+    main()
