@@ -1,7 +1,8 @@
 """The `llmnas` command line. Every error is one line that names the flag to fix.
 
-Flags come from RunConfig (config.py); this file holds the commands around them. Over 400 lines as one
-cohesive thing: one parser and one short function per command, so `--help` and behaviour stay together.
+Flags come from RunConfig (config.py); this file holds the commands around them. Over 400 lines as
+one cohesive thing: one parser and one short function per command, so `--help` and behaviour stay
+together.
 """
 
 from __future__ import annotations
