@@ -154,12 +154,20 @@ def build_parser() -> argparse.ArgumentParser:
         default="evaluate a hand-written model",
         help='limits to check, e.g. "under 20k parameters; under 1 ms"',
     )
-    e.add_argument("--out", type=Path, help="keep the evaluation's files here")
+    e.add_argument(
+        "--out",
+        type=Path,
+        help="keep the evaluation's files here (data only: weights, checked ONNX, predictions)",
+    )
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     x = sub.add_parser(
         "export",
-        help="a standalone model file, weights and README for one candidate",
-        description="Export a candidate (default: the run's best) as a standalone bundle.",
+        help="a candidate as ONNX + weights (data) and its code (untrusted), with a README",
+        description=(
+            "Export a candidate (default: the run's best): model.onnx and weights.safetensors (data, the "
+            "safe way to run it), architecture.py (code written by a language model: untrusted) and a "
+            "loader, model.py, whose load() runs that code only with trust_code=True or LLMNAS_TRUST_CODE=1."
+        ),
     )
     x.add_argument("run", type=Path, help="results/<run-id>")
     x.add_argument("--candidate", help="candidate id (default: the best by validation accuracy)")
@@ -324,13 +332,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     else:
         print(f"rejected at stage {outcome['stage']}: {outcome['message']}")
+    if not args.json and "files" in outcome:
+        print("\n".join(outcome["files"]["lines"]))
     return EXIT_OK if outcome["ok"] else EXIT_FAILED
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from llmnas.runs.export import export_run
 
-    print(export_run(args.run, args.out, args.candidate))
+    print("\n".join(export_run(args.run, args.out, args.candidate).lines()))
     return EXIT_OK
 
 

@@ -11,6 +11,7 @@ from llmnas.engine.evaluation import judge, make_job
 from llmnas.errors import UserError
 from llmnas.execute.local import LocalPool
 from llmnas.run import load_data, make_spec
+from llmnas.runs.export import check_eval_onnx, eval_file_lines
 
 
 def evaluate_file(path: Path, cfg: RunConfig, out: Path | None = None) -> dict:
@@ -29,6 +30,10 @@ def evaluate_file(path: Path, cfg: RunConfig, out: Path | None = None) -> dict:
         job = make_job(cfg, spec, data, pool.data_dir, checked.candidate_id, checked.code)
         result = pool.submit(job, folder).result()
     verdict = judge(result, folder, data, spec, cfg)
+    files = {}
+    if out:  # the user keeps these files: the sandbox's ONNX only when it checks out
+        onnx = check_eval_onnx(folder, data.x_val, data.input_shape)
+        files = {"onnx": {"ok": onnx.ok, "note": onnx.note}, "lines": eval_file_lines(folder, path, onnx)}
     return {
         "ok": verdict.ok,
         "stage": verdict.stage,
@@ -37,4 +42,5 @@ def evaluate_file(path: Path, cfg: RunConfig, out: Path | None = None) -> dict:
         "folder": str(folder),
         "device": result.device,
         "metrics": verdict.metrics.model_dump(exclude_none=True),
+        **({"files": files} if files else {}),
     }

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox import cgroup, libc, mounts
-from sandbox.protocol import PRED_FILES, RESULT_FILE, STDOUT_FILE, TORCHSCRIPT_FILE, WEIGHTS_FILE, Limits
+from sandbox.protocol import ONNX_FILE, PRED_FILES, RESULT_FILE, STDOUT_FILE, WEIGHTS_FILE, Limits
 
-OUTPUT_NAMES = (RESULT_FILE, *PRED_FILES.values(), WEIGHTS_FILE, TORCHSCRIPT_FILE, STDOUT_FILE)
+OUTPUT_NAMES = (RESULT_FILE, *PRED_FILES.values(), WEIGHTS_FILE, ONNX_FILE, STDOUT_FILE)
 WORKDIR_FILES = 4  # the working tmpfs holds this many files at the RLIMIT_FSIZE limit
 FULL_MARGIN = 1 << 20  # less free space than this in the working tmpfs counts as full
 CHILD_NAMESPACES = (libc.CLONE_NEWNS, libc.CLONE_NEWIPC, libc.CLONE_NEWUTS)
