@@ -25,6 +25,7 @@ def evaluate_file(path: Path, cfg: RunConfig, out: Path | None = None) -> dict:
     if isinstance(checked, checks.Rejection):
         return {"ok": False, "stage": checked.stage, "message": checked.message, "metrics": {}}
     folder = Path(out) if out else Path(tempfile.mkdtemp(prefix="llmnas-eval-"))
+    folder.mkdir(parents=True, exist_ok=True)
     with LocalPool(1, cfg.limits, preload=cfg.extra_imports) as pool:
         data.write_worker_files(pool.data_dir)
         job = make_job(cfg, spec, data, pool.data_dir, checked.candidate_id, checked.code)

@@ -249,7 +249,7 @@ class LocalPool:
             os.chown(workdir, slot.uid, slot.uid)
         try:
             reply = slot.run(job_file, workdir, self.limits)
-            out_dir.mkdir(parents=True, exist_ok=True)
+            out_dir.mkdir(exist_ok=True)
             clear_outputs(out_dir)
             for name, limit in output_limits(self.limits).items():
                 take_file(workdir / name, out_dir / name, limit)

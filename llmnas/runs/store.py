@@ -80,7 +80,8 @@ class RunStore:
                 self._repair_tail()
                 self._events = open(self.paths.events, "a", encoding="utf-8")  # noqa: SIM115 - kept open
             if os.fstat(self._events.fileno()).st_nlink == 0:
-                raise RunFailed(f"the run folder {self.folder} was deleted while the run was going; stopped")
+                self.check_present()
+                raise RunFailed(f"{self.paths.events} was deleted while the run was going; stopped")
             self._events.write(dump(event) + "\n")
             self._events.flush()
             os.fsync(self._events.fileno())
@@ -106,6 +107,11 @@ class RunStore:
             if not data.endswith(b"\n"):
                 with open(path, "r+b") as f:
                     f.truncate(data.rfind(b"\n") + 1)
+
+    def check_present(self) -> None:
+        """Raise RunFailed when the run folder has been deleted under the running search."""
+        if not self.paths.is_run():
+            raise RunFailed(f"the run folder {self.folder} was deleted while the run was going; stopped")
 
     def replay(self) -> Replay:
         """The log as typed events; unreadable lines are logged once as warnings and skipped."""
