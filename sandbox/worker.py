@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_model
 
-from sandbox import measure, score
+from sandbox import measure, score, view
 from sandbox.candidate import CandidateFailure, build, check_shape, describe, guard, stage_of
 from sandbox.limits import confine
 from sandbox.mounts import make_private_tmp
@@ -400,6 +400,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--uid", type=int, default=None, help="unprivileged uid to drop to when root")
     args = ap.parse_args(argv)
     job = Job.model_validate_json(Path(args.job).read_text())
-    make_private_tmp()
+    private = make_private_tmp()
     preload()
+    if private:
+        view.enter()
     run_confined(job, Path(args.workdir), Limits.model_validate(json.loads(args.limits)), args.uid)
