@@ -405,3 +405,7 @@ def main(argv: list[str] | None = None) -> None:
     if private:
         view.enter()
     run_confined(job, Path(args.workdir), Limits.model_validate(json.loads(args.limits)), args.uid)
+
+
+if __name__ == "__main__":
+    main()
