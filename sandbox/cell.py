@@ -7,8 +7,9 @@ own mount namespace, a size-limited tmpfs as the working folder. Child side, as 
 and everything in those folders die with the candidate's last process. Zygote side, once every process
 is gone (``Cell.close``): copy the result files out, unmount the working folder, remove the cgroup.
 
-What it does NOT stop: whatever the candidate reaches through the rest of the filesystem (uid and modes
-decide), or the network (the zygote's network namespace and the seccomp filter decide).
+What it does NOT stop: whatever the candidate reaches through the rest of the filesystem (the zygote's
+minimal view, sandbox/view.py, then uid and modes decide), or the network (the zygote's network
+namespace and the seccomp filter decide).
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_model
 
-from sandbox import measure, score
+from sandbox import measure, score, view
 from sandbox.candidate import CandidateFailure, build, check_shape, describe, guard, stage_of
 from sandbox.cell import folder_full
 from sandbox.cleanup import remove_tree
@@ -409,8 +409,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--uid", type=int, default=None, help="unprivileged uid to drop to when root")
     args = ap.parse_args(argv)
     job = Job.model_validate_json(Path(args.job).read_text())
-    make_private_tmp()
+    private = make_private_tmp()
     preload()
+    if private:
+        view.enter()
     run_confined(job, Path(args.workdir), Limits.model_validate(json.loads(args.limits)), args.uid)
 
 

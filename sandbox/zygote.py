@@ -3,7 +3,8 @@
 Line protocol on stdin/stdout (JSON, one object per line):
   in:  {"job": PATH, "workdir": PATH, "limits": {...}, "uid": INT|null}
   out: {"status": "exited"|"signaled"|"timeout", "code": INT, "signal": INT, "wall": SECONDS}
-The zygote never runs a torch op itself, so no thread pool exists when it forks. Each child gets a cell
+The zygote never runs a torch op itself, so no thread pool exists when it forks. Once warm, it moves
+into a minimal view of the file system (sandbox/view.py), where it stays. Each child gets a cell
 of its own (sandbox/cell.py: cgroup, IPC/UTS/mount namespaces, tmpfs folders); while it runs, the
 zygote watches all of its processes together (sandbox/watch.py): a candidate over its memory is
 reported as killed by SIGKILL, one over its CPU seconds as killed by SIGXCPU, one that filled its
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 
 import sandbox.worker as worker
-from sandbox import cgroup
+from sandbox import cgroup, view
 from sandbox.cell import Cell, group_memory_mb
 from sandbox.mounts import make_private_tmp
 from sandbox.protocol import RESULT_FILE, Job, Limits
@@ -141,6 +142,8 @@ def main() -> None:
     private_mounts = make_private_tmp()
     cgroup.sweep()
     worker.preload()
+    if private_mounts:
+        view.enter()  # from here on, this process and every candidate see only the minimal view
     out = sys.stdout
     out.write(json.dumps({"ready": os.getpid()}) + "\n")
     out.flush()
