@@ -295,9 +295,14 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     from llmnas.run import resume
 
-    return _report_result(
-        resume(args.run, budget=args.budget, api_key=args.api_key, progress=not args.json), args.json
+    result = resume(
+        args.run,
+        budget=args.budget,
+        api_key=args.api_key,
+        progress=not args.json,
+        announce=_announcer(args.json),
     )
+    return _report_result(result, args.json)
 
 
 def cmd_refine(args: argparse.Namespace) -> int:

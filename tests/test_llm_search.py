@@ -114,7 +114,7 @@ def test_a_dead_endpoint_stops_the_run_and_resume_continues_once_it_answers(tmp_
     with server:  # the endpoint is back
         assert main(["resume", str(out), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["best"] is not None and result["stats"]["proposals"] == 4
+    assert result["best"] is not None and result["stats"]["duplicates"] >= 1  # the fake answers one model
 
 
 def test_bad_credentials_stop_at_once(tmp_path, capsys):

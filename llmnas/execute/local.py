@@ -25,7 +25,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 
-from llmnas.execute.base import clear_outputs, failure_from_status, output_limits, take_file, verdict
+from llmnas.execute.base import (
+    clear_outputs,
+    crash_result,
+    failure_from_status,
+    output_limits,
+    take_file,
+    verdict,
+)
 from sandbox.cleanup import remove_tree
 from sandbox.protocol import (
     Job,
@@ -229,6 +236,8 @@ class LocalPool:
         try:
             return self._evaluate(slot, job, out_dir)
         except Exception as exc:  # noqa: BLE001 - the pool must survive anything
+            if isinstance(exc, FileNotFoundError) and not out_dir.parent.exists():  # the run was deleted
+                return crash_result(job, f"the candidate's folder {out_dir} is gone")
             log.exception("sandbox failure for %s", job.candidate_id)
             return Result(
                 candidate_id=job.candidate_id, ok=False, stage=Stage.crash, message=f"sandbox error: {exc}"
