@@ -17,6 +17,7 @@ from llmnas.candidate import checks as validate
 from llmnas.candidate.extract import extract_code
 from llmnas.llm.chat import HFChat
 from llmnas.propose import finetune
+from llmnas.propose import tuner as tuner_module
 from llmnas.propose.finetune import (
     completion_nll,
     encode,
@@ -205,7 +206,7 @@ def test_a_failed_round_keeps_the_previous_adapter(tiny_model, tmp_path, monkeyp
         chat.model = chat.model.unload()  # half-way through: the adapter is already off
         raise RuntimeError("CUDA out of memory")
 
-    monkeypatch.setattr(finetune, "finetune_lora", broken)
+    monkeypatch.setattr(tuner_module, "finetune_lora", broken)
     assert tuner.maybe_finetune(run, 8) is None
     assert events[-1].ok is False and "out of memory" in events[-1].error
     assert torch.allclose(_greedy_logits(chat), before) and tuner.adapter == run / "adapters" / "adapter-001"

@@ -135,7 +135,7 @@ def test_a_line_cut_by_a_kill_is_ignored_and_repaired(tmp_path):
 
 
 def test_a_new_run_refuses_to_overwrite_an_existing_one(tmp_path):
-    RunStore.create(tmp_path / "r", {}, "x").append({"type": "proposal"})
+    RunStore.create(tmp_path / "r", {}, "x").append(ProposalEvent(round=0, slot=0, operator="generate"))
     with pytest.raises(UserError, match="llmnas resume"):
         RunStore.create(tmp_path / "r", {}, "x")
 

@@ -91,7 +91,7 @@ def verdict(job: Job, out_dir: Path, missing: Callable[[], Result]) -> Result:
     """Check a worker's report against the files it left in ``out_dir``, and write the final result.json.
 
     ``missing`` explains a worker that left no report (how its process ended)."""
-    out_dir.mkdir(exist_ok=True)  # never re-creates a run folder that was deleted
+    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / RESULT_FILE
     if path.is_file():
         try:

@@ -27,7 +27,6 @@ from pathlib import Path
 
 from llmnas.execute.base import (
     clear_outputs,
-    crash_result,
     failure_from_status,
     output_limits,
     take_file,
@@ -236,8 +235,6 @@ class LocalPool:
         try:
             return self._evaluate(slot, job, out_dir)
         except Exception as exc:  # noqa: BLE001 - the pool must survive anything
-            if isinstance(exc, FileNotFoundError) and not out_dir.parent.exists():  # the run was deleted
-                return crash_result(job, f"the candidate's folder {out_dir} is gone")
             log.exception("sandbox failure for %s", job.candidate_id)
             return Result(
                 candidate_id=job.candidate_id, ok=False, stage=Stage.crash, message=f"sandbox error: {exc}"
@@ -258,7 +255,7 @@ class LocalPool:
             os.chown(workdir, slot.uid, slot.uid)
         try:
             reply = slot.run(job_file, workdir, self.limits)
-            out_dir.mkdir(exist_ok=True)
+            out_dir.mkdir(parents=True, exist_ok=True)
             clear_outputs(out_dir)
             for name, limit in output_limits(self.limits).items():
                 take_file(workdir / name, out_dir / name, limit)

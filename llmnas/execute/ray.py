@@ -286,7 +286,7 @@ class RayExecutor:
         finally:
             self._idle.put(seat)
         try:  # the driver's record of this candidate, whatever happened: written last
-            out_dir.mkdir(exist_ok=True)
+            out_dir.mkdir(parents=True, exist_ok=True)
             (out_dir / RESULT_FILE).write_text(result.model_dump_json(indent=1))
         except OSError:
             log.exception("could not write the result of %s into %s", job.candidate_id, out_dir)
@@ -352,7 +352,7 @@ class RayExecutor:
         local worker's files."""
         if not isinstance(files, dict) or not isinstance(files.get(RESULT_FILE), bytes):
             return crash_result(job, "the ray worker sent back no result")
-        out_dir.mkdir(exist_ok=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
         clear_outputs(out_dir)
         for name, limit in output_limits(self.limits).items():
             data = files.get(name)
