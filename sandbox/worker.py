@@ -56,6 +56,7 @@ from sandbox.protocol import (
     Result,
     Stage,
     TrainConfig,
+    over_limits,
 )
 from sandbox.proxies import compute_proxies, count_flops
 from sandbox.train import TrainingFailed, TrainingTimeout, train
@@ -84,11 +85,11 @@ def _screen(job: Job, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) 
     """Cheap checks before training: parameter and FLOP budgets, then the zero-cost proxies."""
     device = _device(job)
     params = measure.count_params(model)
-    if job.max_params is not None and params > job.max_params:
-        raise CandidateFailure(Stage.budget, f"{params:,} parameters > limit {job.max_params:,}")
+    if over := over_limits({"params": params}, {"max_params": job.max_params}):
+        raise CandidateFailure(Stage.budget, over[0])
     flops = guard(Stage.shape, count_flops, model, x[:1].to(device))
-    if job.max_flops is not None and flops > job.max_flops:
-        raise CandidateFailure(Stage.budget, f"{flops:,} FLOPs > limit {job.max_flops:,}")
+    if over := over_limits({"flops": flops}, {"max_flops": job.max_flops}):
+        raise CandidateFailure(Stage.budget, over[0])
     proxies = {}
     if job.proxies:
         n = min(64, len(x))
