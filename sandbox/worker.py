@@ -45,6 +45,7 @@ from sandbox.cleanup import remove_tree
 from sandbox.limits import confine
 from sandbox.mounts import make_private_tmp
 from sandbox.protocol import (
+    DATA_FILES,
     MAX_RESULT_BYTES,
     RESULT_FILE,
     STDOUT_FILE,
@@ -64,7 +65,7 @@ from sandbox.train import TrainingFailed, TrainingTimeout, train
 _CLOCK = time.perf_counter  # bound before any candidate code runs: a rebinding cannot skew reports
 SCORING_SHARE = 0.2  # of the time limit, kept for the scoring process after training
 _PR_SET_PDEATHSIG = 1
-TRAIN_DATA = ("train_x.npy", "train_y.npy")
+TRAIN_DATA = DATA_FILES[:2]  # training inputs and labels (protocol.DATA_FILES)
 TIMEOUT_HINT = "raise the time limit (--timeout) or lower the step budget (--steps)"
 
 
