@@ -1,5 +1,8 @@
 """Evaluate one candidate in two confined processes and write the result files.
 
+Over 400 lines as one cohesive thing: the two stages and the supervisor that orders them share the
+job, the folder protocol and the failure rules; reading them together is how to check no state leaks.
+
 ``python -m sandbox.worker JOB.json WORKDIR`` is the fresh-process path; the zygote calls
 :func:`run_confined` in a forked child. Either way that process never runs candidate code: it
 supervises two children forked from it and confined alike (sandbox/limits.py):
