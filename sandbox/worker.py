@@ -261,7 +261,7 @@ def _has_processes(uid: int) -> bool:
     return False
 
 
-def _kill_uid(uid: int | None) -> None:
+def kill_uid(uid: int | None) -> None:
     """As root, kill every process of the candidate's uid: catches those that left its group. The
     fork this takes (tens of ms for a process holding torch) happens only when one is left."""
     if uid is None or os.geteuid() != 0 or not _has_processes(uid):
@@ -287,7 +287,7 @@ def _wait(pid: int, deadline: float, uid: int | None) -> int | None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
     _, status = os.waitpid(pid, 0)
-    _kill_uid(uid)
+    kill_uid(uid)
     return status if ready else None
 
 

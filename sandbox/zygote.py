@@ -33,31 +33,6 @@ from sandbox.watch import POLL_S, Watch
 _OVER = {"memory": signal.SIGKILL, "cpu": signal.SIGXCPU, "disk": signal.SIGXFSZ}
 
 
-def _leftovers(uid: int) -> bool:
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                if entry.stat().st_uid == uid:
-                    return True
-            except OSError:
-                continue
-    return False
-
-
-def _kill_uid(uid: int | None) -> None:
-    """Kill every process of the candidate's uid: catches children that left its process group."""
-    if uid is None or os.geteuid() != 0 or not _leftovers(uid):
-        return
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setuid(uid)
-            os.kill(-1, signal.SIGKILL)
-        finally:
-            os._exit(0)
-    os.waitpid(pid, 0)
-
-
 def _reap(deadline_s: float = 5.0) -> None:
     """Collect every child left, waiting for the ones just killed: as pid 1 of our namespace, orphans
     are re-parented to us, and an unreaped zombie would still count against the next candidate's uid."""
@@ -79,7 +54,7 @@ def _cleanup(pid: int, uid: int | None) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(-1, signal.SIGKILL)
     else:
-        _kill_uid(uid)
+        worker.kill_uid(uid)
     _reap()
 
 
