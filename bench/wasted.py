@@ -19,11 +19,13 @@ DEMO = "classify the 1-D signals into 10 classes; under 10k parameters; under 1 
 
 
 def wasted(run: Path, after_line: int = 0) -> dict:
-    """Counts from events.jsonl lines after ``after_line``: proposals, duplicates, pre-training over-limit."""
+    """Counts from events.jsonl lines after ``after_line``: proposals, duplicates, over a hard limit
+    before training, and how many of those the budget paid for (the rest were re-proposed for free)."""
     lines = (run / "events.jsonl").read_text().splitlines()[after_line:]
     events = [json.loads(line) for line in lines if line.strip()]
     proposals = [e for e in events if e.get("type") == "proposal"]
     evaluations = [e for e in events if e.get("type") == "evaluation"]
+    rounds = [e for e in events if e.get("type") == "round"]
     over = [
         e
         for e in evaluations
@@ -31,13 +33,22 @@ def wasted(run: Path, after_line: int = 0) -> dict:
     ]
     duplicates = [p for p in proposals if p.get("stage") == "duplicate"]
     trained = [e for e in evaluations if (e.get("metrics") or {}).get("train_steps")]
+    counted = rounds[-1]["proposed"] - (_proposed_before(run, after_line) if after_line else 0)
     return {
         "proposals": len(proposals),
+        "counted_against_budget": counted,
         "duplicates": len(duplicates),
         "over_limit_before_training": len(over),
+        "wasted_budget": len(duplicates) + len(over) - (len(proposals) - counted),
         "trained": len(trained),
         "passed": sum(bool(e.get("ok")) for e in evaluations),
     }
+
+
+def _proposed_before(run: Path, line: int) -> int:
+    """The budget counter of the last round logged before ``line``."""
+    head = [json.loads(x) for x in (run / "events.jsonl").read_text().splitlines()[:line] if x.strip()]
+    return [e for e in head if e.get("type") == "round"][-1]["proposed"]
 
 
 def run(cmd: list[str]) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +19,9 @@ from sandbox.protocol import TrainConfig
 QUIET = {"progress": False, "announce": lambda _: None}
 
 
-@pytest.fixture()
-def run(tmp_path) -> Path:
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory) -> Path:
+    """One finished search per module; each test refines its own copy."""
     cfg = RunConfig(
         requirements="classify digits; under 20k parameters",
         data="digits",
@@ -29,7 +31,12 @@ def run(tmp_path) -> Path:
         seed=2,
         train=TrainConfig(max_steps=60),
     )
-    return start(cfg, tmp_path / "run", **QUIET).run_dir
+    return start(cfg, tmp_path_factory.mktemp("refine") / "run", **QUIET).run_dir
+
+
+@pytest.fixture()
+def run(searched: Path, tmp_path) -> Path:
+    return Path(shutil.copytree(searched, tmp_path / "run"))
 
 
 def _state(run: Path) -> dict:
