@@ -115,7 +115,7 @@ def main() -> None:
     traces = collect_traces(run)
     passing = [t for t in traces if t.status == OK]
     rss_search = peak_rss_mb()
-    exported = export_traces(run, run / "traces.jsonl")
+    exported = export_traces(run, run / "traces.jsonl", force=True)
     known = {t.code for t in traces if t.code}
     rng = np.random.default_rng(1000 + args.seed)
     held_out = [c for c in programs("image", 64, seed=int(rng.integers(1 << 30))) if c not in known][:32]

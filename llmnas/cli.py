@@ -159,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="keep the evaluation's files here (data only: weights, checked ONNX, predictions)",
     )
+    e.add_argument("--force", action="store_true", help="replace files already in --out")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     x = sub.add_parser(
         "export",
@@ -172,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("run", type=Path, help="results/<run-id>")
     x.add_argument("--candidate", help="candidate id (default: the best by validation accuracy)")
     x.add_argument("--out", type=Path, required=True, help="folder to write")
+    x.add_argument("--force", action="store_true", help="replace files of the same names in --out")
 
     t = sub.add_parser(
         "traces",
@@ -180,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("run", type=Path, help="results/<run-id>")
     t.add_argument("--out", type=Path, required=True, help="JSONL file to write")
+    t.add_argument("--force", action="store_true", help="replace --out if it exists")
     t.add_argument("--min-reward", type=float, help="keep only traces with at least this reward")
 
     rp = sub.add_parser(
@@ -324,7 +327,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from llmnas.evaluate import evaluate_file
 
     cfg = _config(args, args.requirements, workers=1)
-    outcome = evaluate_file(args.file, cfg, args.out)
+    outcome = evaluate_file(args.file, cfg, args.out, force=args.force)
     if args.json:
         print(json.dumps(outcome, indent=1))
     elif outcome["ok"]:
@@ -345,14 +348,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from llmnas.runs.export import export_run
 
-    print("\n".join(export_run(args.run, args.out, args.candidate).lines()))
+    print("\n".join(export_run(args.run, args.out, args.candidate, force=args.force).lines()))
     return EXIT_OK
 
 
 def cmd_traces(args: argparse.Namespace) -> int:
     from llmnas.runs.traces import export_traces
 
-    count = export_traces(args.run, args.out, min_reward=args.min_reward)
+    count = export_traces(args.run, args.out, min_reward=args.min_reward, force=args.force)
     print(f"{count} traces written to {args.out}")
     return EXIT_OK
 

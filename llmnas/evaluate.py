@@ -9,17 +9,22 @@ from llmnas.candidate import checks
 from llmnas.config import RunConfig
 from llmnas.engine.evaluation import judge, make_job
 from llmnas.errors import UserError
+from llmnas.execute.base import output_limits
 from llmnas.execute.local import LocalPool
 from llmnas.run import load_data, make_spec
 from llmnas.runs.export import check_eval_onnx, eval_file_lines
+from llmnas.runs.layout import refuse_overwrite
 from sandbox.cleanup import remove_tree
 
 
-def evaluate_file(path: Path, cfg: RunConfig, out: Path | None = None) -> dict:
-    """Static checks, sandboxed build/train/measure, driver-side scoring; a dict with ok/stage/message."""
+def evaluate_file(path: Path, cfg: RunConfig, out: Path | None = None, *, force: bool = False) -> dict:
+    """Static checks, sandboxed build/train/measure, driver-side scoring; a dict with ok/stage/message.
+    Files already in ``out`` under the names an evaluation writes are replaced only with ``force``."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"FILE: no such model file: {path}")
+    if out and not force:
+        refuse_overwrite([Path(out) / name for name in output_limits(cfg.limits)], "eval")
     data = load_data(cfg)
     spec = make_spec(cfg, data)
     checked = checks.check(path.read_text(), checks.allowed_imports(cfg.extra_imports))

@@ -232,6 +232,40 @@ def test_export_reproduces_validation_accuracy_with_onnx_and_weights(run_dir: Pa
     assert main(["export", str(run_dir), "--candidate", "nope", "--out", str(tmp_path / "y")]) == 2
 
 
+def test_export_and_traces_never_overwrite_the_users_files_without_force(
+    run_dir: Path, tmp_path: Path, capsys
+):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "README.md").write_text("my notes")
+    (out / "model.py").write_text("my model")
+    assert main(["export", str(run_dir), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "would overwrite" in err and "README.md" in err and "model.py" in err and "--force" in err
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "model.py"]
+    assert (out / "README.md").read_text() == "my notes" and (out / "model.py").read_text() == "my model"
+    assert main(["export", str(run_dir), "--out", str(out), "--force"]) == 0
+    assert (out / "README.md").read_text() != "my notes" and (out / "weights.safetensors").is_file()
+
+    traces = tmp_path / "traces.jsonl"
+    traces.write_text("mine\n")
+    assert main(["traces", str(run_dir), "--out", str(traces)]) == 2
+    assert traces.read_text() == "mine\n"
+    assert main(["traces", str(run_dir), "--out", str(traces), "--force"]) == 0
+    assert traces.read_text().startswith("{")
+
+
+def test_search_refuses_a_folder_of_other_files(tmp_path: Path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "data.csv").write_text("x,y\n1,2\n")
+    assert main(["search", REQ, "--data", "digits", "--budget", "1", "--out", str(mine)]) == 2
+    assert "is not empty and holds no run" in capsys.readouterr().err
+    assert [p.name for p in mine.iterdir()] == ["data.csv"] and (
+        mine / "data.csv"
+    ).read_text() == "x,y\n1,2\n"
+
+
 def test_a_config_file_sets_the_run_and_flags_override_it(tmp_path, capsys):
     (tmp_path / "run.toml").write_text(
         'llm = "offline"\nbudget = 2\nseed = 4\nworkers = 2\nmax_samples = 300\n'

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -27,14 +28,15 @@ def _eval(tmp_path, code: str, *extra: str, capsys) -> tuple[int, dict]:
     return status, json.loads(capsys.readouterr().out)
 
 
-def _temp_folders() -> set[Path]:
-    return {p for p in Path(tempfile.gettempdir()).iterdir() if p.name.startswith("llmnas-eval-")}
-
-
-def test_eval_reports_every_metric(tmp_path, capsys):
-    before = _temp_folders()
-    status, out = _eval(tmp_path, SMALL_CNN, capsys=capsys)
-    assert _temp_folders() <= before, "eval without --out left folders in the temp folder"
+def test_eval_reports_every_metric(tmp_path, capsys, monkeypatch):
+    private = Path(tempfile.mkdtemp(prefix="llmnas-test-tmp-"))  # other tests' eval folders stay out of it
+    private.chmod(0o711)  # the sandbox's uid passes through to the pool folder inside
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    try:
+        status, out = _eval(tmp_path, SMALL_CNN, capsys=capsys)
+        assert list(private.iterdir()) == [], "eval without --out left folders in the temp folder"
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
     assert "folder" not in out
     assert status == 0 and out["ok"]
     m = out["metrics"]
@@ -108,3 +110,14 @@ def test_prescreen_trains_only_the_top_of_each_round(tmp_path):
         cut = max(e["metrics"]["proxies"]["synflow"] or float("-inf") for e in screened if e["round"] == r)
         kept = [e["metrics"]["proxies"]["synflow"] for e in trained if e["round"] == r]
         assert kept and min(kept) >= cut
+
+
+def test_eval_out_never_overwrites_without_force(tmp_path, capsys):
+    (tmp_path / "m.py").write_text(SMALL_CNN)
+    out = tmp_path / "kept"
+    out.mkdir()
+    (out / "result.json").write_text("mine")
+    assert main(["eval", str(tmp_path / "m.py"), *QUICK, "--out", str(out)]) == 2
+    assert "would overwrite" in capsys.readouterr().err and (out / "result.json").read_text() == "mine"
+    assert main(["eval", str(tmp_path / "m.py"), *QUICK, "--out", str(out), "--force"]) == 0
+    assert json.loads((out / "result.json").read_text())["ok"]

@@ -31,7 +31,7 @@ import numpy as np
 from llmnas.errors import UserError
 from llmnas.runs import bundle_text as text
 from llmnas.runs.events import EvaluationEvent, ProposalEvent
-from llmnas.runs.layout import CODE, RunLayout
+from llmnas.runs.layout import CODE, RunLayout, refuse_overwrite
 from llmnas.runs.onnx_check import OnnxCheck, check_onnx
 from sandbox.protocol import ONNX_FILE, ONNX_INPUT, PRED_FILES, RESULT_FILE, STDOUT_FILE, WEIGHTS_FILE
 
@@ -216,8 +216,11 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def export_run(run_dir: Path, out_dir: Path, candidate_id: str | None = None) -> Exported:
-    """Export one evaluated candidate of a run (default: the leaderboard's first)."""
+def export_run(
+    run_dir: Path, out_dir: Path, candidate_id: str | None = None, *, force: bool = False
+) -> Exported:
+    """Export one evaluated candidate of a run (default: the leaderboard's first); files already in
+    ``out_dir`` under the bundle's names are replaced only with ``force``."""
     from llmnas.config import RunConfig
     from llmnas.run import load_data
     from llmnas.runs.read import leaderboard
@@ -233,6 +236,8 @@ def export_run(run_dir: Path, out_dir: Path, candidate_id: str | None = None) ->
         candidate_id = rows[0]["candidate_id"]
     if candidate_id not in evaluations:
         raise UserError(f"--candidate {candidate_id}: no passing evaluation of that id in {run_dir}")
+    if not force:
+        refuse_overwrite([Path(out_dir) / name for name in BUNDLE_FILES], "export")
     info = store.run_info
     spec = info["spec"]
     decisions = next(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+
+from llmnas.errors import UserError
 
 CODE, PROMPT, REPLY = "model.py", "prompt.md", "reply.md"
 
@@ -70,3 +73,12 @@ class RunLayout:
 
     def is_run(self) -> bool:
         return self.run_info.is_file()
+
+
+def refuse_overwrite(paths: Iterable[Path], what: str) -> None:
+    """A UserError naming the files among ``paths`` that exist: the user's files are never replaced
+    unless they pass --force (``what``: the command, for the message)."""
+    taken = sorted(str(p) for p in paths if Path(p).exists() or Path(p).is_symlink())
+    if taken:
+        shown = ", ".join(taken[:4]) + (f" and {len(taken) - 4} more" if len(taken) > 4 else "")
+        raise UserError(f"{what} would overwrite {shown}; choose another --out or pass --force")

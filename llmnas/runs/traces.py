@@ -27,7 +27,7 @@ from llmnas.engine.reward import failure_reward
 from llmnas.llm import prompts
 from llmnas.propose.base import Proposal
 from llmnas.runs.events import EvaluationEvent, ProposalEvent, replay
-from llmnas.runs.layout import CODE, PROMPT, REPLY, RunLayout
+from llmnas.runs.layout import CODE, PROMPT, REPLY, RunLayout, refuse_overwrite
 from llmnas.runs.store import write_atomic
 from llmnas.task.spec import TaskSpec
 
@@ -165,9 +165,12 @@ def export_traces(
     *,
     min_reward: float | None = None,
     traces: Iterable[Trace] | None = None,
+    force: bool = False,
 ) -> int:
     """Write the run's traces (or ``traces``) as JSONL; ``min_reward`` keeps rewarded ones at or above it.
-    Returns the number of rows written."""
+    An existing ``out_path`` is replaced only with ``force``. Returns the number of rows written."""
+    if not force:
+        refuse_overwrite([Path(out_path)], "traces")
     rows = collect_traces(run_dir) if traces is None else list(traces)
     if min_reward is not None:
         rows = [t for t in rows if t.reward is not None and t.reward >= min_reward]
