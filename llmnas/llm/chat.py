@@ -1,21 +1,31 @@
 """The ChatModel seam: an OpenAI-compatible HTTP backend and a local HuggingFace backend (metering in
-llm/usage.py, replay of recorded replies in llm/replay.py)."""
+llm/usage.py, replay of recorded replies in llm/replay.py).
+
+Two modes. ``chat``: messages in, a reply out. ``completion``: for base models with no chat template,
+a text prompt (the start of a Python file) in, its continuation out (``complete_text``); chat messages
+sent to a model in completion mode go as a plain transcript. ``auto`` picks completion mode for a local
+model without a chat template, and for an endpoint whose chat call fails because the model has none.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 from llmnas.errors import UserError
 
 log = logging.getLogger("llmnas.llm.chat")
 
 Messages = list[dict[str, str]]
+Mode = Literal["auto", "chat", "completion"]
+MODES: tuple[str, ...] = ("auto", "chat", "completion")
 CONNECTION_RETRIES = 2  # a refused connection rarely heals within seconds: the meter decides when to stop
 
 
@@ -44,6 +54,18 @@ class EndpointDown(RunEnding):
     """The endpoint refuses us (bad credentials) or cannot be reached call after call."""
 
 
+class NoChatTemplate(LLMError):
+    """The endpoint's model has no chat template (a base model). In auto mode the backend has switched
+    to completion mode when this is raised: ask again with a completion prompt."""
+
+    def __init__(self, message: str):
+        super().__init__(message, retryable=False, kind="template")
+
+
+# What servers say when a model has no chat template (transformers serve, vLLM, llama.cpp, TGI).
+_TEMPLATE_ERROR = re.compile(r"chat[ _-]?template|no template|apply_chat_template", re.I)
+
+
 @dataclass(frozen=True)
 class Completion:
     """One sampled reply. ``prompt_tokens`` is the prompt's size, shared by the samples of one call."""
@@ -54,13 +76,33 @@ class Completion:
 
 
 class ChatModel(Protocol):
-    """Anything that turns chat messages into ``n`` sampled replies."""
+    """Anything that turns chat messages into ``n`` sampled replies.
+
+    A backend that can also continue raw text has ``mode`` ("chat" or "completion", the mode in use)
+    and ``complete_text(prompt, *, temperature, n, max_tokens, stop)``; see ``completion_mode``."""
 
     name: str
 
     def complete(
         self, messages: Messages, *, temperature: float, n: int = 1, max_tokens: int = 2048
     ) -> list[Completion]: ...
+
+
+def completion_mode(chat: Any) -> bool:
+    """Whether ``chat`` (or the backend it wraps) is in completion mode now."""
+    return getattr(chat, "mode", "chat") == "completion" and hasattr(chat, "complete_text")
+
+
+def transcript(messages: Messages) -> str:
+    """Chat messages as plain text for a model without a chat template."""
+    lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+    return "\n\n".join([*lines, "Assistant:"])
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise UserError(f"llm_mode {mode!r}: use one of {', '.join(MODES)}")
+    return mode
 
 
 # --------------------------------------------------------------------------- OpenAI-compatible HTTP
@@ -85,6 +127,7 @@ class OpenAIChat:
         concurrency: int = 4,
         backoff_s: float = 1.0,
         max_backoff_s: float = 60.0,
+        mode: str = "auto",
     ):
         try:
             import openai
@@ -106,27 +149,56 @@ class OpenAIChat:
         self._jitter = random.Random()
         self._token_param = "max_tokens"
         self._send_temperature = True
+        self.requested_mode = check_mode(mode)
+        self.mode = "completion" if mode == "completion" else "chat"
 
     def complete(
         self, messages: Messages, *, temperature: float, n: int = 1, max_tokens: int = 2048
     ) -> list[Completion]:
-        """Sample ``n`` replies; an empty or missing reply comes back as text ""."""
+        """Sample ``n`` replies; an empty or missing reply comes back as text "".
+
+        In completion mode the messages go to /v1/completions as a plain transcript. In auto mode, a
+        chat call refused because the model has no chat template switches to completion mode (logged
+        once) and raises NoChatTemplate, so that the caller can ask again with a completion prompt."""
+        if self.mode == "completion":
+            return self.complete_text(
+                transcript(messages), temperature=temperature, n=n, max_tokens=max_tokens
+            )
+        request: dict[str, Any] = {"model": self.model, "messages": messages, "n": n}
+        return self._call(self._client.chat.completions.create, request, temperature, max_tokens)
+
+    def complete_text(
+        self,
+        prompt: str,
+        *,
+        temperature: float,
+        n: int = 1,
+        max_tokens: int = 2048,
+        stop: list[str] | None = None,
+    ) -> list[Completion]:
+        """Continue ``prompt`` through /v1/completions (``n`` samples); only the new text comes back."""
+        request: dict[str, Any] = {"model": self.model, "prompt": prompt, "n": n}
+        if stop:
+            request["stop"] = list(stop)[:4]  # the OpenAI API takes at most four
+        return self._call(self._client.completions.create, request, temperature, max_tokens)
+
+    def _call(
+        self, create: Any, base: dict[str, Any], temperature: float, max_tokens: int
+    ) -> list[Completion]:
+        """One request with the retry policy: backoff on retryable errors, adapt once to refusals."""
         attempt = 0
         while True:
-            request: dict[str, Any] = {
-                "model": self.model,
-                "messages": messages,
-                "n": n,
-                self._token_param: max_tokens,
-            }
+            request = {**base, self._token_param: max_tokens}
             if self._send_temperature:
                 request["temperature"] = temperature
             try:
                 with self._slots:
-                    response = self._client.chat.completions.create(**request)
+                    response = create(**request)
                 return _completions(response)
             except Exception as e:  # classified below; anything unknown is re-raised there
                 error, retry_after = self._classify(e)
+            if "messages" in base and _TEMPLATE_ERROR.search(str(error)):
+                raise self._no_template(error) from None
             if not error.retryable and self._adapt(str(error)):
                 continue
             tries = (
@@ -142,6 +214,18 @@ class OpenAIChat:
             attempt += 1
             log.warning("%s: %s; retry %d/%d in %.1fs", self.name, error, attempt, self.max_retries, delay)
             time.sleep(delay)
+
+    def _no_template(self, error: LLMError) -> LLMError:
+        """A chat call refused for want of a chat template: switch to completion mode in auto mode."""
+        if self.requested_mode != "auto":
+            return LLMError(f"{error}: the model has no chat template; use --llm-mode completion")
+        if self.mode != "completion":
+            self.mode = "completion"
+            log.warning(
+                "%s has no chat template (a base model?): switching to completion mode (/v1/completions)",
+                self.name,
+            )
+        return NoChatTemplate(f"{self.name}: the model has no chat template; now in completion mode")
 
     def _adapt(self, message: str) -> bool:
         """Newer OpenAI models reject ``max_tokens`` and non-default temperatures: adjust once and resend."""
@@ -211,16 +295,28 @@ def _completions(response: Any) -> list[Completion]:
     usage = getattr(response, "usage", None)
     prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
     generated = int(getattr(usage, "completion_tokens", 0) or 0)
-    texts = [(c.message.content if c.message else None) or "" for c in response.choices or []] or [""]
+    texts = [_choice_text(c) for c in response.choices or []] or [""]
     share, extra = divmod(generated, len(texts))
     return [Completion(t, prompt, share + (extra if i == 0 else 0)) for i, t in enumerate(texts)]
+
+
+def _choice_text(choice: Any) -> str:
+    """A chat choice's message content, or a text completion's text."""
+    message = getattr(choice, "message", None)
+    if message is not None:
+        return message.content or ""
+    return getattr(choice, "text", None) or ""
 
 
 # --------------------------------------------------------------------------- local HuggingFace
 
 
 class HFChat:
-    """A local transformers causal LM. ``model`` and ``tokenizer`` are exposed for fine-tuning."""
+    """A local transformers causal LM. ``model`` and ``tokenizer`` are exposed for fine-tuning.
+
+    ``path`` is a model folder or hub id, a ``.gguf`` file, or a folder holding one ``.gguf`` file
+    (GGUF weights are de-quantised by transformers; needs ``pip install 'llmnas[gguf]'``). In auto mode
+    a tokenizer with no chat template (a base model) puts it in completion mode."""
 
     def __init__(
         self,
@@ -230,6 +326,7 @@ class HFChat:
         dtype: str = "auto",
         max_new_tokens: int | None = None,
         top_p: float = 0.95,
+        mode: str = "auto",
     ):
         try:
             import torch
@@ -245,9 +342,13 @@ class HFChat:
             dtype = "bfloat16" if cuda_bf16 else "float32"
         if not isinstance(getattr(torch, dtype, None), torch.dtype):
             raise LLMError(f"hf: unknown dtype {dtype!r}; use auto, float32, float16 or bfloat16")
+        folder, gguf = gguf_location(path)
+        options: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
         try:
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-            self.model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(folder, **options)
+            self.model = transformers.AutoModelForCausalLM.from_pretrained(
+                folder, dtype=getattr(torch, dtype), **options
+            )
         except (OSError, ValueError) as e:
             raise LLMError(f"--llm hf:{path}: cannot load the model ({e})") from e
         self.model.to(self.device).eval()
@@ -255,26 +356,54 @@ class HFChat:
         self.top_p = top_p
         self._lock = threading.Lock()
         self._adapters = 0
+        self.requested_mode = check_mode(mode)
+        has_template = bool(getattr(self.tokenizer, "chat_template", None))
+        self.mode = mode if mode != "auto" else ("chat" if has_template else "completion")
+        if mode == "auto" and not has_template:
+            log.info("%s has no chat template (a base model?): using completion mode", self.name)
 
     def render(self, messages: Messages) -> str:
         """The prompt text: the tokenizer's chat template if it has one, else a plain transcript."""
         if getattr(self.tokenizer, "chat_template", None):
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
-        return "\n\n".join([*lines, "Assistant:"])
+        return transcript(messages)
 
     def complete(
         self, messages: Messages, *, temperature: float, n: int = 1, max_tokens: int = 2048
     ) -> list[Completion]:
         """Sample ``n`` replies (greedy and repeated when temperature is 0); only new text is returned."""
+        has_template = bool(getattr(self.tokenizer, "chat_template", None))
+        return self._generate(self.render(messages), not has_template, temperature, n, max_tokens, None)
+
+    def complete_text(
+        self,
+        prompt: str,
+        *,
+        temperature: float,
+        n: int = 1,
+        max_tokens: int = 2048,
+        stop: list[str] | None = None,
+    ) -> list[Completion]:
+        """Continue ``prompt`` (completion mode); generation ends early at any string in ``stop``, which
+        is cut off the returned text."""
+        return self._generate(prompt, True, temperature, n, max_tokens, stop)
+
+    def _generate(
+        self,
+        text: str,
+        special_tokens: bool,
+        temperature: float,
+        n: int,
+        max_tokens: int,
+        stop: list[str] | None,
+    ) -> list[Completion]:
         torch, tok = self._torch, self.tokenizer
-        has_template = bool(getattr(tok, "chat_template", None))
-        inputs = tok(self.render(messages), return_tensors="pt", add_special_tokens=not has_template).to(
-            self.device
-        )
+        inputs = tok(text, return_tensors="pt", add_special_tokens=special_tokens).to(self.device)
         sample = temperature > 0
         limit = min(max_tokens, self.max_new_tokens) if self.max_new_tokens else max_tokens
         options: dict[str, Any] = {"max_new_tokens": limit, "do_sample": sample}
+        if stop:
+            options.update(stop_strings=list(stop), tokenizer=tok)
         if sample:
             options.update(temperature=temperature, top_p=self.top_p, num_return_sequences=n)
         else:
@@ -286,16 +415,16 @@ class HFChat:
         except (RuntimeError, ValueError) as e:
             raise LLMError(f"{self.name}: generation failed ({type(e).__name__}: {e})") from e
         start = inputs["input_ids"].shape[1]
-        completions = [self._completion(row[start:].tolist(), start) for row in out]
+        completions = [self._completion(row[start:].tolist(), start, stop) for row in out]
         return completions if sample else completions * n
 
-    def _completion(self, ids: list[int], prompt_tokens: int) -> Completion:
+    def _completion(self, ids: list[int], prompt_tokens: int, stop: list[str] | None = None) -> Completion:
         stops: set[int] = set()
         for eos in (self.tokenizer.eos_token_id, self.model.generation_config.eos_token_id):
             stops.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         end = next((i + 1 for i, t in enumerate(ids) if t in stops), len(ids))
         text = self.tokenizer.decode(ids[:end], skip_special_tokens=True)
-        return Completion(text, prompt_tokens, end)
+        return Completion(cut_at_stop(text, stop), prompt_tokens, end)
 
     def load_adapter(self, path: str) -> None:
         """Load a peft LoRA adapter from ``path`` and make it the active one (replacing any earlier one)."""
@@ -318,6 +447,33 @@ class HFChat:
             self.model.to(self.device).eval()
 
 
+def cut_at_stop(text: str, stop: list[str] | None) -> str:
+    """``text`` up to the first of the ``stop`` strings (as an OpenAI server returns it)."""
+    cut = min((i for s in stop or () if s and (i := text.find(s)) >= 0), default=len(text))
+    return text[:cut]
+
+
+def gguf_location(path: str) -> tuple[str, str | None]:
+    """(folder, GGUF file name) for a ``.gguf`` file or a folder holding exactly one and no config.json;
+    (path, None) for anything else. A GGUF without the ``gguf`` package is an LLMError naming the extra."""
+    p = Path(path).expanduser()
+    if p.suffix.lower() == ".gguf":
+        if not p.is_file():
+            raise LLMError(f"--llm hf:{path}: no such GGUF file")
+        folder, name = p.parent, p.name
+    elif p.is_dir() and not (p / "config.json").is_file() and len(found := sorted(p.glob("*.gguf"))) == 1:
+        folder, name = p, found[0].name
+    else:
+        return path, None
+    try:
+        import gguf  # noqa: F401  (transformers reads GGUF through it)
+    except ImportError:
+        raise LLMError(
+            f"--llm hf:{path} is a GGUF model: reading it needs the gguf package: pip install 'llmnas[gguf]'"
+        ) from None
+    return str(folder), name
+
+
 # --------------------------------------------------------------------------- factory
 
 
@@ -328,8 +484,10 @@ def parse_llm(
     timeout_s: float = 120,
     max_retries: int = 5,
     concurrency: int = 4,
+    mode: str = "auto",
 ) -> ChatModel | None:
-    """Build the backend named by ``--llm``: offline | openai:MODEL | URL#MODEL | hf:PATH."""
+    """Build the backend named by ``--llm``: offline | openai:MODEL | URL#MODEL | hf:PATH (a model
+    folder or hub id, FILE.gguf or a folder with one); ``mode``: auto | chat | completion."""
     spec = spec.strip()
     forms = "offline, openai:MODEL, http(s)://HOST/v1#MODEL or hf:PATH"
     http = {
@@ -337,6 +495,7 @@ def parse_llm(
         "timeout_s": timeout_s,
         "max_retries": max_retries,
         "concurrency": concurrency,
+        "mode": check_mode(mode),
     }
     if spec == "offline":
         return None
@@ -350,5 +509,5 @@ def parse_llm(
             )
         return OpenAIChat(model.strip(), base_url=url, **http)
     if spec.startswith("hf:") and spec[3:].strip():
-        return HFChat(spec[3:].strip())
+        return HFChat(spec[3:].strip(), mode=mode)
     raise UserError(f"--llm {spec!r} is not understood; use one of: {forms}")

@@ -1,4 +1,10 @@
-"""The LLM proposer: operator -> prompt -> chat model -> extracted code, plus the evolving instruction archive."""
+"""The LLM proposer: operator -> prompt -> chat model -> extracted code, plus the evolving instruction archive.
+
+In completion mode (a base model, see llm/chat.py) the prompt is the start of a Python file: the
+requirements and the contract in a docstring, parents and failures as comments, then the imports,
+``build_model`` and the first lines of ``class Model`` (prompts/completion_*.md). The model's
+continuation is appended to that prefix and the whole file goes through extraction.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ import numpy as np
 
 from llmnas.candidate.checks import DEFAULT_ALLOWED_IMPORTS, Rejection
 from llmnas.candidate.extract import extract_code
-from llmnas.llm.chat import ChatModel, LLMError, RunEnding
+from llmnas.llm.chat import ChatModel, Completion, LLMError, NoChatTemplate, RunEnding, completion_mode
 from llmnas.llm.prompts import format_metrics, format_spec, render
 from llmnas.propose.base import OPERATORS, Action, Parent, Proposal
 from llmnas.task.spec import TaskSpec
@@ -49,6 +55,10 @@ DEFAULT_INSTRUCTIONS: tuple[tuple[str, str], ...] = (
 )
 
 _NOTE = "instruction="
+# Where a base model's continuation of the file is over: a main guard, a fence, a new module docstring,
+# top-level usage code. Sent as stop strings (an OpenAI server takes four) and cut again afterwards.
+STOPS = ["\nif __name__", "\n```", '\n"""', "\nmodel ="]
+_MODULE_LEVEL_OK = re.compile(r"(?:def |class |async def |@|#|import |from |[A-Z_][A-Z0-9_]* *=)")
 
 
 @dataclass
@@ -243,19 +253,69 @@ class LLMProposer:
             values.update(_parent(used[0], "parent_a_"), **_parent(used[1], "parent_b_"))
         elif op == "repair":
             values.update(code=used[0].code, stage=used[0].stage, message=used[0].message or "(no message)")
-        prompt = render(op, **values)
-        messages = [{"role": "system", "content": render("system")}, {"role": "user", "content": prompt}]
-        trace = {"action": action, "parent_ids": tuple(p.candidate_id for p in used), "prompt": prompt}
+        chat_prompt = render(op, **values) if not completion_mode(self.chat) else ""
+        trace = {"action": action, "parent_ids": tuple(p.candidate_id for p in used), "prompt": chat_prompt}
         try:
-            reply = self.chat.complete(
-                messages, temperature=action.temperature, n=1, max_tokens=self.max_tokens
-            )[0]
+            if chat_prompt:
+                try:
+                    return self._chat_proposal(chat_prompt, action, notes, trace)
+                except NoChatTemplate:  # auto mode: the backend has switched; ask again as a completion
+                    pass
+            prompt = self._completion_prompt(op, values, used)
+            return self._completion_proposal(prompt, action, notes, {**trace, "prompt": prompt})
         except RunEnding:
             raise
         except LLMError as e:
             return Proposal(code=None, stage="llm", message=str(e), notes=tuple(notes), **trace)
+
+    def _chat_proposal(self, prompt: str, action: Action, notes: list[str], trace: dict) -> Proposal:
+        messages = [{"role": "system", "content": render("system")}, {"role": "user", "content": prompt}]
+        reply = self.chat.complete(messages, temperature=action.temperature, n=1, max_tokens=self.max_tokens)[
+            0
+        ]
+        return self._extracted(reply, reply.text, reply.text, notes, trace)
+
+    def _completion_prompt(self, op: str, values: dict[str, object], used: Sequence[Parent]) -> str:
+        """The start of a Python file for a base model (prompts/completion_<op>.md)."""
+        contract = render("completion_contract", allowed_imports=", ".join(sorted(self.allowed_imports)))
+        out: dict[str, object] = {
+            **values,
+            "spec": docstring_safe(str(values["spec"])),
+            "contract": docstring_safe(contract),
+            "head": render("completion_head"),
+        }
+        for key in ("parent_code", "parent_a_code", "parent_b_code"):
+            if key in out:
+                out[key] = commented(str(out[key]))
+        if op == "repair":
+            out.update(code=commented(code_part(used[0].code)), message=commented(str(values["message"])))
+        if op == "mutate":
+            out["instruction"] = " ".join(str(values["instruction"]).split())
+        return render(f"completion_{op}", **out)
+
+    def _completion_proposal(self, prompt: str, action: Action, notes: list[str], trace: dict) -> Proposal:
+        reply = self.chat.complete_text(  # type: ignore[attr-defined]
+            prompt, temperature=action.temperature, n=1, max_tokens=self.max_tokens, stop=STOPS
+        )[0]
+        continuation = end_of_module(reply.text)
+        # The file so far plus its continuation; an unclosed fence lets extraction drop a cut-off tail.
+        whole = f"{prompt}{continuation}"
+        return self._extracted(
+            reply, continuation, whole, [*notes, "completion mode"], trace, f"```python\n{whole}"
+        )
+
+    def _extracted(
+        self,
+        reply: Completion,
+        text: str,
+        shown: str,
+        notes: list[str],
+        trace: dict,
+        extract_from: str | None = None,
+    ) -> Proposal:
+        """The proposal for a reply: ``text`` is what the model wrote, ``shown`` the reply as recorded."""
         usage = {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens}
-        if not reply.text.strip():
+        if not text.strip():
             return Proposal(
                 code=None,
                 stage="llm",
@@ -264,20 +324,18 @@ class LLMProposer:
                 usage=usage,
                 **trace,
             )
-        result = extract_code(reply.text, self.allowed_imports)
+        result = extract_code(extract_from or shown, self.allowed_imports)
         if isinstance(result, Rejection):
             return Proposal(
                 code=None,
-                reply=reply.text,
+                reply=shown,
                 stage=result.stage,
                 message=result.message,
                 notes=tuple(notes),
                 usage=usage,
                 **trace,
             )
-        return Proposal(
-            code=result.code, reply=reply.text, notes=(*notes, *result.notes), usage=usage, **trace
-        )
+        return Proposal(code=result.code, reply=shown, notes=(*notes, *result.notes), usage=usage, **trace)
 
     def learn(self, proposal: Proposal, reward: float) -> None:
         """Credit the mutation instruction the proposal used (if any) with ``reward``."""
@@ -288,6 +346,8 @@ class LLMProposer:
     def end_round(self, rng: np.random.Generator) -> None:
         """Every ``evolve_every`` rounds, the model writes new instructions from the best ones."""
         self._rounds += 1
+        if completion_mode(self.chat):  # a base model does not follow the instruction-writing prompt
+            return
         if self.evolve_every and self._rounds % self.evolve_every == 0:
             self.instructions.evolve(self.chat, rng)
 
@@ -318,3 +378,32 @@ def _parent(parent: Parent, prefix: str = "parent_") -> dict[str, str]:
         f"{prefix}code": parent.code.strip(),
         f"{prefix}metrics": format_metrics(parent.metrics, parent.reward),
     }
+
+
+def docstring_safe(text: str) -> str:
+    """``text`` that can sit inside a triple-quoted docstring without ending it or escaping anything."""
+    return text.replace("\\", "/").replace('"""', "'''")
+
+
+def commented(text: str) -> str:
+    """Every line of ``text`` as a Python comment line."""
+    return "\n".join(f"# {line}".rstrip() for line in text.strip("\n").split("\n"))
+
+
+def code_part(text: str) -> str:
+    """A file written in completion mode without its docstring and comment preamble: the code."""
+    lines = text.split("\n")
+    start = next((i for i, line in enumerate(lines) if line.startswith(("import ", "from "))), 0)
+    return "\n".join(lines[start:])
+
+
+def end_of_module(continuation: str) -> str:
+    """The continuation up to where the module is over: the first stop string, or the first top-level
+    line that is not a definition, import, constant or comment (usage code, prose, a new file)."""
+    for stop in STOPS:
+        continuation = continuation.split(stop, 1)[0]
+    lines = continuation.split("\n")
+    for i, line in enumerate(lines[1:], start=1):
+        if line.strip() and not line[0].isspace() and not _MODULE_LEVEL_OK.match(line):
+            return "\n".join(lines[:i]).rstrip() + "\n"
+    return continuation
