@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser demo test lint bench clean
+.PHONY: setup browser demo test test-llm lint bench clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,11 @@ test: setup browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+# The llm-marked tests: a real base model (llmnas[tiny-model]) behind `transformers serve` and in-process.
+test-llm: setup
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[serve]'
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -s -m llm tests/test_real_model.py
 
 bench: setup
 	$(BIN)/python bench/sandbox_overhead.py
