@@ -230,3 +230,20 @@ def test_every_completion_template_renders_strictly():
     assert "build_model(input_shape, num_classes)" in contract
     with pytest.raises(prompts.PromptError, match="head"):
         prompts.render("completion_generate", spec="s", contract="c")
+
+
+def test_fine_tuning_pairs_in_completion_mode_are_prefix_and_continuation(tmp_path):
+    from llmnas.propose.finetune import continuation, encode, examples
+    from llmnas.runs.traces import Trace
+
+    def trace(prompt: str, reply: str, reward: float) -> Trace:
+        return Trace(0, 0, "c", "generate", "sys", prompt, reply, "code", "ok", None, "", reward)
+
+    base = trace("PREFIX", "PREFIX BODY", 0.5)
+    chat_written = trace("write a model", "```python\ncode\n```", 1.0)
+    assert continuation(base) == " BODY" and continuation(chat_written) is None
+    pairs = examples([base, chat_written], completion=True)
+    assert [(m[-1]["content"], c) for m, c, _ in pairs] == [("PREFIX", " BODY")]
+    model = HFChat(str(build_tiny_hf(tmp_path / "plain", chat_template=False)), device="cpu")
+    ids, n_prompt = encode(model, pairs[0][0], pairs[0][1], max_length=64)
+    assert ids[:n_prompt] == model.tokenizer("PREFIX")["input_ids"]  # the raw prefix, no transcript

