@@ -66,11 +66,12 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def served(gguf, tmp_path_factory):
-    """``transformers serve`` on 127.0.0.1 with the real model; yields (base URL, model name)."""
+    """``transformers serve`` on 127.0.0.1 with the real model; yields (base URL, model name). It serves
+    the GGUF converted once to a transformers folder (serve cannot load a GGUF-derived config)."""
     exe = shutil.which("transformers", path=os.path.dirname(sys.executable)) or shutil.which("transformers")
     if exe is None:
         pytest.skip("transformers serve is not installed: pip install 'llmnas[serve]'")
-    port, name = _free_port(), gemma.served_name(gguf)
+    port, name = _free_port(), str(gemma.hf_folder())
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     with open(log, "w") as out:

@@ -43,6 +43,22 @@ def gguf_path() -> Path:
     return target
 
 
-def served_name(path: Path) -> str:
-    """The model name ``transformers serve`` takes for a local GGUF file: ``FOLDER:FILE.gguf``."""
-    return f"{path.parent}:{path.name}"
+def hf_folder() -> Path:
+    """The model as a plain transformers folder (float32 safetensors + tokenizer), converted once from the
+    GGUF. ``transformers serve`` needs it: it reads ``config.architectures``, which a GGUF-derived config
+    lacks (transformers 5.x fails with "'NoneType' object is not subscriptable")."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = cache_dir() / "gemma-3-270m-hf"
+    done = folder / ".complete"
+    with _lock:
+        if done.is_file():
+            return folder
+        gguf = gguf_path()
+        options = {"gguf_file": gguf.name}
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **options)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, **options)
+        model.save_pretrained(folder)  # writes config.architectures
+        tokenizer.save_pretrained(folder)
+        done.write_text("converted from " + NAME + "\n")
+    return folder
