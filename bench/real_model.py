@@ -120,7 +120,8 @@ def search(chat, args, out: Path, label: str, trained: set[str] | None = None) -
     proposals = events.of(ProposalEvent)
     evals = [e for e in events.of(EvaluationEvent) if e.ok and e.metrics]
     calls = events.of(LLMCallEvent)
-    accs = [e.metrics["val_acc"] for e in evals if "val_acc" in e.metrics]
+    accs = [e.metrics.val_acc for e in evals if getattr(e.metrics, "val_acc", None) is not None]
+    failures = [f"{e.stage}: {(e.message or '')[:120]}" for e in events.of(EvaluationEvent) if not e.ok]
     valid = [p.candidate_id for p in proposals if p.candidate_id]
     stats = result.stats
     row = {
@@ -131,6 +132,7 @@ def search(chat, args, out: Path, label: str, trained: set[str] | None = None) -
         "mean_val_acc": round(sum(accs) / len(accs), 4) if accs else None,
         "best_val_acc": round(max(accs), 4) if accs else None,
         "seconds": round(seconds, 1),
+        "failures": failures,
     }
     if calls:
         tokens = sum(c.completion_tokens for c in calls)
