@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 NAME = "gemma-3-270m-q4_k_m.gguf"
-_lock = threading.Lock()
+_lock = threading.RLock()  # hf_folder() holds it while gguf_path() takes it again
 
 
 def cache_dir() -> Path:
