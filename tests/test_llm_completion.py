@@ -56,7 +56,8 @@ def _no_real_endpoint(monkeypatch):
 
 
 def chat(server: FakeOpenAI, **kw) -> OpenAIChat:
-    return OpenAIChat("base-model", base_url=server.url, timeout_s=5.0, max_retries=2, backoff_s=0.01, **kw)
+    options = {"timeout_s": 5.0, "max_retries": 2, "backoff_s": 0.01, **kw}
+    return OpenAIChat("base-model", base_url=server.url, **options)
 
 
 def test_auto_mode_switches_to_completions_once_when_the_model_has_no_chat_template(caplog):
@@ -247,3 +248,24 @@ def test_fine_tuning_pairs_in_completion_mode_are_prefix_and_continuation(tmp_pa
     model = HFChat(str(build_tiny_hf(tmp_path / "plain", chat_template=False)), device="cpu")
     ids, n_prompt = encode(model, pairs[0][0], pairs[0][1], max_length=64)
     assert ids[:n_prompt] == model.tokenizer("PREFIX")["input_ids"]  # the raw prefix, no transcript
+
+
+def test_a_bare_500_on_chat_is_checked_against_completions_once(caplog):
+    """transformers serve answers a chat call to a base model with a plain "Internal Server Error"."""
+    with FakeOpenAI(error(500, "Internal Server Error"), ok("probe"), ok("body")) as server:
+        model = chat(server, max_retries=0)
+        with caplog.at_level(logging.WARNING, "llmnas.llm.chat"), pytest.raises(NoChatTemplate):
+            model.complete(MESSAGES, temperature=0.2)
+        assert model.mode == "completion"
+        assert model.complete_text("x", temperature=0.2)[0].text == "body"
+    assert [r["path"] for r in server.requests] == [
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/completions",
+    ]
+    assert server.requests[1]["body"]["max_tokens"] == 1
+    with FakeOpenAI(error(500, "Internal Server Error"), error(500, "Internal Server Error")) as server:
+        model = chat(server, max_retries=0)
+        with pytest.raises(LLMError, match="HTTP 500") as info:
+            model.complete(MESSAGES, temperature=0.2)  # completions fail too: a plain server error
+    assert not isinstance(info.value, NoChatTemplate) and model.mode == "chat"

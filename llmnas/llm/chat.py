@@ -37,6 +37,7 @@ class LLMError(RuntimeError):
         super().__init__(" ".join(str(message).split()))
         self.retryable = retryable
         self.kind = kind
+        self.status: int | None = None  # the HTTP status, when there was one
 
 
 class RunEnding(LLMError):
@@ -64,6 +65,8 @@ class NoChatTemplate(LLMError):
 
 # What servers say when a model has no chat template (transformers serve, vLLM, llama.cpp, TGI).
 _TEMPLATE_ERROR = re.compile(r"chat[ _-]?template|no template|apply_chat_template", re.I)
+# A server error with no detail (starlette's plain-text 500): worth checking whether completions work.
+_BARE_ERROR = re.compile(r"HTTP \d+: (?:Error code: \d+|Internal Server Error)\b[^:]*(?::|$)", re.I)
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,8 @@ class OpenAIChat:
         self._send_temperature = True
         self.requested_mode = check_mode(mode)
         self.mode = "completion" if mode == "completion" else "chat"
+        self._chat_worked = False  # a chat call has succeeded: later failures are not a missing template
+        self._probed = False
 
     def complete(
         self, messages: Messages, *, temperature: float, n: int = 1, max_tokens: int = 2048
@@ -194,16 +199,19 @@ class OpenAIChat:
             try:
                 with self._slots:
                     response = create(**request)
+                self._chat_worked |= "messages" in base
                 return _completions(response)
             except Exception as e:  # classified below; anything unknown is re-raised there
                 error, retry_after = self._classify(e)
             if "messages" in base and _TEMPLATE_ERROR.search(str(error)):
                 raise self._no_template(error) from None
-            if not error.retryable and self._adapt(str(error)):
-                continue
             tries = (
                 min(self.max_retries, CONNECTION_RETRIES) if error.kind == "connection" else self.max_retries
             )
+            if "messages" in base and self._completions_answer(error, attempt, tries):
+                raise self._no_template(error) from None
+            if not error.retryable and self._adapt(str(error)):
+                continue
             if not error.retryable or attempt >= tries:
                 if error.retryable:
                     raise LLMError(
@@ -214,6 +222,25 @@ class OpenAIChat:
             attempt += 1
             log.warning("%s: %s; retry %d/%d in %.1fs", self.name, error, attempt, self.max_retries, delay)
             time.sleep(delay)
+
+    def _completions_answer(self, error: LLMError, attempt: int, tries: int) -> bool:
+        """Auto mode, the first chat call failing again with a bare server error (transformers serve
+        answers a missing template with "500 Internal Server Error" and no detail): if a one-token
+        /v1/completions request works, the model lacks a chat template. Asked once per backend."""
+        if self.requested_mode != "auto" or self._chat_worked or self._probed or error.kind != "other":
+            return False
+        if not str(getattr(error, "status", "")).startswith(("5", "400", "422")) or attempt < min(1, tries):
+            return False
+        if not _BARE_ERROR.search(str(error)):  # the server said what went wrong: believe it
+            return False
+        self._probed = True
+        try:
+            with self._slots:
+                self._client.completions.create(model=self.model, prompt="import torch\n", max_tokens=1)
+        except Exception:  # noqa: BLE001 - completions fail too: a plain server error, not a template
+            return False
+        log.warning("%s: chat fails (%s) but /v1/completions answers", self.name, error)
+        return True
 
     def _no_template(self, error: LLMError) -> LLMError:
         """A chat call refused for want of a chat template: switch to completion mode in auto mode."""
@@ -258,9 +285,9 @@ class OpenAIChat:
         status, detail = e.status_code, _detail(e)
         if status == 429 or status >= 500 or status in (408, 409):
             kind = "rate" if status == 429 else "other"
-            return LLMError(f"{where}: HTTP {status}: {detail}", retryable=True, kind=kind), _retry_after(
-                e.response
-            )
+            error = LLMError(f"{where}: HTTP {status}: {detail}", retryable=True, kind=kind)
+            error.status = status
+            return error, _retry_after(e.response)
         if status in (401, 403):
             hint = "set OPENAI_API_KEY or pass --api-key"
             return LLMError(f"{where}: HTTP {status}: {detail}: {hint}", kind="auth"), None
@@ -268,7 +295,9 @@ class OpenAIChat:
             hint = "check the model name and URL in --llm (an OpenAI-compatible base URL usually ends in /v1)"
         else:
             hint = "the endpoint rejected the request; check the --llm model supports chat completions"
-        return LLMError(f"{where}: HTTP {status}: {detail}: {hint}"), None
+        error = LLMError(f"{where}: HTTP {status}: {detail}: {hint}")
+        error.status = status
+        return error, None
 
 
 def _detail(e: Any) -> str:

@@ -58,6 +58,10 @@ def hf_folder() -> Path:
         options = {"gguf_file": gguf.name}
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **options)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, **options)
+        # The weights are de-quantised already; the GGUF "quantizer" left on the model only blocks saving.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
         model.save_pretrained(folder)  # writes config.architectures
         tokenizer.save_pretrained(folder)
         done.write_text("converted from " + NAME + "\n")
