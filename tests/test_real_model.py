@@ -151,7 +151,9 @@ def test_real_server_auto_detects_the_missing_chat_template(served):
 def test_real_server_drives_a_short_search_in_completion_mode(served, tmp_path):
     url, model = served
     _, proposals, calls = _short_search(tmp_path, f"{url}#{model}", llm_mode="completion")
-    assert len(proposals) == 2 and calls and all(c["ok"] for c in calls)
+    # transformers serve ignores temperature on /v1/completions (greedy): repeats are duplicates, which
+    # the loop proposes again without spending the budget, so there may be more than two proposals.
+    assert len(proposals) >= 2 and calls and all(c["ok"] for c in calls)
     assert sum(c["completion_tokens"] for c in calls) > 0
     assert all(p["stage"] != "llm" for p in proposals)
 
