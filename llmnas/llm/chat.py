@@ -234,11 +234,16 @@ class OpenAIChat:
         if not _BARE_ERROR.search(str(error)):  # the server said what went wrong: believe it
             return False
         self._probed = True
-        try:
-            with self._slots:
-                self._client.completions.create(model=self.model, prompt="import torch\n", max_tokens=1)
-        except Exception:  # noqa: BLE001 - completions fail too: a plain server error, not a template
-            return False
+        for attempt in range(2):  # uvicorn drops the connection after a 500: the first try may hit it
+            try:
+                with self._slots:
+                    self._client.completions.create(model=self.model, prompt="import torch\n", max_tokens=1)
+                break
+            except self._openai.APIConnectionError:
+                if attempt:
+                    return False
+            except Exception:  # noqa: BLE001 - completions fail too: a plain server error, not a template
+                return False
         log.warning("%s: chat fails (%s) but /v1/completions answers", self.name, error)
         return True
 
