@@ -30,7 +30,7 @@ browser:
 test: setup browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist worksteal
 
 # The llm-marked tests: a real base model (llmnas[tiny-model]) behind `transformers serve` and in-process.
 test-llm: setup

@@ -42,10 +42,11 @@ def _write_data(folder: Path) -> None:
         (folder / f"{name}.npy").chmod(0o644)
 
 
-def measure(mode: str, n: int) -> list[float]:
+def measure(mode: str, n: int) -> tuple[float, list[float]]:
+    """(the first call: zygote start plus one candidate, the per-candidate times after it), in ms."""
     with LocalPool(1, Limits(timeout_s=60), mode=mode) as pool, tempfile.TemporaryDirectory() as out:
         _write_data(pool.data_dir)
-        times = []
+        times, first = [], 0.0
         for i in range(n + 1):
             job = Job(
                 candidate_id=f"bench{i}",
@@ -64,19 +65,22 @@ def measure(mode: str, n: int) -> list[float]:
                 raise SystemExit(f"{mode}: trivial candidate failed: {result.stage}: {result.message}")
             if i:  # the first call starts the zygote: not per-candidate overhead
                 times.append(elapsed * 1000)
-        return times
+            else:
+                first = elapsed * 1000
+        return first, times
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=20, help="candidates per path")
     args = ap.parse_args()
-    zygote = measure("zygote", args.n)
-    fresh = measure("fresh", max(5, args.n // 2))
+    start, zygote = measure("zygote", args.n)
+    _, fresh = measure("fresh", max(5, args.n // 2))
     z, f = statistics.median(zygote), statistics.median(fresh)
     print(
         f"zygote fork : median {z:7.1f} ms  (min {min(zygote):.1f}, max {max(zygote):.1f}, n={len(zygote)})"
     )
+    print(f"zygote start: {start:7.1f} ms  (the first call: start, warm-up, minimal view, one candidate)")
     print(f"fresh python: median {f:7.1f} ms  (min {min(fresh):.1f}, max {max(fresh):.1f}, n={len(fresh)})")
     print(
         f"ratio fresh/zygote: {f / z:.1f}x   target: zygote <= 50 ms and >= 20x  ->  "

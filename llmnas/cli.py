@@ -1,7 +1,8 @@
 """The `llmnas` command line. Every error is one line that names the flag to fix.
 
-Flags come from RunConfig (config.py); this file holds the commands around them. Over 400 lines as one
-cohesive thing: one parser and one short function per command, so `--help` and behaviour stay together.
+Flags come from RunConfig (config.py); this file holds the commands around them. Over 400 lines as
+one cohesive thing: one parser and one short function per command, so `--help` and behaviour stay
+together.
 """
 
 from __future__ import annotations
@@ -153,12 +154,20 @@ def build_parser() -> argparse.ArgumentParser:
         default="evaluate a hand-written model",
         help='limits to check, e.g. "under 20k parameters; under 1 ms"',
     )
-    e.add_argument("--out", type=Path, help="keep the evaluation's files here")
+    e.add_argument(
+        "--out",
+        type=Path,
+        help="keep the evaluation's files here (data only: weights, checked ONNX, predictions)",
+    )
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     x = sub.add_parser(
         "export",
-        help="a standalone model file, weights and README for one candidate",
-        description="Export a candidate (default: the run's best) as a standalone bundle.",
+        help="a candidate as ONNX + weights (data) and its code (untrusted), with a README",
+        description=(
+            "Export a candidate (default: the run's best): model.onnx and weights.safetensors (data, the "
+            "safe way to run it), architecture.py (code written by a language model: untrusted) and a "
+            "loader, model.py, whose load() runs that code only with trust_code=True or LLMNAS_TRUST_CODE=1."
+        ),
     )
     x.add_argument("run", type=Path, help="results/<run-id>")
     x.add_argument("--candidate", help="candidate id (default: the best by validation accuracy)")
@@ -286,9 +295,14 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     from llmnas.run import resume
 
-    return _report_result(
-        resume(args.run, budget=args.budget, api_key=args.api_key, progress=not args.json), args.json
+    result = resume(
+        args.run,
+        budget=args.budget,
+        api_key=args.api_key,
+        progress=not args.json,
+        announce=_announcer(args.json),
     )
+    return _report_result(result, args.json)
 
 
 def cmd_refine(args: argparse.Namespace) -> int:
@@ -323,13 +337,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     else:
         print(f"rejected at stage {outcome['stage']}: {outcome['message']}")
+    if not args.json and "files" in outcome:
+        print("\n".join(outcome["files"]["lines"]))
     return EXIT_OK if outcome["ok"] else EXIT_FAILED
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from llmnas.runs.export import export_run
 
-    print(export_run(args.run, args.out, args.candidate))
+    print("\n".join(export_run(args.run, args.out, args.candidate).lines()))
     return EXIT_OK
 
 
@@ -395,9 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
-    from llmnas.llm.chat import LLMError
-
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
@@ -405,10 +421,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"llmnas {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
-    except (RunFailed, LLMError, OSError) as exc:
-        print(f"llmnas {args.command}: error: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_FAILED
-    except Exception as exc:  # noqa: BLE001 - a bug: say so, keep the traceback
+    except Exception as exc:  # noqa: BLE001 - sorted below: expected failures, or a bug
+        if isinstance(exc, RunFailed | OSError) or _is_llm_error(exc):
+            print(f"llmnas {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+            return EXIT_FAILED
         where = _save_traceback(args)
         print(
             f"llmnas {args.command}: internal error (this is a bug): {_one_line(exc)}\n"
@@ -418,6 +434,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             traceback.print_exc()
         return EXIT_FAILED
+
+
+def _is_llm_error(exc: BaseException) -> bool:
+    from llmnas.llm.chat import LLMError
+
+    return isinstance(exc, LLMError)
 
 
 def _save_traceback(args: argparse.Namespace) -> Path:

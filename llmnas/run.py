@@ -13,7 +13,7 @@ from pathlib import Path
 from llmnas.candidate import checks
 from llmnas.config import RunConfig
 from llmnas.engine.loop import Search, SearchResult
-from llmnas.errors import UserError
+from llmnas.errors import RunFailed, UserError
 from llmnas.execute.layers import containment
 from llmnas.execute.local import LocalPool
 from llmnas.llm.chat import ChatModel, completion_mode, parse_llm
@@ -271,6 +271,7 @@ def _search(
     proposer = make_proposer(cfg, spec, store, chat)
     tuner = _finetuner(cfg, chat, store)
     listeners = [*([tuner] if tuner else []), *([between_rounds] if between_rounds else []), BestExport()]
+    failed = False
     try:
         with make_executor(cfg) as pool:
             data.write_worker_files(pool.data_dir)
@@ -286,9 +287,13 @@ def _search(
             file=sys.stderr,
         )
         raise
+    except RunFailed:
+        failed = True  # one line says why; a report now would only add noise
+        raise
     finally:
         store.close()
-        _write_report(store.folder)
+        if not failed:
+            _write_report(store.folder)
 
 
 def _with_usage(result: SearchResult, store: RunStore, chat: ChatModel | None) -> SearchResult:

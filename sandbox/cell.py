@@ -7,8 +7,9 @@ own mount namespace, a size-limited tmpfs as the working folder. Child side, as 
 and everything in those folders die with the candidate's last process. Zygote side, once every process
 is gone (``Cell.close``): copy the result files out, unmount the working folder, remove the cgroup.
 
-What it does NOT stop: whatever the candidate reaches through the rest of the filesystem (uid and modes
-decide), or the network (the zygote's network namespace and the seccomp filter decide).
+What it does NOT stop: whatever the candidate reaches through the rest of the filesystem (the zygote's
+minimal view, sandbox/view.py, then uid and modes decide), or the network (the zygote's network
+namespace and the seccomp filter decide).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox import cgroup, libc, mounts
-from sandbox.protocol import PRED_FILES, RESULT_FILE, STDOUT_FILE, TORCHSCRIPT_FILE, WEIGHTS_FILE, Limits
+from sandbox.protocol import ONNX_FILE, PRED_FILES, RESULT_FILE, STDOUT_FILE, WEIGHTS_FILE, Limits
 
-OUTPUT_NAMES = (RESULT_FILE, *PRED_FILES.values(), WEIGHTS_FILE, TORCHSCRIPT_FILE, STDOUT_FILE)
+OUTPUT_NAMES = (RESULT_FILE, *PRED_FILES.values(), WEIGHTS_FILE, ONNX_FILE, STDOUT_FILE)
 WORKDIR_FILES = 4  # the working tmpfs holds this many files at the RLIMIT_FSIZE limit
 FULL_MARGIN = 1 << 20  # less free space than this in the working tmpfs counts as full
 CHILD_NAMESPACES = (libc.CLONE_NEWNS, libc.CLONE_NEWIPC, libc.CLONE_NEWUTS)
@@ -37,6 +38,15 @@ def group_memory_mb(limits: Limits) -> int:
 def workdir_mb(limits: Limits) -> int:
     """Size of a candidate's working tmpfs: weights, TorchScript, predictions and stdout at their limit."""
     return WORKDIR_FILES * limits.file_mb
+
+
+def folder_full(path: Path) -> bool:
+    """Whether the file system holding ``path`` has (almost) no space or inodes left."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < FULL_MARGIN or st.f_favail < 8
 
 
 @dataclass
@@ -78,13 +88,7 @@ class Cell:
 
     def full(self) -> bool:
         """Whether the working tmpfs ran out of space or inodes (no room left for a result)."""
-        if self.host_fd is None:
-            return False
-        try:
-            st = os.statvfs(self.workdir)
-        except OSError:
-            return False
-        return st.f_bavail * st.f_frsize < FULL_MARGIN or st.f_favail < 8
+        return self.host_fd is not None and folder_full(self.workdir)
 
     def close(self) -> list[str]:
         """After every process of the candidate is gone: results out, tmpfs and cgroup away."""

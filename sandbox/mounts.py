@@ -9,8 +9,8 @@
   candidate's working folder; only the known result files are copied to the host folder, then the
   tmpfs is unmounted, which frees whatever else the candidate left there.
 
-What this does NOT stop: reading world-readable files elsewhere (the uid and file modes decide that),
-writing to world-writable folders other than these, or the fresh-process mode's working folder
+What this does NOT stop: reading files (sandbox/view.py decides what a candidate sees), writing to
+world-writable folders other than these, or the fresh-process mode's working folder
 (``python -m sandbox.worker``), which stays a host folder bounded by RLIMIT_FSIZE only.
 """
 

@@ -15,7 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 RESULT_FILE = "result.json"
 WEIGHTS_FILE = "weights.safetensors"
-TORCHSCRIPT_FILE = "model.torchscript.pt"  # optional: written when the model traces
+# Optional: the trained network as an ONNX graph (data, no code), written by the scoring process when
+# the model exports; the driver checks it against the predictions before any export hands it out.
+ONNX_FILE = "model.onnx"
+ONNX_INPUT, ONNX_OUTPUT = "input", "logits"  # its graph's names; axis 0 of both is the batch
 TRAIN_FILE = "train.json"  # the training process's report to the worker; never leaves the worker
 STDOUT_FILE = "stdout.txt"
 ARTEFACT_BYTES = 1 << 30
@@ -134,7 +137,7 @@ class Job(_Frozen):
     device: str = "cpu"
     proxies: tuple[str, ...] = ()
     screen_only: bool = False  # stop after the proxies: a pre-screen, no training
-    save_weights: bool = True  # also export a TorchScript copy (the weights are always saved)
+    save_weights: bool = True  # also export an ONNX copy (the weights are always saved)
     max_latency_ms: float | None = Field(None, gt=0)  # the spec's limit: re-measure when close to it
 
 

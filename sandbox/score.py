@@ -1,6 +1,8 @@
 """The scoring process: a fresh confined process that knows only the candidate's code and its saved
 weights. It builds the model from the code, loads ``weights.safetensors`` strictly, and writes the
-predictions on the validation and test inputs, the latency, FLOPs, depth and peak memory.
+predictions on the validation and test inputs, the latency, FLOPs, depth and peak memory, and (for
+export) an ONNX copy of the loaded model: a data graph that users run with onnxruntime instead of the
+candidate's code. The driver checks that copy against the predictions; nothing here is trusted.
 
 Nothing the training process kept outside the weights (attributes, closures, globals, hooks, patched
 functions) exists here: this process was forked from the worker before any candidate code ran, and
@@ -11,6 +13,7 @@ calls is bound below at import, before the candidate's module runs here.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +24,31 @@ from safetensors.torch import load_model
 from sandbox import measure
 from sandbox.candidate import CandidateFailure, build, guard
 from sandbox.limits import rss_mb
-from sandbox.protocol import BN_STATS, PRED_FILES, TORCHSCRIPT_FILE, WEIGHTS_FILE, Job, Metrics, Stage
+from sandbox.protocol import (
+    BN_STATS,
+    ONNX_FILE,
+    ONNX_INPUT,
+    ONNX_OUTPUT,
+    PRED_FILES,
+    WEIGHTS_FILE,
+    Job,
+    Metrics,
+    Stage,
+)
 from sandbox.proxies import count_flops
 from sandbox.train import predict
 
 _LOAD_MODEL, _SAFE_OPEN, _NP_SAVE, _NP_LOAD = load_model, safe_open, np.save, np.load
 _FROM_NUMPY, _SEED, _THREADS = torch.from_numpy, torch.manual_seed, torch.set_num_threads
 _RSS, _MAX_CUDA_MEMORY = rss_mb, torch.cuda.max_memory_allocated
+_ONNX_EXPORT = torch.onnx.export
+try:  # the TorchScript-based exporter needs the onnx package: imported here, before any candidate code
+    import onnx  # noqa: F401
+
+    _HAVE_ONNX = True
+except ImportError:
+    _HAVE_ONNX = False
+ONNX_OPSET = 17
 
 
 def stored_params(path: Path) -> int:
@@ -76,13 +97,14 @@ def score(job: Job, workdir: Path, device: torch.device) -> Metrics:
         logits = guard(Stage.train, predict, model, data[split], device)
         guard(Stage.train, _NP_SAVE, workdir / file, logits.numpy().astype(np.float32), allow_pickle=False)
     example = torch.cat([data["val"][:1], data["test"][:1]])[:1].to(device)
+    pair = torch.cat([data["val"][:2], data["test"][:2]])[:2]  # tracing at batch 2 keeps the batch axis free
     flops = guard(Stage.train, count_flops, model, example)
     lat, iqr, runs = guard(
         Stage.train, measure.latency_ms, model, example, job.latency_runs, limit=job.max_latency_ms
     )
     peak = _peak_mb(device, base)
     if job.save_weights:
-        _torchscript(model.cpu(), example.cpu(), workdir / TORCHSCRIPT_FILE)
+        _onnx(model.cpu(), pair, workdir / ONNX_FILE)
     return Metrics(
         params=params,
         flops=flops,
@@ -94,10 +116,27 @@ def score(job: Job, workdir: Path, device: torch.device) -> Metrics:
     )
 
 
-def _torchscript(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
-    """A traced TorchScript copy for export, when the model traces; never a failure of the candidate."""
+def _onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+    """An ONNX copy of the trained model for export, batch axis dynamic, when the model exports; never a
+    failure of the candidate. Traced here, in the sandbox: whatever the file holds, the driver loads it
+    only as data (standard operators, default CPU provider) and keeps it only when it reproduces the
+    predictions this process wrote."""
+    if not _HAVE_ONNX:
+        print("llmnas: no ONNX export (the onnx package is not installed)")
+        return
     try:
-        with torch.no_grad():
-            torch.jit.trace(model.eval(), example, check_trace=False).save(str(path))
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _ONNX_EXPORT(
+                model.eval(),
+                (example,),
+                str(path),
+                input_names=[ONNX_INPUT],
+                output_names=[ONNX_OUTPUT],
+                dynamic_axes={ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}},
+                opset_version=ONNX_OPSET,
+                dynamo=False,
+            )
     except Exception as exc:  # noqa: BLE001
-        print(f"llmnas: no TorchScript export ({type(exc).__name__}: {str(exc)[:200]})")
+        path.unlink(missing_ok=True)
+        print(f"llmnas: no ONNX export ({type(exc).__name__}: {str(exc)[:200]})")

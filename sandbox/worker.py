@@ -1,5 +1,8 @@
 """Evaluate one candidate in two confined processes and write the result files.
 
+Over 400 lines as one cohesive thing: the two stages and the supervisor that orders them share the
+job, the folder protocol and the failure rules; reading them together is how to check no state leaks.
+
 ``python -m sandbox.worker JOB.json WORKDIR`` is the fresh-process path; the zygote calls
 :func:`run_confined` in a forked child. Either way that process never runs candidate code: it
 supervises two children forked from it and confined alike (sandbox/limits.py):
@@ -25,7 +28,6 @@ import math
 import os
 import resource
 import select
-import shutil
 import signal
 import stat
 import sys
@@ -39,11 +41,14 @@ import numpy as np
 import torch
 from safetensors.torch import save_model
 
-from sandbox import measure, score
+from sandbox import measure, score, view
 from sandbox.candidate import CandidateFailure, build, check_shape, describe, guard, stage_of
+from sandbox.cell import folder_full
+from sandbox.cleanup import remove_tree
 from sandbox.limits import confine
 from sandbox.mounts import make_private_tmp
 from sandbox.protocol import (
+    DATA_FILES,
     MAX_RESULT_BYTES,
     RESULT_FILE,
     STDOUT_FILE,
@@ -55,6 +60,7 @@ from sandbox.protocol import (
     Result,
     Stage,
     TrainConfig,
+    over_limits,
 )
 from sandbox.proxies import compute_proxies, count_flops
 from sandbox.train import TrainingFailed, TrainingTimeout, train
@@ -62,7 +68,7 @@ from sandbox.train import TrainingFailed, TrainingTimeout, train
 _CLOCK = time.perf_counter  # bound before any candidate code runs: a rebinding cannot skew reports
 SCORING_SHARE = 0.2  # of the time limit, kept for the scoring process after training
 _PR_SET_PDEATHSIG = 1
-TRAIN_DATA = ("train_x.npy", "train_y.npy")
+TRAIN_DATA = DATA_FILES[:2]  # training inputs and labels (protocol.DATA_FILES)
 TIMEOUT_HINT = "raise the time limit (--timeout) or lower the step budget (--steps)"
 
 
@@ -83,11 +89,11 @@ def _screen(job: Job, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) 
     """Cheap checks before training: parameter and FLOP budgets, then the zero-cost proxies."""
     device = _device(job)
     params = measure.count_params(model)
-    if job.max_params is not None and params > job.max_params:
-        raise CandidateFailure(Stage.budget, f"{params:,} parameters > limit {job.max_params:,}")
+    if over := over_limits({"params": params}, {"max_params": job.max_params}):
+        raise CandidateFailure(Stage.budget, over[0])
     flops = guard(Stage.shape, count_flops, model, x[:1].to(device))
-    if job.max_flops is not None and flops > job.max_flops:
-        raise CandidateFailure(Stage.budget, f"{flops:,} FLOPs > limit {job.max_flops:,}")
+    if over := over_limits({"flops": flops}, {"max_flops": job.max_flops}):
+        raise CandidateFailure(Stage.budget, over[0])
     proxies = {}
     if job.proxies:
         n = min(64, len(x))
@@ -255,7 +261,7 @@ def _has_processes(uid: int) -> bool:
     return False
 
 
-def _kill_uid(uid: int | None) -> None:
+def kill_uid(uid: int | None) -> None:
     """As root, kill every process of the candidate's uid: catches those that left its group. The
     fork this takes (tens of ms for a process holding torch) happens only when one is left."""
     if uid is None or os.geteuid() != 0 or not _has_processes(uid):
@@ -281,28 +287,34 @@ def _wait(pid: int, deadline: float, uid: int | None) -> int | None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
     _, status = os.waitpid(pid, 0)
-    _kill_uid(uid)
+    kill_uid(uid)
     return status if ready else None
 
 
 def _mirror(status: int) -> None:
     """End this process the way the child ended, so the zygote reports it as before."""
     if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        with contextlib.suppress(OSError, ValueError):
-            signal.signal(sig, signal.SIG_DFL)
-        os.kill(os.getpid(), sig)
+        _die_by(os.WTERMSIG(status))
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 3)
 
 
+def _die_by(sig: int) -> None:
+    """End this process by ``sig`` (no core dump): the executor's signal table names the cause."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    with contextlib.suppress(OSError, ValueError):
+        signal.signal(sig, signal.SIG_DFL)
+    os.kill(os.getpid(), sig)
+    os._exit(3)
+
+
 def _clear(workdir: Path, keep: tuple[str, ...]) -> None:
-    """Remove everything the training process left but the regular files named in ``keep``."""
+    """Remove everything the training process left but the regular files named in ``keep`` (deep,
+    unreadable or huge trees included: remove_tree never recurses and never raises)."""
     for entry in os.scandir(workdir):
         if entry.name in keep and entry.is_file(follow_symlinks=False):
             continue
         if entry.is_dir(follow_symlinks=False):
-            shutil.rmtree(entry.path, ignore_errors=True)
+            remove_tree(Path(entry.path))
         else:
             with contextlib.suppress(OSError):
                 os.unlink(entry.path)
@@ -347,6 +359,8 @@ def _supervise(job: Job, workdir: Path, limits: Limits, uid: int | None) -> Resu
     )
     status = _wait(trainer, end, uid)
     report = _read_report(workdir / TRAIN_FILE, job) if status == 0 else None
+    if report is None and status is not None and folder_full(workdir):
+        _die_by(signal.SIGXFSZ)  # the candidate filled its working folder: no room was left for a report
     _clear(
         workdir,
         (WEIGHTS_FILE, STDOUT_FILE) if report and report.ok and not job.screen_only else (STDOUT_FILE,),
@@ -400,6 +414,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--uid", type=int, default=None, help="unprivileged uid to drop to when root")
     args = ap.parse_args(argv)
     job = Job.model_validate_json(Path(args.job).read_text())
-    make_private_tmp()
+    private = make_private_tmp()
     preload()
+    if private:
+        view.enter()
     run_confined(job, Path(args.workdir), Limits.model_validate(json.loads(args.limits)), args.uid)
+
+
+if __name__ == "__main__":
+    main()

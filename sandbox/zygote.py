@@ -3,7 +3,8 @@
 Line protocol on stdin/stdout (JSON, one object per line):
   in:  {"job": PATH, "workdir": PATH, "limits": {...}, "uid": INT|null}
   out: {"status": "exited"|"signaled"|"timeout", "code": INT, "signal": INT, "wall": SECONDS}
-The zygote never runs a torch op itself, so no thread pool exists when it forks. Each child gets a cell
+The zygote never runs a torch op itself, so no thread pool exists when it forks. Once warm, it moves
+into a minimal view of the file system (sandbox/view.py), where it stays. Each child gets a cell
 of its own (sandbox/cell.py: cgroup, IPC/UTS/mount namespaces, tmpfs folders); while it runs, the
 zygote watches all of its processes together (sandbox/watch.py): a candidate over its memory is
 reported as killed by SIGKILL, one over its CPU seconds as killed by SIGXCPU, one that filled its
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 
 import sandbox.worker as worker
-from sandbox import cgroup
+from sandbox import cgroup, view
 from sandbox.cell import Cell, group_memory_mb
 from sandbox.mounts import make_private_tmp
 from sandbox.protocol import RESULT_FILE, Job, Limits
@@ -30,31 +31,6 @@ from sandbox.watch import POLL_S, Watch
 
 # A limit of the candidate as a whole, reported as the signal the executor explains it with.
 _OVER = {"memory": signal.SIGKILL, "cpu": signal.SIGXCPU, "disk": signal.SIGXFSZ}
-
-
-def _leftovers(uid: int) -> bool:
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                if entry.stat().st_uid == uid:
-                    return True
-            except OSError:
-                continue
-    return False
-
-
-def _kill_uid(uid: int | None) -> None:
-    """Kill every process of the candidate's uid: catches children that left its process group."""
-    if uid is None or os.geteuid() != 0 or not _leftovers(uid):
-        return
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setuid(uid)
-            os.kill(-1, signal.SIGKILL)
-        finally:
-            os._exit(0)
-    os.waitpid(pid, 0)
 
 
 def _reap(deadline_s: float = 5.0) -> None:
@@ -78,7 +54,7 @@ def _cleanup(pid: int, uid: int | None) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(-1, signal.SIGKILL)
     else:
-        _kill_uid(uid)
+        worker.kill_uid(uid)
     _reap()
 
 
@@ -141,6 +117,8 @@ def main() -> None:
     private_mounts = make_private_tmp()
     cgroup.sweep()
     worker.preload()
+    if private_mounts:
+        view.enter()  # from here on, this process and every candidate see only the minimal view
     out = sys.stdout
     out.write(json.dumps({"ready": os.getpid()}) + "\n")
     out.flush()

@@ -28,12 +28,7 @@ SHARED = (PROTOCOL, "sandbox.cleanup")
 
 # (file relative to the repo, qualified call) -> why this site is safe. An entry that matches no
 # site is an error too: the list must say exactly what is allowed.
-ALLOWED: dict[tuple[str, str], str] = {
-    ("llmnas/runs/export.py", "torch.save"): (
-        "writes weights.pt into an exported bundle for its users, from tensors read with safetensors; "
-        "the driver never reads it back (the bundle's loader uses weights_only=True)"
-    ),
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
 # Calls that run code from a string or load a module by a name chosen at run time.
 CODE_CALLS = {
@@ -265,6 +260,32 @@ def test_the_driver_never_loads_a_module_from_a_file(path: Path):
     assert not hits, f"{_rel(path)} loads code from files: {hits}"
 
 
+ONNX_PARSERS = ("onnx", "onnxruntime")
+ONNX_CHECK = "llmnas/runs/onnx_check.py"
+
+
+def _onnx_imports(nodes) -> list[int]:
+    return [
+        node.lineno
+        for node in nodes
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for name in ([a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""])
+        if name.split(".")[0] in ONNX_PARSERS
+    ]
+
+
+def test_only_the_onnx_checks_child_parses_a_workers_onnx():
+    """A worker's model.onnx is untrusted data: only runs/onnx_check.py imports onnx or onnxruntime, and
+    only inside functions (they run in its limited child process, never when the driver imports it)."""
+    bad = []
+    for path in _files(DRIVER):
+        tree = _tree(path)
+        lines = _onnx_imports(tree.body) if _rel(path) == ONNX_CHECK else _onnx_imports(ast.walk(tree))
+        bad += [f"{_rel(path)}:{line}" for line in lines]
+    assert not bad, f"onnx/onnxruntime imported outside the check's child: {bad}"
+    assert _onnx_imports(ast.walk(_tree(ROOT / ONNX_CHECK))), "the check no longer parses with onnx"
+
+
 # --------------------------------------------------------------------------- the scanners themselves
 SCANNER_PROBE = """
 import numpy as np
@@ -361,8 +382,17 @@ def test_the_driver_is_grouped_into_packages_of_small_modules():
     """Every driver module lives in a package named for its concept, and stays small enough to read
     (the few larger ones say why in their docstring)."""
     top = {p.name for p in DRIVER.glob("*.py")}
-    assert top <= {"__init__.py", "cli.py", "config.py", "errors.py", "run.py", "evaluate.py", "safe_text.py"}
-    for path in DRIVER.rglob("*.py"):
+    assert top <= {
+        "__init__.py",
+        "cli.py",
+        "config.py",
+        "errors.py",
+        "run.py",
+        "evaluate.py",
+        "safe_text.py",
+        "console.py",
+    }
+    for path in [*DRIVER.rglob("*.py"), *SANDBOX.glob("*.py")]:
         lines = len(path.read_text().splitlines())
         if lines > 400:
             doc = ast.get_docstring(ast.parse(path.read_text())) or ""

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 
@@ -52,7 +54,8 @@ def test_search_writes_the_run_folder(run_dir: Path):
         "events.jsonl",
         "state.json",
         "best/model.py",
-        "best/weights.pt",
+        "best/architecture.py",
+        "best/model.onnx",
         "best/weights.safetensors",
         "best/README.md",
         "report.html",
@@ -86,11 +89,13 @@ def test_best_model_is_standalone_and_reproduces_its_validation_accuracy(run_dir
         if isinstance(node, ast.Import | ast.ImportFrom)
         for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")])
     }
-    assert imported <= {"torch", "os"}, imported
+    assert imported <= {"torch", "safetensors", "os", "sys", "hashlib"}, imported  # no llmnas, no numpy
     spec = importlib.util.spec_from_file_location("best_model", run_dir / "best" / "model.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    net = module.load()
+    net = module.load(
+        trust_code=True
+    )  # our own test run: its code is read (the default refuses mutated code)
     data = load_dataset("digits", seed=3)
     with torch.no_grad():
         logits = net(torch.from_numpy(data.x_val)).numpy()
@@ -100,12 +105,18 @@ def test_best_model_is_standalone_and_reproduces_its_validation_accuracy(run_dir
 
 
 def test_best_model_runs_as_a_script_without_llmnas(run_dir: Path, tmp_path: Path):
+    """As a script the loader runs no code of the search (it says how to run the model); imported from
+    another folder, with the opt-in, it builds and runs the network with torch alone."""
+    best = run_dir / "best"
+    shown = subprocess.run(
+        [sys.executable, "-I", str(best / "model.py")], capture_output=True, text=True, timeout=120
+    )
+    assert shown.returncode == 0 and "onnxruntime" in shown.stderr
+    code = f"import sys, torch; sys.path.insert(0, {str(best)!r}); from model import load, INPUT_SHAPE; " + (
+        "print(load(trust_code=True)(torch.zeros(1, *INPUT_SHAPE)).shape)"
+    )
     result = subprocess.run(
-        [sys.executable, "-I", str(run_dir / "best" / "model.py")],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        [sys.executable, "-I", "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
     assert "torch.Size([1, 10])" in result.stdout
@@ -173,7 +184,10 @@ def test_list_and_show_read_the_run(run_dir: Path, capsys):
     )
 
 
-def test_export_reproduces_validation_accuracy_with_weights_and_torchscript(run_dir: Path, tmp_path: Path):
+def test_export_reproduces_validation_accuracy_with_onnx_and_weights(run_dir: Path, tmp_path: Path, capsys):
+    """The ONNX file (data, checked against the sandbox) gives the reported accuracy with onnxruntime;
+    the PyTorch loader gives it too, running architecture.py only when it may: llmnas's own template
+    code, or the user's opt-in."""
     board = json.loads(
         subprocess.run(
             [sys.executable, "-m", "llmnas.cli", "show", str(run_dir), "--json"],
@@ -183,22 +197,38 @@ def test_export_reproduces_validation_accuracy_with_weights_and_torchscript(run_
         ).stdout
     )
     cid = board[-1]["candidate_id"]  # any candidate, not only the best
+    capsys.readouterr()
     assert main(["export", str(run_dir), "--candidate", cid, "--out", str(tmp_path / "x")]) == 0
+    printed = capsys.readouterr().out
     out = tmp_path / "x"
-    for name in ("model.py", "weights.pt", "weights.safetensors", "README.md", "model.torchscript.pt"):
-        assert (out / name).is_file(), name
-    assert cid in (out / "README.md").read_text() and "torch.jit.load" in (out / "README.md").read_text()
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(
+        ["model.py", "architecture.py", "weights.safetensors", "model.onnx", "README.md", "metrics.json"]
+    )
+    readme = (out / "README.md").read_text()
+    assert cid in readme and 'onnxruntime.InferenceSession("model.onnx"' in readme
+    assert printed.splitlines()[0] == str(out)
+    assert (
+        "data  model.onnx" in printed and "code  architecture.py" in printed and "code  model.py" in printed
+    )
+    data = load_dataset("digits", seed=3)
+    reported = board[-1]["val_acc"]
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    onnx_logits = session.run(None, {"input": data.x_val.astype(np.float32)})[0]
+    assert accuracy(onnx_logits, data.y_val) == pytest.approx(reported, abs=1e-9)
+
     spec = importlib.util.spec_from_file_location("exported", out / "model.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    data = load_dataset("digits", seed=3)
-    x = torch.from_numpy(data.x_val)
+    template = "generated from llmnas's own templates" in printed
+    assert template == ("generated from llmnas's own templates" in readme)
+    if not template:  # a mutated candidate: code no template rendered
+        assert "UNTRUSTED" in printed and "untrusted code" in readme
+        with pytest.raises(module.UntrustedCodeError, match="onnxruntime.InferenceSession"):
+            module.load()
     with torch.no_grad():
-        eager = module.load()(x).numpy()
-        traced = torch.jit.load(str(out / "model.torchscript.pt"))(x).numpy()
-    reported = board[-1]["val_acc"]
+        eager = module.load(trust_code=True)(torch.from_numpy(data.x_val)).numpy()
     assert accuracy(eager, data.y_val) == pytest.approx(reported, abs=1e-9)
-    assert accuracy(traced, data.y_val) == pytest.approx(reported, abs=1e-9)
     assert main(["export", str(run_dir), "--candidate", "nope", "--out", str(tmp_path / "y")]) == 2
 
 

@@ -433,3 +433,70 @@ def test_sweep_removes_only_stale_empty_groups():
     finally:
         stale.remove()
         fresh.remove()
+
+
+SLEEPER = """
+import time
+
+
+def build_model(input_shape, num_classes):
+    time.sleep(120)
+"""
+
+DRIVER = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from conftest import SANDBOX_LIMITS, load_dataset, make_job, write_worker_data
+from llmnas.execute.local import LocalPool
+data = load_dataset("digits", seed=0, max_samples=300)
+pool = LocalPool(1, SANDBOX_LIMITS.model_copy(update={"timeout_s": 120, "cpu_s": 200}))
+write_worker_data(pool.data_dir, data)
+pool.submit(make_job(pool, data, sys.argv[2]), Path(sys.argv[3]))
+print(pool.root, flush=True)
+time.sleep(300)
+"""
+
+
+def _inside(root: Path) -> list[int]:
+    """Pids whose working folder is inside ``root``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and os.readlink(entry / "cwd").startswith(f"{root}/"):
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_a_killed_drivers_pool_is_swept_by_the_next_pool(tmp_path):
+    """kill -9 of the driver mid-candidate: the next pool to start removes the folder (job file, data)
+    and kills what still runs in it; a live pool's folder is never touched."""
+    live = LocalPool(1, SANDBOX_LIMITS)
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(Path(__file__).parent), SLEEPER, str(tmp_path / "out")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        root = Path(driver.stdout.readline().strip())
+        end = time.monotonic() + 60
+        while not any(p.name.startswith("work-") for p in root.iterdir()) and time.monotonic() < end:
+            time.sleep(0.2)
+        time.sleep(2)  # the candidate is in build_model now
+        driver.kill()
+        driver.wait()
+        assert root.is_dir() and (root / "data").is_dir(), "nothing was left to sweep"
+        with LocalPool(1, SANDBOX_LIMITS) as after:
+            assert after.root.is_dir()
+        assert not root.exists(), "the dead driver's pool folder outlived the next pool's start"
+        assert live.root.is_dir() and (live.root / "owner.lock").is_file(), "a live pool was swept"
+        end = time.monotonic() + 10
+        while _inside(root) and time.monotonic() < end:
+            time.sleep(0.2)
+        assert _inside(root) == [], "processes of the dead pool still run"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            driver.kill()
+        driver.wait()
+        live.close()
+    assert not live.root.exists()

@@ -28,7 +28,8 @@ def _hogs(n: int = 2) -> list[subprocess.Popen]:
 
 
 def test_same_seed_gives_the_same_run_under_cpu_load(tmp_path):
-    """One run on a quiet machine, one beside two busy processes: the same decisions and scores."""
+    """One run on a quiet machine, one beside two busy processes: the same decisions and scores; another
+    seed decides differently."""
     cfg = RunConfig(
         requirements=REQ,
         data="digits",
@@ -48,6 +49,10 @@ def test_same_seed_gives_the_same_run_under_cpu_load(tmp_path):
             hog.wait()
     assert _trajectory(quiet.run_dir) == _trajectory(loaded.run_dir)
     assert _learning_state(quiet.run_dir) == _learning_state(loaded.run_dir)
+    other = start(
+        cfg.model_copy(update={"seed": 4}), tmp_path / "other", progress=False, announce=lambda _: None
+    )
+    assert _trajectory(other.run_dir) != _trajectory(quiet.run_dir), "the seed changed nothing"
 
 
 def _fit(cfg: TrainConfig, deadline: float | None = None):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import pytest
 from conftest import logged
@@ -25,8 +27,15 @@ def _eval(tmp_path, code: str, *extra: str, capsys) -> tuple[int, dict]:
     return status, json.loads(capsys.readouterr().out)
 
 
+def _temp_folders() -> set[Path]:
+    return {p for p in Path(tempfile.gettempdir()).iterdir() if p.name.startswith("llmnas-eval-")}
+
+
 def test_eval_reports_every_metric(tmp_path, capsys):
+    before = _temp_folders()
     status, out = _eval(tmp_path, SMALL_CNN, capsys=capsys)
+    assert _temp_folders() <= before, "eval without --out left folders in the temp folder"
+    assert "folder" not in out
     assert status == 0 and out["ok"]
     m = out["metrics"]
     assert m["params"] == 8 * 9 + 8 + 8 * 64 * 10 + 10

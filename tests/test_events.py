@@ -140,6 +140,10 @@ def test_text_from_candidates_is_escaped_everywhere_it_is_shown(tmp_path: Path):
     assert "\x1b" not in raw and "\r" not in raw and "\x9b" not in raw
     text = prompts.render("repair", code=attack, stage="crash", message=attack, contract="c", spec="s")
     assert "\x1b" not in text and "\\x1b[2K" in text
+    (tmp_path / "r" / "candidates" / "abc").mkdir()
+    (tmp_path / "r" / "candidates" / "abc" / "stdout.txt").write_text(attack)  # what the candidate printed
+    page = render_report(tmp_path / "r").read_text()
+    assert "\x1b" not in page and "\x9b" not in page and "\\x1b[32mok val" in page
 
 
 def test_every_line_the_store_writes_reads_back(tmp_path: Path):

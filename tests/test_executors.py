@@ -16,6 +16,7 @@ from pathlib import Path
 import executor_contract as contract
 import pytest
 
+from llmnas.errors import UserError
 from llmnas.execute.local import LocalPool
 from llmnas.execute.ray import RayExecutor, import_ray
 from llmnas.task.datasets import load_dataset
@@ -164,7 +165,7 @@ def test_ray_refuses_gpus_the_cluster_does_not_have(ray_instance):
 
 def test_missing_ray_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
-    with pytest.raises(ImportError, match=r"llmnas\[ray\]"):
+    with pytest.raises(UserError, match=r"llmnas\[ray\]"):
         import_ray()
 
 

@@ -17,6 +17,7 @@ from llmnas.candidate import checks as validate
 from llmnas.candidate.extract import extract_code
 from llmnas.llm.chat import HFChat
 from llmnas.propose import finetune
+from llmnas.propose import tuner as tuner_module
 from llmnas.propose.finetune import (
     completion_nll,
     encode,
@@ -172,10 +173,11 @@ def test_finetuner_every_k_events_and_resume(tiny_model, tmp_path):
     path = tuner.maybe_finetune(run, 5)
     assert path == run / "adapters" / "adapter-001" and latest_adapter(run) == path
     assert tuner.maybe_finetune(run, 7) is None  # not another 4 evaluations yet
-    (event,) = events
+    (logged,) = events
+    event = logged.model_dump(mode="json")
     assert event["type"] == "finetune" and event["ok"] and event["evaluations"] == 5
-    assert event["examples"] == 4 and event["adapter"] == "adapters/adapter-001"
-    assert {"loss_before", "loss_after", "seconds", "peak_rss_mb", "steps"} <= set(event)
+    assert event["stats"]["examples"] == 4 and event["adapter"] == "adapters/adapter-001"
+    assert {"loss_before", "loss_after", "seconds", "peak_rss_mb", "steps"} <= set(event["stats"])
     json.dumps(event)  # fit for events.jsonl
 
     # a resumed run loads the same adapter, knows when it was trained, and sees identical outputs
@@ -204,9 +206,9 @@ def test_a_failed_round_keeps_the_previous_adapter(tiny_model, tmp_path, monkeyp
         chat.model = chat.model.unload()  # half-way through: the adapter is already off
         raise RuntimeError("CUDA out of memory")
 
-    monkeypatch.setattr(finetune, "finetune_lora", broken)
+    monkeypatch.setattr(tuner_module, "finetune_lora", broken)
     assert tuner.maybe_finetune(run, 8) is None
-    assert events[-1]["ok"] is False and "out of memory" in events[-1]["error"]
+    assert events[-1].ok is False and "out of memory" in events[-1].error
     assert torch.allclose(_greedy_logits(chat), before) and tuner.adapter == run / "adapters" / "adapter-001"
     assert not tuner.due(11) and tuner.due(12)  # the next try waits for another K evaluations
 
@@ -270,13 +272,13 @@ def test_a_random_model_learns_to_write_valid_candidates(tmp_path, one_thread):
     options = FinetuneOptions(every=128, top_fraction=0.5, steps=250, lr=1.5e-2, rank=16, alpha=32,
                               batch_size=4, max_length=1024, seed=0)  # fmt: skip
     adapter = FineTuner(chat, options, on_event=events.append).maybe_finetune(run, 128)
-    assert adapter is not None and events[0]["examples"] == 64
+    assert adapter is not None and events[0].stats["examples"] == 64
 
     rate_after, valid = valid_rate(chat, messages, n=16)
     nll_after = completion_nll(chat, pairs, max_length=1024)
     print(
         f"\nvalid rate {rate_before:.0%} -> {rate_after:.0%}; held-out NLL/token {nll_before:.2f} -> "
-        f"{nll_after:.2f}; training {events[0]['seconds']:.1f}s; peak RSS {peak_rss_mb():.0f} MiB; "
+        f"{nll_after:.2f}; training {events[0].stats['seconds']:.1f}s; peak RSS {peak_rss_mb():.0f} MiB; "
         f"total {time.perf_counter() - start:.0f}s"
     )
     assert rate_before == 0.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +19,9 @@ from sandbox.protocol import TrainConfig
 QUIET = {"progress": False, "announce": lambda _: None}
 
 
-@pytest.fixture()
-def run(tmp_path) -> Path:
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory) -> Path:
+    """One finished search per module; each test refines its own copy."""
     cfg = RunConfig(
         requirements="classify digits; under 20k parameters",
         data="digits",
@@ -29,7 +31,12 @@ def run(tmp_path) -> Path:
         seed=2,
         train=TrainConfig(max_steps=60),
     )
-    return start(cfg, tmp_path / "run", **QUIET).run_dir
+    return start(cfg, tmp_path_factory.mktemp("refine") / "run", **QUIET).run_dir
+
+
+@pytest.fixture()
+def run(searched: Path, tmp_path) -> Path:
+    return Path(shutil.copytree(searched, tmp_path / "run"))
 
 
 def _state(run: Path) -> dict:
@@ -83,7 +90,10 @@ def test_interactive_refinement_reads_feedback_between_rounds(run: Path):
     events = logged(run)
     assert [e["spec"]["max_params"] for e in events if e["type"] == "refine"] == [15_000, 9_000]
     assert events[-1]["type"] == "stopped" or any(e.get("reason") == "stopped by the user" for e in events)
-    assert _state(run)["proposed"] == 6 + 3 * 2  # three rounds of two, then "q" before the fourth
+    refined_at = next(i for i, e in enumerate(events) if e["type"] == "refine")
+    assert sum(e["type"] == "round" for e in events[refined_at:]) == 3  # three rounds, then "q"
+    refunded = _state(run)["stats"]["refunded"]  # over the new limit before training: not counted
+    assert 6 + 3 * 2 - refunded <= _state(run)["proposed"] <= 6 + 3 * 2
     assert all(r["params"] <= 9_000 for r in leaderboard(run))
 
 

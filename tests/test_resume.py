@@ -1,4 +1,4 @@
-"""Exact resume after kill -9, and determinism: same seed and same replies give the same run."""
+"""Exact resume after kill -9 (same-seed determinism is in test_determinism.py)."""
 
 from __future__ import annotations
 
@@ -13,15 +13,12 @@ from pathlib import Path
 import pytest
 from conftest import logged
 
-from llmnas.config import RunConfig
 from llmnas.errors import UserError
-from llmnas.run import start
 from llmnas.runs.events import ProposalEvent, RoundEvent
 from llmnas.runs.store import RunStore
-from sandbox.protocol import TrainConfig
 
 REQ = "classify digits; under 20k parameters"
-COMMON = ["--data", "digits", "--max-samples", "500", "--workers", "2", "--steps", "80", "--seed", "5"]
+COMMON = ["--data", "digits", "--max-samples", "300", "--workers", "2", "--steps", "40", "--seed", "5"]
 
 
 def _trajectory(run: Path) -> list[tuple]:
@@ -69,29 +66,9 @@ def _cli(*args: str, cwd: Path) -> subprocess.Popen:
     )
 
 
-def test_same_seed_gives_the_same_run(tmp_path):
-    cfg = RunConfig(
-        requirements=REQ,
-        data="digits",
-        max_samples=500,
-        budget=6,
-        workers=2,
-        seed=11,
-        train=TrainConfig(max_steps=60),
-    )
-    a = start(cfg, tmp_path / "a", progress=False, announce=lambda _: None)
-    b = start(cfg, tmp_path / "b", progress=False, announce=lambda _: None)
-    assert _trajectory(a.run_dir) == _trajectory(b.run_dir)
-    assert _learning_state(a.run_dir) == _learning_state(b.run_dir)
-    other = start(
-        cfg.model_copy(update={"seed": 12}), tmp_path / "c", progress=False, announce=lambda _: None
-    )
-    assert _trajectory(other.run_dir) != _trajectory(a.run_dir)
-
-
-@pytest.mark.parametrize("kill_after", [3, 7])
+@pytest.mark.parametrize("kill_after", [2, 4])
 def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, kill_after):
-    budget = "10"
+    budget = "6"
     reference = _cli("search", REQ, *COMMON, "--budget", budget, "--out", str(tmp_path / "ref"), cwd=tmp_path)
     victim = _cli("search", REQ, *COMMON, "--budget", budget, "--out", str(tmp_path / "run"), cwd=tmp_path)
     events = tmp_path / "run" / "events.jsonl"
@@ -135,7 +112,7 @@ def test_a_line_cut_by_a_kill_is_ignored_and_repaired(tmp_path):
 
 
 def test_a_new_run_refuses_to_overwrite_an_existing_one(tmp_path):
-    RunStore.create(tmp_path / "r", {}, "x").append({"type": "proposal"})
+    RunStore.create(tmp_path / "r", {}, "x").append(ProposalEvent(round=0, slot=0, operator="generate"))
     with pytest.raises(UserError, match="llmnas resume"):
         RunStore.create(tmp_path / "r", {}, "x")
 

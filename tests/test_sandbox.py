@@ -58,6 +58,7 @@ from llmnas.engine.scoring import score
 from llmnas.execute.local import LocalPool, output_limits
 from llmnas.propose.base import Proposal
 from llmnas.run import make_spec
+from llmnas.runs.export import BestExport
 from llmnas.runs.store import RunStore
 from llmnas.task.datasets import Dataset
 from llmnas.task.spec import TaskSpec
@@ -659,7 +660,9 @@ def _search(pool: LocalPool, digits: Dataset, folder: Path, codes: list[str], ma
         spec = spec.model_copy(update={"max_params": max_params})
     store = RunStore.create(folder, {"config": cfg.model_dump(mode="json")}, cfg.requirements)
     try:
-        result = Search(cfg, spec, digits, ListProposer(codes), pool, store, progress=False).run(cfg.budget)
+        result = Search(
+            cfg, spec, digits, ListProposer(codes), pool, store, progress=False, listeners=[BestExport()]
+        ).run(cfg.budget)
     finally:
         store.close()
     return result, logged(store.folder)
@@ -733,6 +736,7 @@ def test_a_search_continues_around_hostile_candidates(
     assert cheat["ok"] and cheat["metrics"]["val_acc"] < CHANCE and cheat["metrics"]["test_acc"] < CHANCE
     assert result.best is not None and result.best.candidate_id in (_id(GOOD_CNN), _id(GOOD_MLP))
     assert (tmp_path / "run" / "best" / "model.py").is_file()
+    assert not [p.name for p in (tmp_path / "run" / "best").iterdir() if p.suffix in (".pt", ".pth", ".pkl")]
 
 
 def test_a_forged_result_cannot_derail_a_search(pool: LocalPool, digits: Dataset, tmp_path, monkeypatch):

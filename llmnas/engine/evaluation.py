@@ -124,6 +124,9 @@ class Evaluator:
         futures = {self._submit(cid, code): i for i, (cid, code) in todo.items() if cid not in self.done}
         for fut in self.wait(futures):
             cid = todo[futures[fut]][0]
+            if fut.exception() is not None:
+                self.store.check_present()  # a deleted run folder says so, anything else is a bug
+                raise fut.exception()
             self._record(
                 judge(fut.result(), self.store.candidate_dir(cid), self.data, self.spec, self.cfg, round_)
             )

@@ -36,7 +36,7 @@ from llmnas.engine.policy import Policy
 from llmnas.engine.reward import failure_reward, reward, violations
 from llmnas.errors import RunFailed
 from llmnas.execute.base import Executor
-from llmnas.llm.chat import BudgetExhausted, EndpointDown
+from llmnas.llm.chat import BudgetExhausted, EndpointDown, RunEnding
 from llmnas.propose.base import Action, Parent, Proposal, Proposer
 from llmnas.runs.events import REPORTED_ONLY, EvaluationEvent, ProposalEvent, RoundEvent, StoppedEvent
 from llmnas.runs.store import RunStore
@@ -280,13 +280,19 @@ class Search:
         back to the budget (at most ``budget`` of them in a run): neither wastes an evaluation."""
         seen: set[str] = set()
         slots: list[_Slot] = []
-        for _ in range(n):
-            for attempt in range(REPROPOSALS + 1):
-                slot = self._next(len(slots), seen)
-                slots.append(slot)
-                if slot.proposal.stage != "duplicate":
-                    break
-                slot.free = attempt < REPROPOSALS
+        ending: RunEnding | None = None  # the model's budget or endpoint ended the run mid-round
+        try:
+            for _ in range(n):
+                for attempt in range(REPROPOSALS + 1):
+                    slot = self._next(len(slots), seen)
+                    slots.append(slot)
+                    if slot.proposal.stage != "duplicate":
+                        break
+                    slot.free = attempt < REPROPOSALS
+        except RunEnding as exc:
+            if not slots:
+                raise
+            ending = exc  # what was proposed is still evaluated and recorded
         live = {i: (s.candidate_id, s.proposal.code) for i, s in enumerate(slots) if s.live}
         evaluated = self.evaluator.evaluate(self.round, live)
         for i, slot in enumerate(slots):
@@ -318,6 +324,8 @@ class Search:
             )
         )
         self.store.save_state(*self._state())
+        if ending is not None:
+            raise ending
 
     def _learn(self, slot: _Slot, outcome: EvaluationEvent | None) -> None:
         p, cid = slot.proposal, slot.candidate_id

@@ -19,10 +19,10 @@ from pydantic import ValidationError
 from sandbox.protocol import (
     ARTEFACT_BYTES,
     MAX_RESULT_BYTES,
+    ONNX_FILE,
     PRED_FILES,
     RESULT_FILE,
     STDOUT_FILE,
-    TORCHSCRIPT_FILE,
     WEIGHTS_FILE,
     Job,
     Limits,
@@ -71,7 +71,7 @@ def output_limits(limits: Limits) -> dict[str, int]:
     """The files a worker may hand back for a candidate, with the most bytes each may hold."""
     return {
         RESULT_FILE: MAX_RESULT_BYTES,
-        **dict.fromkeys((*PRED_FILES.values(), WEIGHTS_FILE, TORCHSCRIPT_FILE), ARTEFACT_BYTES),
+        **dict.fromkeys((*PRED_FILES.values(), WEIGHTS_FILE, ONNX_FILE), ARTEFACT_BYTES),
         STDOUT_FILE: max(limits.stdout_bytes, 1),
     }
 

@@ -25,7 +25,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 
-from llmnas.execute.base import clear_outputs, failure_from_status, output_limits, take_file, verdict
+from llmnas.execute import stale
+from llmnas.execute.base import (
+    clear_outputs,
+    failure_from_status,
+    output_limits,
+    take_file,
+    verdict,
+)
 from sandbox.cleanup import remove_tree
 from sandbox.protocol import (
     Job,
@@ -199,10 +206,14 @@ class LocalPool:
             raise ValueError(f"unknown executor mode {mode!r}: use 'zygote' or 'fresh'")
         self.workers = workers or os.cpu_count() or 1
         self.limits = limits or Limits()
-        self.root = Path(tempfile.mkdtemp(prefix="llmnas-sandbox-"))
+        for swept in stale.sweep_stale():
+            log.warning("removed the sandbox folder %s left by a driver that died", swept)
+        self.root = Path(tempfile.mkdtemp(prefix=stale.PREFIX))
         self.root.chmod(0o711)
         self.data_dir = self.root / "data"
         base = _uid_base()
+        uids = range(0) if base is None else range(base, base + self.workers)
+        self._owner = stale.claim(self.root, uids)
         self._slots: queue.Queue[_Slot] = queue.Queue()
         self._all: list[_Slot] = []
         for i in range(self.workers):
@@ -268,6 +279,7 @@ class LocalPool:
             slot.stop()
         if not remove_tree(self.root):
             log.warning("could not remove the sandbox folder %s", self.root)
+        stale.release(self._owner)
 
     def __enter__(self) -> LocalPool:
         return self

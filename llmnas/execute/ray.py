@@ -27,7 +27,6 @@ import logging
 import os
 import queue
 import shutil
-import signal
 import tempfile
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,6 +35,7 @@ from typing import Any
 
 from llmnas.errors import UserError
 from llmnas.execute.base import clear_outputs, crash_result, output_limits, verdict
+from llmnas.execute.stale import sweep_sandbox
 from sandbox.protocol import (
     DATA_FILES,
     RESULT_FILE,
@@ -137,21 +137,6 @@ class _Evaluator:
 
     def close(self) -> None:
         self.pool.close()
-
-
-def sweep_sandbox(root: Path) -> bool:
-    """Kill every process working inside a local pool's folder ``root``, then remove the folder."""
-    root = Path(root)
-    if not root.name.startswith("llmnas-sandbox-") or root.parent != Path(tempfile.gettempdir()):
-        return False
-    inside = str(root) + os.sep
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            with contextlib.suppress(OSError):
-                if os.readlink(f"/proc/{entry.name}/cwd").startswith(inside):
-                    os.kill(int(entry.name), signal.SIGKILL)
-    shutil.rmtree(root, ignore_errors=True)
-    return True
 
 
 class _Seat:

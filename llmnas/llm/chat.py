@@ -214,9 +214,8 @@ class OpenAIChat:
                 continue
             if not error.retryable or attempt >= tries:
                 if error.retryable:
-                    raise LLMError(
-                        f"{error} (gave up after {attempt + 1} attempts)", retryable=True
-                    ) from None
+                    message = f"{error} (gave up after {attempt + 1} attempts)"
+                    raise LLMError(message, retryable=True, kind=error.kind) from None
                 raise error
             delay = self._delay(attempt, retry_after)
             attempt += 1

@@ -37,6 +37,7 @@ from llmnas.runs.read import (
     summary,
 )
 from llmnas.runs.store import write_atomic
+from llmnas.safe_text import escape_controls
 from sandbox.protocol import STDOUT_FILE
 
 log = logging.getLogger("llmnas")
@@ -149,8 +150,9 @@ def _link(cid: str | None, anchors: dict[str, str]) -> str:
 
 
 def _read(path: Path, limit: int, tail: bool = False) -> str | None:
+    """A file a candidate or model wrote, cut to ``limit`` characters, control characters escaped."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = escape_controls(path.read_text(encoding="utf-8", errors="replace"))
     except OSError:
         return None
     if len(text) <= limit:

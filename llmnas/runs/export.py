@@ -1,80 +1,113 @@
-"""A candidate as a standalone bundle: model.py (imports only torch), weights, README."""
+"""A candidate as a standalone bundle for its users, and the files `llmnas eval --out` leaves.
+
+What a bundle holds, and what of it is code (see README's SECURITY section):
+
+- ``model.onnx`` (data): the trained network as an ONNX graph, traced in the sandbox's scoring process
+  and kept only when ``runs/onnx_check`` loads it with onnxruntime (standard operators, CPU) and it
+  reproduces the sandbox's own validation predictions. The safe way to run the model.
+- ``weights.safetensors`` (data), ``metrics.json``, ``README.md``.
+- ``architecture.py`` (code): the candidate's source as it was evaluated. Written by a language model
+  unless llmnas rendered it from its own templates (``propose/space.render``, re-rendered here from the
+  proposal's decisions and compared).
+- ``model.py`` (code, written by llmnas): the loader. Importing it runs nothing of architecture.py;
+  ``load()`` runs architecture.py only with ``trust_code=True`` or ``LLMNAS_TRUST_CODE=1``, or when the
+  file is llmnas's own template output, unchanged since the export (its sha256 is pinned in model.py).
+
+Nothing the sandbox wrote runs here, and no code artefact of the sandbox (TorchScript, pickles) is
+handed out.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_file
+import numpy as np
 
 from llmnas.errors import UserError
-from llmnas.runs.events import EvaluationEvent
+from llmnas.runs import bundle_text as text
+from llmnas.runs.events import EvaluationEvent, ProposalEvent
 from llmnas.runs.layout import CODE, RunLayout
-from sandbox.protocol import TORCHSCRIPT_FILE, WEIGHTS_FILE
+from llmnas.runs.onnx_check import OnnxCheck, check_onnx
+from sandbox.protocol import ONNX_FILE, ONNX_INPUT, PRED_FILES, RESULT_FILE, STDOUT_FILE, WEIGHTS_FILE
 
 log = logging.getLogger("llmnas")
 
-_LOADER = '''
-
-# --- added by llmnas: load the trained weights -------------------------------------------
-INPUT_SHAPE = {input_shape!r}
-NUM_CLASSES = {num_classes!r}
-
-
-def load(weights=None):
-    """The trained model in eval mode; ``weights`` defaults to weights.pt beside this file."""
-    import os
-
-    import torch
-
-    path = weights or os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights.pt")
-    if "build_model" in globals():
-        model = build_model(INPUT_SHAPE, NUM_CLASSES)
-    else:
-        try:
-            model = Model(INPUT_SHAPE, NUM_CLASSES)
-        except TypeError:
-            model = Model()
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return model.eval()
+LOADER_FILE = "model.py"  # written by llmnas
+CODE_FILE = "architecture.py"  # the candidate's code
+README_FILE, METRICS_FILE = "README.md", "metrics.json"
+BUNDLE_FILES = (LOADER_FILE, CODE_FILE, WEIGHTS_FILE, ONNX_FILE, README_FILE, METRICS_FILE)
+# What older versions put in a bundle: removed when a folder is exported again (best/ each round).
+LEGACY_FILES = ("weights.pt", "model.torchscript.pt")
+TRUST_ENV = "LLMNAS_TRUST_CODE"
 
 
-if __name__ == "__main__":
-    import torch
+@dataclass(frozen=True)
+class Exported:
+    """What an export wrote, for the CLI and the caller: where, whether model.onnx is in, which code."""
 
-    net = load()
-    print(net(torch.zeros(1, *INPUT_SHAPE)).shape)
-'''
+    folder: Path
+    candidate_id: str
+    onnx: OnnxCheck
+    template: bool  # architecture.py is llmnas's own template output
+    files: dict[str, str] = field(default_factory=dict)  # name -> "data" or "code"
 
-_README = """# {title}
+    def lines(self) -> list[str]:
+        """The export for people: each file as data or code, the safe way to run the model."""
+        out = [str(self.folder)]
+        if self.onnx.ok:
+            out.append(f"  data  {ONNX_FILE:<20} the network as an ONNX graph, checked: {self.onnx.note}")
+        else:
+            out.append(f"  --    {ONNX_FILE:<20} not exported: {self.onnx.note}")
+        out.append(f"  data  {WEIGHTS_FILE:<20} trained weights")
+        out.append(f"  data  {README_FILE + ', ' + METRICS_FILE:<20} how to use it, metrics")
+        out.append(f"  code  {LOADER_FILE:<20} loader written by llmnas (importing it runs nothing else)")
+        if self.template:
+            out.append(f"  code  {CODE_FILE:<20} generated from llmnas's own templates; load() runs it")
+        else:
+            out.append(
+                f"  code  {CODE_FILE:<20} UNTRUSTED: written by a language model; "
+                f"load() runs it only with trust_code=True or {TRUST_ENV}=1"
+            )
+        if self.onnx.ok:
+            out.append(f'  run it safely: onnxruntime.InferenceSession("{self.folder / ONNX_FILE}")')
+        return out
 
-Candidate `{candidate_id}` from run `{run}`.
 
-| metric | value |
-|---|---|
-{rows}
+def rendered_by_llmnas(code: str, modality: str | None, decisions) -> bool:
+    """Whether ``code`` is exactly what llmnas's own templates render from ``decisions``. Decisions only
+    index fixed choice tables (``propose/space``), so whatever they are (a run log can be edited), a
+    match means the code is llmnas's template output."""
+    if not decisions or not modality:
+        return False
+    from llmnas.candidate.checks import normalise
+    from llmnas.propose import space
 
-## Use
-
-```python
-import torch
-from model import load            # model.py imports only torch
-
-net = load()                      # reads weights.pt beside model.py
-logits = net(torch.zeros(1, *{input_shape!r}))   # input shape {input_shape!r}, {num_classes} classes
-```
-
-`weights.safetensors` holds the same tensors for `safetensors.torch.load_file`.
-{extra}"""
+    try:
+        rendered = space.render(modality, tuple(int(d) for d in decisions))
+        forms = {rendered.strip(), normalise(rendered).strip()}
+    except (ValueError, IndexError, KeyError, TypeError):
+        return False
+    return code.strip() in forms
 
 
-_TORCHSCRIPT_NOTE = f"""
-`{TORCHSCRIPT_FILE}` is a TorchScript trace of the trained model (batch of any size, same input shape):
-`torch.jit.load("{TORCHSCRIPT_FILE}")` runs it without model.py. It was produced in the sandbox.
-"""
+def _check_candidate_onnx(
+    src: Path, x_val: np.ndarray | None, input_shape: tuple[int, ...]
+) -> tuple[OnnxCheck, Path | None]:
+    onnx = src / ONNX_FILE
+    if not onnx.is_file():
+        return OnnxCheck(False, "the sandbox wrote none (the model did not export to ONNX)"), None
+    if x_val is None:
+        return OnnxCheck(False, "it could not be checked (the run's validation data is not available)"), None
+    try:
+        pred = np.load(src / PRED_FILES["val"], allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        return OnnxCheck(False, f"it could not be checked (no readable validation predictions: {exc})"), None
+    return check_onnx(onnx, x_val, pred, tuple(input_shape)), onnx
 
 
 def export_candidate(
@@ -86,36 +119,93 @@ def export_candidate(
     num_classes: int,
     metrics: dict,
     title: str = "llmnas model",
-) -> Path:
-    """Write model.py, weights.safetensors, weights.pt and README.md into ``out_dir``."""
+    x_val: np.ndarray | None = None,
+    modality: str | None = None,
+    decisions=(),
+) -> Exported:
+    """Write the bundle (``BUNDLE_FILES``) into ``out_dir``. ``x_val``: the validation inputs, to check
+    the sandbox's ONNX against its predictions (without them the export holds no ONNX).
+    ``modality``/``decisions``: the proposal's, to recognise llmnas's own template code."""
     src = RunLayout(run_dir).candidate(candidate_id)
     if not (src / WEIGHTS_FILE).is_file():
         raise UserError(f"candidate {candidate_id} has no trained weights in {src}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for name in (*BUNDLE_FILES, *LEGACY_FILES):  # a folder exported before (best/) keeps nothing stale
+        (out_dir / name).unlink(missing_ok=True)
+    input_shape = tuple(input_shape)
     code = (src / CODE).read_text().rstrip() + "\n"
-    (out_dir / CODE).write_text(
-        code + _LOADER.format(input_shape=tuple(input_shape), num_classes=num_classes)
-    )
+    template = rendered_by_llmnas(code, modality, decisions)
+    header = text.TEMPLATE_HEADER.format(decisions=list(decisions)) if template else text.UNTRUSTED_HEADER
+    source = (header + "\n" + code).encode("utf-8")
+    (out_dir / CODE_FILE).write_bytes(source)
     shutil.copyfile(src / WEIGHTS_FILE, out_dir / WEIGHTS_FILE)
-    torch.save(load_file(src / WEIGHTS_FILE), out_dir / "weights.pt")
-    traced = (src / TORCHSCRIPT_FILE).is_file()
-    if traced:
-        shutil.copyfile(src / TORCHSCRIPT_FILE, out_dir / TORCHSCRIPT_FILE)
+    onnx, onnx_src = _check_candidate_onnx(src, x_val, input_shape)
+    if onnx.ok and onnx_src is not None:
+        shutil.copyfile(onnx_src, out_dir / ONNX_FILE)
+    elif onnx_src is not None:
+        log.warning("%s: no %s in the export: %s", candidate_id, ONNX_FILE, onnx.note)
+    (out_dir / LOADER_FILE).write_text(
+        text.LOADER.format(
+            code_file=CODE_FILE,
+            weights_file=WEIGHTS_FILE,
+            onnx_file=ONNX_FILE,
+            trust_env=TRUST_ENV,
+            input_shape=input_shape,
+            num_classes=num_classes,
+            template_sha=hashlib.sha256(source).hexdigest() if template else None,
+            provenance=(
+                "generated by llmnas from its own templates."
+                if template
+                else "UNTRUSTED CODE written by a language model."
+            ),
+            when="while it is the unchanged template output" if template else "only when you opt in",
+        )
+    )
+    kinds = {
+        ONNX_FILE: "data",
+        WEIGHTS_FILE: "data",
+        METRICS_FILE: "data",
+        README_FILE: "text",
+        LOADER_FILE: "code (llmnas)",
+        CODE_FILE: "code (llmnas template)" if template else "code (UNTRUSTED: written by a language model)",
+    }
+    if not onnx.ok:
+        del kinds[ONNX_FILE]
+    whats = {
+        ONNX_FILE: f"the trained network as an ONNX graph; {onnx.note}",
+        WEIGHTS_FILE: "the trained weights",
+        METRICS_FILE: "the metrics above",
+        README_FILE: "this file",
+        LOADER_FILE: f"loader written by llmnas; importing it runs nothing of `{CODE_FILE}`",
+        CODE_FILE: "the network's PyTorch code, as evaluated",
+    }
     rows = "\n".join(f"| {k} | {_fmt(v)} |" for k, v in metrics.items() if v is not None)
-    (out_dir / "README.md").write_text(
-        _README.format(
+    fmt = {
+        "onnx_file": ONNX_FILE,
+        "onnx_input": ONNX_INPUT,
+        "code_file": CODE_FILE,
+        "weights_file": WEIGHTS_FILE,
+        "input_shape": input_shape,
+        "num_classes": num_classes,
+        "note": onnx.note,
+        "decisions": list(decisions),
+    }
+    (out_dir / README_FILE).write_text(
+        text.README.format(
             title=title,
             candidate_id=candidate_id,
             run=Path(run_dir).name,
             rows=rows,
-            input_shape=tuple(input_shape),
-            num_classes=num_classes,
-            extra=_TORCHSCRIPT_NOTE if traced else "",
+            files="\n".join(f"| `{name}` | {kind} | {whats[name]} |" for name, kind in kinds.items()),
+            onnx_section=(text.ONNX_USE if onnx.ok else text.NO_ONNX).format(**fmt),
+            code_section=(text.CODE_TEMPLATE if template else text.CODE_UNTRUSTED).format(**fmt),
+            code_file=CODE_FILE,
+            weights_file=WEIGHTS_FILE,
         )
     )
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    return out_dir
+    (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=1))
+    return Exported(out_dir, candidate_id, onnx, template, kinds)
 
 
 def _fmt(v) -> str:
@@ -126,13 +216,16 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def export_run(run_dir: Path, out_dir: Path, candidate_id: str | None = None) -> Path:
+def export_run(run_dir: Path, out_dir: Path, candidate_id: str | None = None) -> Exported:
     """Export one evaluated candidate of a run (default: the leaderboard's first)."""
+    from llmnas.config import RunConfig
+    from llmnas.run import load_data
     from llmnas.runs.read import leaderboard
     from llmnas.runs.store import RunStore
 
     store = RunStore.open(run_dir)
-    evaluations = {e.candidate_id: e for e in store.replay().of(EvaluationEvent) if e.ok}
+    log_so_far = store.replay()
+    evaluations = {e.candidate_id: e for e in log_so_far.of(EvaluationEvent) if e.ok}
     if candidate_id is None:
         rows = leaderboard(run_dir)
         if not rows:
@@ -140,7 +233,17 @@ def export_run(run_dir: Path, out_dir: Path, candidate_id: str | None = None) ->
         candidate_id = rows[0]["candidate_id"]
     if candidate_id not in evaluations:
         raise UserError(f"--candidate {candidate_id}: no passing evaluation of that id in {run_dir}")
-    spec = store.run_info["spec"]
+    info = store.run_info
+    spec = info["spec"]
+    decisions = next(
+        (p.decisions for p in log_so_far.of(ProposalEvent) if p.candidate_id == candidate_id and p.decisions),
+        [],
+    )
+    try:
+        x_val = load_data(RunConfig.model_validate(info["config"])).x_val
+    except Exception as exc:  # noqa: BLE001 - the data moved or cannot be read: export without ONNX
+        log.warning("cannot load the run's data to check %s: %s", ONNX_FILE, exc)
+        x_val = None
     metrics = evaluations[candidate_id].metrics.numbers()
     return export_candidate(
         run_dir,
@@ -150,6 +253,9 @@ def export_run(run_dir: Path, out_dir: Path, candidate_id: str | None = None) ->
         num_classes=spec["num_classes"],
         metrics={"candidate": candidate_id, **metrics},
         title=f"llmnas model {candidate_id}",
+        x_val=x_val,
+        modality=spec.get("modality"),
+        decisions=decisions,
     )
 
 
@@ -178,7 +284,45 @@ class BestExport:
                 num_classes=search.data.num_classes,
                 metrics={"candidate": best.candidate_id, **reported, "reward": best.reward},
                 title=f"Best model so far: {search.spec.text[:80]}",
+                x_val=search.data.x_val,
+                modality=search.spec.modality,
+                decisions=search.decisions.get(best.candidate_id, ()),
             )
             self.exported = best.candidate_id
         except Exception as exc:  # noqa: BLE001 - a bad artefact must not end the search
             log.warning("could not write best/ for %s: %s", best.candidate_id, exc)
+
+
+# --------------------------------------------------------------------------- llmnas eval --out
+EVAL_FILES = {  # what a worker may leave in an `eval --out` folder, and what each is
+    RESULT_FILE: "data: the sandbox's report (validated JSON)",
+    PRED_FILES["val"]: "data: validation predictions (.npy)",
+    PRED_FILES["test"]: "data: test predictions (.npy)",
+    WEIGHTS_FILE: "data: trained weights",
+    ONNX_FILE: "data: the network as an ONNX graph",
+    STDOUT_FILE: "text the candidate printed (untrusted text, not code)",
+}
+
+
+def check_eval_onnx(folder: Path, x_val: np.ndarray, input_shape: tuple[int, ...]) -> OnnxCheck:
+    """For ``eval --out``: keep the worker's model.onnx only when it passes the same check as an export
+    (it is removed otherwise)."""
+    check, onnx = _check_candidate_onnx(Path(folder), x_val, input_shape)
+    if not check.ok and onnx is not None:
+        onnx.unlink(missing_ok=True)
+    return check
+
+
+def eval_file_lines(folder: Path, code_file: Path, onnx: OnnxCheck | None) -> list[str]:
+    """For ``eval --out``: each file the folder holds as data or text, and where the code is."""
+    folder = Path(folder)
+    out = [f"files in {folder} (none of them is code; the code is {code_file}):"]
+    for name, what in EVAL_FILES.items():
+        if (folder / name).is_file():
+            note = f", checked: {onnx.note}" if name == ONNX_FILE and onnx is not None else ""
+            out.append(f"  {name:<20} {what}{note}")
+    if onnx is not None and not onnx.ok:
+        out.append(f"  {'(no ' + ONNX_FILE + ')':<20} {onnx.note}")
+    if (folder / ONNX_FILE).is_file():
+        out.append(f'  run it without code: onnxruntime.InferenceSession("{folder / ONNX_FILE}")')
+    return out

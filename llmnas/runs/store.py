@@ -7,13 +7,14 @@ read a run's predictions.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import tempfile
 from pathlib import Path
 
-from llmnas.errors import UserError
+from llmnas.errors import RunFailed, UserError
 from llmnas.runs.events import Replay, _Event, dump, now, replay
 from llmnas.runs.layout import CODE, PROMPT, REPLY, RunLayout
 
@@ -45,10 +46,15 @@ class RunStore:
         paths = RunLayout(folder)
         if paths.events.exists():
             raise UserError(f"{folder} already holds a run: use `llmnas resume {folder}` or another --out")
-        paths.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        paths.candidates.mkdir(exist_ok=True, mode=0o700)
-        write_atomic(paths.run_info, json.dumps(run_info, indent=1, default=str))
-        write_atomic(paths.requirements, f"# Requirements\n\n{now()}\n\n{requirements.strip()}\n")
+        try:
+            paths.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            paths.candidates.mkdir(exist_ok=True, mode=0o700)
+            write_atomic(paths.run_info, json.dumps(run_info, indent=1, default=str))
+            write_atomic(paths.requirements, f"# Requirements\n\n{now()}\n\n{requirements.strip()}\n")
+        except OSError as exc:
+            raise UserError(
+                f"cannot create the run folder {folder}: {exc.strerror or exc}; choose another --out"
+            ) from None
         return cls(folder)
 
     @classmethod
@@ -69,12 +75,29 @@ class RunStore:
             f.write(f"\n## Refinement, {now()}\n\n{text.strip()}\n")
 
     def append(self, event: _Event) -> None:
-        if self._events is None:
-            self._repair_tail()
-            self._events = open(self.paths.events, "a", encoding="utf-8")  # noqa: SIM115 - kept open
-        self._events.write(dump(event) + "\n")
-        self._events.flush()
-        os.fsync(self._events.fileno())
+        with self._writing(self.paths.events):
+            if self._events is None:
+                self._repair_tail()
+                self._events = open(self.paths.events, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+            if os.fstat(self._events.fileno()).st_nlink == 0:
+                self.check_present()
+                raise RunFailed(f"{self.paths.events} was deleted while the run was going; stopped")
+            self._events.write(dump(event) + "\n")
+            self._events.flush()
+            os.fsync(self._events.fileno())
+
+    @contextlib.contextmanager
+    def _writing(self, path: Path):
+        """A failed write (a full disk, a deleted or read-only folder) stops the run with one clear line;
+        everything appended before it stays (each event is fsynced, a cut line is skipped on replay)."""
+        try:
+            yield
+        except OSError as exc:
+            gone = "" if self.paths.is_run() else f" (the run folder {self.folder} is gone)"
+            raise RunFailed(
+                f"cannot write {path}: {exc.strerror or exc}{gone}; what was recorded before is kept: "
+                f"make room, then `llmnas resume {self.folder}`"
+            ) from None
 
     def _repair_tail(self) -> None:
         """Cut a partial last line left by a kill, so the next event starts on its own line."""
@@ -84,6 +107,11 @@ class RunStore:
             if not data.endswith(b"\n"):
                 with open(path, "r+b") as f:
                     f.truncate(data.rfind(b"\n") + 1)
+
+    def check_present(self) -> None:
+        """Raise RunFailed when the run folder has been deleted under the running search."""
+        if not self.paths.is_run():
+            raise RunFailed(f"the run folder {self.folder} was deleted while the run was going; stopped")
 
     def replay(self) -> Replay:
         """The log as typed events; unreadable lines are logged once as warnings and skipped."""
@@ -97,12 +125,13 @@ class RunStore:
 
     def write_candidate(self, candidate_id: str, code: str, prompt: str = "", reply: str = "") -> Path:
         folder = self.candidate_dir(candidate_id)
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        write_atomic(folder / CODE, code)
-        if prompt:
-            write_atomic(folder / PROMPT, prompt)
-        if reply:
-            write_atomic(folder / REPLY, reply)
+        with self._writing(folder):
+            folder.mkdir(exist_ok=True, mode=0o700)  # never re-creates a deleted run folder
+            write_atomic(folder / CODE, code)
+            if prompt:
+                write_atomic(folder / PROMPT, prompt)
+            if reply:
+                write_atomic(folder / REPLY, reply)
         return folder
 
     def code(self, candidate_id: str) -> str:
@@ -111,8 +140,9 @@ class RunStore:
     def save_state(self, state: dict, blob: bytes = b"") -> None:
         """Blob first, then the JSON that names it: a kill between the two keeps the old pair valid."""
         path = self.paths.state_blob(state["round"])
-        write_atomic(path, blob)
-        write_atomic(self.paths.state, json.dumps({**state, "blob": path.name}))
+        with self._writing(self.paths.state):
+            write_atomic(path, blob)
+            write_atomic(self.paths.state, json.dumps({**state, "blob": path.name}))
         for old in self.folder.glob("state.safetensors.*"):
             if old.name != path.name and not old.name.endswith(".tmp"):
                 old.unlink(missing_ok=True)

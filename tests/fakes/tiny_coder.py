@@ -128,6 +128,7 @@ def write_offline_run(
 ) -> Path:
     """A run folder as an offline search leaves it (run.json, candidates/<id>/model.py with no prompt,
     proposal and evaluation events), one round per ``workers``=4 proposals; every candidate passed."""
+    from llmnas.runs.events import EvaluationEvent, ProposalEvent
     from llmnas.runs.store import RunStore
 
     store = RunStore.create(
@@ -138,26 +139,11 @@ def write_offline_run(
         cid = validate.candidate_id(code)
         store.write_candidate(cid, code)
         round_, slot = divmod(i, 4)
+        store.append(ProposalEvent(round=round_, slot=slot, candidate_id=cid, operator="generate"))
         store.append(
-            {
-                "type": "proposal",
-                "round": round_,
-                "slot": slot,
-                "candidate_id": cid,
-                "operator": "generate",
-                "stage": None,
-            }
-        )
-        store.append(
-            {
-                "type": "evaluation",
-                "round": round_,
-                "candidate_id": cid,
-                "ok": True,
-                "stage": None,
-                "reward": reward,
-                "metrics": {"val_acc": reward},
-            }
+            EvaluationEvent(
+                round=round_, candidate_id=cid, ok=True, reward=reward, metrics={"val_acc": reward}
+            )
         )
     store.close()
     return Path(folder)

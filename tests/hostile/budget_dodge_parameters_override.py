@@ -1,5 +1,5 @@
 # expect: budget
-# message: parameters > limit 1,000,000
+# message: > limit 1,000,000
 # 1.3 M parameters, but parameters() answers "none" the first time it is asked, which is when
 # the worker counts them; training asks again and gets them all. The worker counts with
 # nn.Module.parameters captured before any candidate ran, so the override is never asked.

@@ -1,7 +1,8 @@
 # expect: build
-# message: PermissionError: [Errno 13] Permission denied: '/etc/shadow'
+# message: No such file or directory: '/etc/shadow' || PermissionError: [Errno 13] Permission denied: '/etc/shadow'
 # static: skip
-# The audit hook lets this read through: file modes and the unprivileged uid are what stop it.
+# The audit hook lets this read through: the minimal view has no /etc/shadow (sandbox/view.py); where
+# there is no view (no mount namespace), file modes and the unprivileged uid are what stop it.
 import math
 
 import torch.nn as nn

@@ -1,9 +1,9 @@
 # expect: build
-# message: returned non-zero exit status
+# message: No such file or directory: 'sh' || returned non-zero exit status
 # message-hook: sandbox: subprocess.Popen is not allowed
 # static: skip
-# A shell that writes into the driver user's home: it runs (no hook) as the candidate's uid, so the
-# write fails and `sh` exits non-zero.
+# A shell that writes into the driver user's home: the minimal view has no shell to run; without a
+# view it runs (no hook) as the candidate's uid, so the write fails and `sh` exits non-zero.
 import math
 import subprocess
 

@@ -1,5 +1,5 @@
 # expect: build
-# message: PermissionError: [Errno 13] Permission denied
+# message: [Errno 30] Read-only file system || PermissionError: [Errno 13] Permission denied
 # message-hook: sandbox: writing '{{HOME}}/llmnas-hostile-
 # static: skip
 # Writes into the driver user's home (the worker's own HOME is its private folder).

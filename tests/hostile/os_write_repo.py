@@ -1,5 +1,5 @@
 # expect: build
-# message: PermissionError: [Errno 13] Permission denied
+# message: [Errno 30] Read-only file system || PermissionError: [Errno 13] Permission denied
 # message-hook: sandbox: writing '{{REPO}}/llmnas-hostile-
 # static: skip
 import math

@@ -1,5 +1,5 @@
 # expect: budget
-# message: parameters > limit 1,000,000
+# message: > limit 1,000,000
 # 1.6 M parameters (6 MB): builds and runs, so the budget check is what stops it.
 import math
 

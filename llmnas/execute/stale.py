@@ -1,0 +1,99 @@
+"""Pool folders whose driver died (kill -9, power cut) are found and swept when the next pool starts.
+
+A live pool holds an exclusive ``flock`` on ``owner.lock`` in its folder; the kernel drops it when the
+driver dies, however it dies. The lock file also names the pool's candidate uids, so a sweep can kill a
+candidate that still runs after its zygote (it may sit in another mount namespace, where its cwd does
+not read as a path inside the folder).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+from sandbox.cleanup import remove_tree
+
+PREFIX = "llmnas-sandbox-"
+LOCK = "owner.lock"
+_UNLOCKED_GRACE_S = 3600.0  # a folder without a lock file (older llmnas, or mid-creation) is left this long
+
+
+def claim(root: Path, uids: range) -> int:
+    """Lock a new pool folder for this process; the descriptor must stay open while the pool lives."""
+    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.write(fd, json.dumps({"pid": os.getpid(), "uids": [uids.start, uids.stop]}).encode())
+    return fd
+
+
+def release(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+def _owner_gone(root: Path) -> bool:
+    """Whether nobody holds the folder's lock (an unlocked folder: whether it is old)."""
+    try:
+        fd = os.open(root / LOCK, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return time.time() - root.stat().st_mtime > _UNLOCKED_GRACE_S
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # closing drops a lock we took: the sweep needs none
+
+
+def _uids(root: Path) -> range:
+    """The candidate uids a pool folder's lock file names (none when it names none)."""
+    try:
+        start, stop = json.loads((root / LOCK).read_text())["uids"]
+        return range(int(start), int(stop))
+    except (OSError, ValueError, KeyError, TypeError):
+        return range(0)
+
+
+def _uid(pid: str) -> int:
+    """A process's real uid (from status: /proc/PID itself is root's when it is not dumpable)."""
+    with open(f"/proc/{pid}/status") as status:
+        return int(next(line for line in status if line.startswith("Uid:")).split()[1])
+
+
+def sweep_sandbox(root: Path) -> bool:
+    """Kill every process working inside pool folder ``root`` or running as one of its candidate
+    uids, then remove the folder. Refuses anything that is not a pool folder in the temp folder."""
+    root = Path(root)
+    if not root.name.startswith(PREFIX) or root.parent != Path(tempfile.gettempdir()):
+        return False
+    uids = _uids(root)
+    inside = str(root) + os.sep
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            if _uid(entry.name) in uids or os.readlink(f"/proc/{entry.name}/cwd").startswith(inside):
+                os.kill(int(entry.name), signal.SIGKILL)
+    return remove_tree(root)
+
+
+def sweep_stale() -> list[Path]:
+    """Sweep every pool folder of ours in the temp folder whose driver is gone; the folders swept."""
+    swept = []
+    for entry in os.scandir(tempfile.gettempdir()):
+        root = Path(entry.path)
+        with contextlib.suppress(OSError):
+            if not entry.name.startswith(PREFIX) or not entry.is_dir(follow_symlinks=False):
+                continue
+            if entry.stat(follow_symlinks=False).st_uid != os.geteuid():
+                continue
+            if _owner_gone(root) and sweep_sandbox(root):
+                swept.append(root)
+    return swept
