@@ -40,7 +40,7 @@ def main() -> None:
     from fakes import gemma
 
     import llmnas.run as run
-    from llmnas.llm.chat import HFChat
+    from llmnas.llm.local import HFChat
     from llmnas.propose.finetune import peak_rss_mb
 
     global _ORIGINAL_MAKE_SPEC

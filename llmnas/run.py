@@ -16,7 +16,8 @@ from llmnas.engine.loop import Search, SearchResult
 from llmnas.errors import RunFailed, UserError
 from llmnas.execute.layers import containment
 from llmnas.execute.local import LocalPool
-from llmnas.llm.chat import ChatModel, completion_mode, parse_llm
+from llmnas.llm.backends import parse_llm
+from llmnas.llm.chat import ChatModel, completion_mode
 from llmnas.llm.replay import ReplayChat
 from llmnas.llm.usage import Usage, UsageMeter
 from llmnas.propose.base import Proposer

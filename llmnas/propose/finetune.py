@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from llmnas.llm.chat import HFChat, LLMError, completion_mode
+from llmnas.llm.chat import LLMError, completion_mode
+from llmnas.llm.local import HFChat
 from llmnas.runs.layout import RunLayout
 from llmnas.runs.store import write_atomic
 from llmnas.runs.traces import OK, Trace

