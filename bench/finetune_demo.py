@@ -38,7 +38,7 @@ from fakes.tiny_coder import (  # noqa: E402
 from llmnas.candidate import checks as validate  # noqa: E402
 from llmnas.candidate.extract import extract_code  # noqa: E402
 from llmnas.config import RunConfig  # noqa: E402
-from llmnas.llm.chat import HFChat  # noqa: E402
+from llmnas.llm.local import HFChat  # noqa: E402
 from llmnas.propose.base import Action  # noqa: E402
 from llmnas.propose.finetune import (  # noqa: E402
     completion_nll,

@@ -49,7 +49,14 @@ class RunConfig(BaseModel):
         ge=1,
     )
     threads: int = setting(1, "threads per worker", group="none", ge=1)
-    llm: str = setting("offline", "offline | openai:MODEL | URL#MODEL | hf:PATH")
+    llm: str = setting(
+        "offline", "offline | openai:MODEL | URL#MODEL | hf:PATH (a model folder or FILE.gguf)"
+    )
+    llm_mode: Literal["auto", "chat", "completion"] = setting(
+        "auto",
+        "chat, or completion for base models (the prompt is the start of a Python file; endpoints use "
+        "/v1/completions); auto: completion when the model has no chat template",
+    )
     strategy: Literal["rl", "random"] = setting(
         "rl", "offline proposer: the RL controller with mutations, or random search (baseline)"
     )

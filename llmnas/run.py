@@ -16,7 +16,8 @@ from llmnas.engine.loop import Search, SearchResult
 from llmnas.errors import RunFailed, UserError
 from llmnas.execute.layers import containment
 from llmnas.execute.local import LocalPool
-from llmnas.llm.chat import ChatModel, parse_llm
+from llmnas.llm.backends import parse_llm
+from llmnas.llm.chat import ChatModel, completion_mode
 from llmnas.llm.replay import ReplayChat
 from llmnas.llm.usage import Usage, UsageMeter
 from llmnas.propose.base import Proposer
@@ -50,13 +51,14 @@ def make_chat(cfg: RunConfig, api_key: str | None = None) -> ChatModel | None:
         timeout_s=cfg.llm_timeout_s,
         max_retries=cfg.llm_retries,
         concurrency=cfg.llm_concurrency,
+        mode=cfg.llm_mode,
     )
 
 
 def make_spec(cfg: RunConfig, data: Dataset, chat: ChatModel | None = None, announce=print) -> TaskSpec:
     """The model's reading of the requirements when there is one (cross-checked by the rule parser),
     else the rule parser's; resolved against the data."""
-    if chat is None:
+    if chat is None or completion_mode(chat):  # a base model does not answer the JSON prompt
         spec = parse_requirements(cfg.requirements)
     else:
         spec, warnings = spec_from_llm(cfg.requirements, chat)

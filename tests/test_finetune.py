@@ -15,7 +15,7 @@ from fakes.tiny_hf import build_tiny_hf
 
 from llmnas.candidate import checks as validate
 from llmnas.candidate.extract import extract_code
-from llmnas.llm.chat import HFChat
+from llmnas.llm.local import HFChat
 from llmnas.propose import finetune
 from llmnas.propose import tuner as tuner_module
 from llmnas.propose.finetune import (

@@ -9,7 +9,9 @@ import pytest
 from fakes.openai_server import FakeOpenAI, drop, empty_choices, error, malformed, ok, slow
 from fakes.tiny_hf import build_tiny_hf
 
-from llmnas.llm.chat import BudgetExhausted, Completion, HFChat, LLMError, OpenAIChat, parse_llm
+from llmnas.llm.backends import parse_llm
+from llmnas.llm.chat import BudgetExhausted, Completion, LLMError, OpenAIChat
+from llmnas.llm.local import HFChat
 from llmnas.llm.usage import Usage, UsageMeter, known_price
 
 MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "write a model"}]

@@ -52,6 +52,42 @@ SAMPLES = {
     },
     "spec_extraction": {"text": "classify digits", "schema": '{"type": "object"}'},
     "instruction_evolution": {"instructions": "- score 0.9 (3 trials): widen", "count": 3},
+    # Completion mode (base models): the start of a Python file; parents and failures come as comments.
+    "completion_contract": {"allowed_imports": "torch, math"},
+    "completion_head": {},
+    "completion_generate": {"spec": "S", "contract": "C", "head": "class Model:"},
+    "completion_mutate": {
+        "spec": "S",
+        "contract": "C",
+        "head": "class Model:",
+        "parent_code": "# import torch",
+        "parent_metrics": "val_acc=0.9",
+        "instruction": "widen it",
+    },
+    "completion_simplify": {
+        "spec": "S",
+        "contract": "C",
+        "head": "class Model:",
+        "parent_code": "# import torch",
+        "parent_metrics": "params=12,000",
+    },
+    "completion_crossover": {
+        "spec": "S",
+        "contract": "C",
+        "head": "class Model:",
+        "parent_a_code": "# A",
+        "parent_a_metrics": "a=1",
+        "parent_b_code": "# B",
+        "parent_b_metrics": "b=2",
+    },
+    "completion_repair": {
+        "spec": "S",
+        "contract": "C",
+        "head": "class Model:",
+        "code": "# import torch",
+        "stage": "shape",
+        "message": "# mat1 and mat2 shapes",
+    },
 }
 
 

@@ -1,21 +1,30 @@
 """The ChatModel seam: an OpenAI-compatible HTTP backend and a local HuggingFace backend (metering in
-llm/usage.py, replay of recorded replies in llm/replay.py)."""
+llm/usage.py, replay of recorded replies in llm/replay.py).
+
+Two modes. ``chat``: messages in, a reply out. ``completion``: for base models with no chat template,
+a text prompt (the start of a Python file) in, its continuation out (``complete_text``); chat messages
+sent to a model in completion mode go as a plain transcript. ``auto`` picks completion mode for a local
+model without a chat template, and for an endpoint whose chat call fails because the model has none.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from llmnas.errors import UserError
 
 log = logging.getLogger("llmnas.llm.chat")
 
 Messages = list[dict[str, str]]
+Mode = Literal["auto", "chat", "completion"]
+MODES: tuple[str, ...] = ("auto", "chat", "completion")
 CONNECTION_RETRIES = 2  # a refused connection rarely heals within seconds: the meter decides when to stop
 
 
@@ -27,6 +36,7 @@ class LLMError(RuntimeError):
         super().__init__(" ".join(str(message).split()))
         self.retryable = retryable
         self.kind = kind
+        self.status: int | None = None  # the HTTP status, when there was one
 
 
 class RunEnding(LLMError):
@@ -44,6 +54,20 @@ class EndpointDown(RunEnding):
     """The endpoint refuses us (bad credentials) or cannot be reached call after call."""
 
 
+class NoChatTemplate(LLMError):
+    """The endpoint's model has no chat template (a base model). In auto mode the backend has switched
+    to completion mode when this is raised: ask again with a completion prompt."""
+
+    def __init__(self, message: str):
+        super().__init__(message, retryable=False, kind="template")
+
+
+# What servers say when a model has no chat template (transformers serve, vLLM, llama.cpp, TGI).
+_TEMPLATE_ERROR = re.compile(r"chat[ _-]?template|no template|apply_chat_template", re.I)
+# A server error with no detail (starlette's plain-text 500): worth checking whether completions work.
+_BARE_ERROR = re.compile(r"HTTP \d+: (?:Error code: \d+|Internal Server Error)\b[^:]*(?::|$)", re.I)
+
+
 @dataclass(frozen=True)
 class Completion:
     """One sampled reply. ``prompt_tokens`` is the prompt's size, shared by the samples of one call."""
@@ -54,13 +78,33 @@ class Completion:
 
 
 class ChatModel(Protocol):
-    """Anything that turns chat messages into ``n`` sampled replies."""
+    """Anything that turns chat messages into ``n`` sampled replies.
+
+    A backend that can also continue raw text has ``mode`` ("chat" or "completion", the mode in use)
+    and ``complete_text(prompt, *, temperature, n, max_tokens, stop)``; see ``completion_mode``."""
 
     name: str
 
     def complete(
         self, messages: Messages, *, temperature: float, n: int = 1, max_tokens: int = 2048
     ) -> list[Completion]: ...
+
+
+def completion_mode(chat: Any) -> bool:
+    """Whether ``chat`` (or the backend it wraps) is in completion mode now."""
+    return getattr(chat, "mode", "chat") == "completion" and hasattr(chat, "complete_text")
+
+
+def transcript(messages: Messages) -> str:
+    """Chat messages as plain text for a model without a chat template."""
+    lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+    return "\n\n".join([*lines, "Assistant:"])
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise UserError(f"llm_mode {mode!r}: use one of {', '.join(MODES)}")
+    return mode
 
 
 # --------------------------------------------------------------------------- OpenAI-compatible HTTP
@@ -85,6 +129,7 @@ class OpenAIChat:
         concurrency: int = 4,
         backoff_s: float = 1.0,
         max_backoff_s: float = 60.0,
+        mode: str = "auto",
     ):
         try:
             import openai
@@ -106,32 +151,66 @@ class OpenAIChat:
         self._jitter = random.Random()
         self._token_param = "max_tokens"
         self._send_temperature = True
+        self.requested_mode = check_mode(mode)
+        self.mode = "completion" if mode == "completion" else "chat"
+        self._chat_worked = False  # a chat call has succeeded: later failures are not a missing template
+        self._probed = False
 
     def complete(
         self, messages: Messages, *, temperature: float, n: int = 1, max_tokens: int = 2048
     ) -> list[Completion]:
-        """Sample ``n`` replies; an empty or missing reply comes back as text ""."""
+        """Sample ``n`` replies; an empty or missing reply comes back as text "".
+
+        In completion mode the messages go to /v1/completions as a plain transcript. In auto mode, a
+        chat call refused because the model has no chat template switches to completion mode (logged
+        once) and raises NoChatTemplate, so that the caller can ask again with a completion prompt."""
+        if self.mode == "completion":
+            return self.complete_text(
+                transcript(messages), temperature=temperature, n=n, max_tokens=max_tokens
+            )
+        request: dict[str, Any] = {"model": self.model, "messages": messages, "n": n}
+        return self._call(self._client.chat.completions.create, request, temperature, max_tokens)
+
+    def complete_text(
+        self,
+        prompt: str,
+        *,
+        temperature: float,
+        n: int = 1,
+        max_tokens: int = 2048,
+        stop: list[str] | None = None,
+    ) -> list[Completion]:
+        """Continue ``prompt`` through /v1/completions (``n`` samples); only the new text comes back."""
+        request: dict[str, Any] = {"model": self.model, "prompt": prompt, "n": n}
+        if stop:
+            request["stop"] = list(stop)[:4]  # the OpenAI API takes at most four
+        return self._call(self._client.completions.create, request, temperature, max_tokens)
+
+    def _call(
+        self, create: Any, base: dict[str, Any], temperature: float, max_tokens: int
+    ) -> list[Completion]:
+        """One request with the retry policy: backoff on retryable errors, adapt once to refusals."""
         attempt = 0
         while True:
-            request: dict[str, Any] = {
-                "model": self.model,
-                "messages": messages,
-                "n": n,
-                self._token_param: max_tokens,
-            }
+            request = {**base, self._token_param: max_tokens}
             if self._send_temperature:
                 request["temperature"] = temperature
             try:
                 with self._slots:
-                    response = self._client.chat.completions.create(**request)
+                    response = create(**request)
+                self._chat_worked |= "messages" in base
                 return _completions(response)
             except Exception as e:  # classified below; anything unknown is re-raised there
                 error, retry_after = self._classify(e)
-            if not error.retryable and self._adapt(str(error)):
-                continue
+            if "messages" in base and _TEMPLATE_ERROR.search(str(error)):
+                raise self._no_template(error) from None
             tries = (
                 min(self.max_retries, CONNECTION_RETRIES) if error.kind == "connection" else self.max_retries
             )
+            if "messages" in base and self._completions_answer(error, attempt, tries):
+                raise self._no_template(error) from None
+            if not error.retryable and self._adapt(str(error)):
+                continue
             if not error.retryable or attempt >= tries:
                 if error.retryable:
                     message = f"{error} (gave up after {attempt + 1} attempts)"
@@ -141,6 +220,42 @@ class OpenAIChat:
             attempt += 1
             log.warning("%s: %s; retry %d/%d in %.1fs", self.name, error, attempt, self.max_retries, delay)
             time.sleep(delay)
+
+    def _completions_answer(self, error: LLMError, attempt: int, tries: int) -> bool:
+        """Auto mode, the first chat call failing again with a bare server error (transformers serve
+        answers a missing template with "500 Internal Server Error" and no detail): if a one-token
+        /v1/completions request works, the model lacks a chat template. Asked once per backend."""
+        if self.requested_mode != "auto" or self._chat_worked or self._probed or error.kind != "other":
+            return False
+        if not str(getattr(error, "status", "")).startswith(("5", "400", "422")) or attempt < min(1, tries):
+            return False
+        if not _BARE_ERROR.search(str(error)):  # the server said what went wrong: believe it
+            return False
+        self._probed = True
+        for attempt in range(2):  # uvicorn drops the connection after a 500: the first try may hit it
+            try:
+                with self._slots:
+                    self._client.completions.create(model=self.model, prompt="import torch\n", max_tokens=1)
+                break
+            except self._openai.APIConnectionError:
+                if attempt:
+                    return False
+            except Exception:  # noqa: BLE001 - completions fail too: a plain server error, not a template
+                return False
+        log.warning("%s: chat fails (%s) but /v1/completions answers", self.name, error)
+        return True
+
+    def _no_template(self, error: LLMError) -> LLMError:
+        """A chat call refused for want of a chat template: switch to completion mode in auto mode."""
+        if self.requested_mode != "auto":
+            return LLMError(f"{error}: the model has no chat template; use --llm-mode completion")
+        if self.mode != "completion":
+            self.mode = "completion"
+            log.warning(
+                "%s has no chat template (a base model?): switching to completion mode (/v1/completions)",
+                self.name,
+            )
+        return NoChatTemplate(f"{self.name}: the model has no chat template; now in completion mode")
 
     def _adapt(self, message: str) -> bool:
         """Newer OpenAI models reject ``max_tokens`` and non-default temperatures: adjust once and resend."""
@@ -173,9 +288,9 @@ class OpenAIChat:
         status, detail = e.status_code, _detail(e)
         if status == 429 or status >= 500 or status in (408, 409):
             kind = "rate" if status == 429 else "other"
-            return LLMError(f"{where}: HTTP {status}: {detail}", retryable=True, kind=kind), _retry_after(
-                e.response
-            )
+            error = LLMError(f"{where}: HTTP {status}: {detail}", retryable=True, kind=kind)
+            error.status = status
+            return error, _retry_after(e.response)
         if status in (401, 403):
             hint = "set OPENAI_API_KEY or pass --api-key"
             return LLMError(f"{where}: HTTP {status}: {detail}: {hint}", kind="auth"), None
@@ -183,7 +298,9 @@ class OpenAIChat:
             hint = "check the model name and URL in --llm (an OpenAI-compatible base URL usually ends in /v1)"
         else:
             hint = "the endpoint rejected the request; check the --llm model supports chat completions"
-        return LLMError(f"{where}: HTTP {status}: {detail}: {hint}"), None
+        error = LLMError(f"{where}: HTTP {status}: {detail}: {hint}")
+        error.status = status
+        return error, None
 
 
 def _detail(e: Any) -> str:
@@ -210,144 +327,17 @@ def _completions(response: Any) -> list[Completion]:
     usage = getattr(response, "usage", None)
     prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
     generated = int(getattr(usage, "completion_tokens", 0) or 0)
-    texts = [(c.message.content if c.message else None) or "" for c in response.choices or []] or [""]
+    texts = [_choice_text(c) for c in response.choices or []] or [""]
     share, extra = divmod(generated, len(texts))
     return [Completion(t, prompt, share + (extra if i == 0 else 0)) for i, t in enumerate(texts)]
 
 
+def _choice_text(choice: Any) -> str:
+    """A chat choice's message content, or a text completion's text."""
+    message = getattr(choice, "message", None)
+    if message is not None:
+        return message.content or ""
+    return getattr(choice, "text", None) or ""
+
+
 # --------------------------------------------------------------------------- local HuggingFace
-
-
-class HFChat:
-    """A local transformers causal LM. ``model`` and ``tokenizer`` are exposed for fine-tuning."""
-
-    def __init__(
-        self,
-        path: str,
-        *,
-        device: str = "auto",
-        dtype: str = "auto",
-        max_new_tokens: int | None = None,
-        top_p: float = 0.95,
-    ):
-        try:
-            import torch
-            import transformers
-        except ImportError as e:
-            raise LLMError("--llm hf: needs transformers and torch: pip install transformers torch") from e
-        self._torch = torch
-        self.name = f"hf:{path}"
-        self.path = path
-        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-        if dtype == "auto":
-            cuda_bf16 = self.device.startswith("cuda") and torch.cuda.is_bf16_supported()
-            dtype = "bfloat16" if cuda_bf16 else "float32"
-        if not isinstance(getattr(torch, dtype, None), torch.dtype):
-            raise LLMError(f"hf: unknown dtype {dtype!r}; use auto, float32, float16 or bfloat16")
-        try:
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-            self.model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
-        except (OSError, ValueError) as e:
-            raise LLMError(f"--llm hf:{path}: cannot load the model ({e})") from e
-        self.model.to(self.device).eval()
-        self.max_new_tokens = max_new_tokens
-        self.top_p = top_p
-        self._lock = threading.Lock()
-        self._adapters = 0
-
-    def render(self, messages: Messages) -> str:
-        """The prompt text: the tokenizer's chat template if it has one, else a plain transcript."""
-        if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
-        return "\n\n".join([*lines, "Assistant:"])
-
-    def complete(
-        self, messages: Messages, *, temperature: float, n: int = 1, max_tokens: int = 2048
-    ) -> list[Completion]:
-        """Sample ``n`` replies (greedy and repeated when temperature is 0); only new text is returned."""
-        torch, tok = self._torch, self.tokenizer
-        has_template = bool(getattr(tok, "chat_template", None))
-        inputs = tok(self.render(messages), return_tensors="pt", add_special_tokens=not has_template).to(
-            self.device
-        )
-        sample = temperature > 0
-        limit = min(max_tokens, self.max_new_tokens) if self.max_new_tokens else max_tokens
-        options: dict[str, Any] = {"max_new_tokens": limit, "do_sample": sample}
-        if sample:
-            options.update(temperature=temperature, top_p=self.top_p, num_return_sequences=n)
-        else:
-            options.update(temperature=None, top_p=None, top_k=None)
-        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        try:
-            with self._lock, torch.inference_mode():
-                out = self.model.generate(**inputs, pad_token_id=pad, **options)
-        except (RuntimeError, ValueError) as e:
-            raise LLMError(f"{self.name}: generation failed ({type(e).__name__}: {e})") from e
-        start = inputs["input_ids"].shape[1]
-        completions = [self._completion(row[start:].tolist(), start) for row in out]
-        return completions if sample else completions * n
-
-    def _completion(self, ids: list[int], prompt_tokens: int) -> Completion:
-        stops: set[int] = set()
-        for eos in (self.tokenizer.eos_token_id, self.model.generation_config.eos_token_id):
-            stops.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        end = next((i + 1 for i, t in enumerate(ids) if t in stops), len(ids))
-        text = self.tokenizer.decode(ids[:end], skip_special_tokens=True)
-        return Completion(text, prompt_tokens, end)
-
-    def load_adapter(self, path: str) -> None:
-        """Load a peft LoRA adapter from ``path`` and make it the active one (replacing any earlier one)."""
-        try:
-            from peft import PeftModel
-        except ImportError as e:
-            raise LLMError(
-                "loading a LoRA adapter needs peft: pip install 'llmnas[finetune]' (or peft)"
-            ) from e
-        with self._lock:
-            self._adapters += 1
-            name = f"round{self._adapters}"
-            if isinstance(self.model, PeftModel):
-                previous = self.model.active_adapter
-                self.model.load_adapter(path, adapter_name=name)
-                self.model.set_adapter(name)
-                self.model.delete_adapter(previous)
-            else:
-                self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
-            self.model.to(self.device).eval()
-
-
-# --------------------------------------------------------------------------- factory
-
-
-def parse_llm(
-    spec: str,
-    *,
-    api_key: str | None = None,
-    timeout_s: float = 120,
-    max_retries: int = 5,
-    concurrency: int = 4,
-) -> ChatModel | None:
-    """Build the backend named by ``--llm``: offline | openai:MODEL | URL#MODEL | hf:PATH."""
-    spec = spec.strip()
-    forms = "offline, openai:MODEL, http(s)://HOST/v1#MODEL or hf:PATH"
-    http = {
-        "api_key": api_key,
-        "timeout_s": timeout_s,
-        "max_retries": max_retries,
-        "concurrency": concurrency,
-    }
-    if spec == "offline":
-        return None
-    if spec.startswith("openai:") and spec[len("openai:") :].strip():
-        return OpenAIChat(spec[len("openai:") :].strip(), **http)
-    if spec.startswith(("http://", "https://")):
-        url, _, model = spec.rpartition("#")
-        if not url or not model.strip():
-            raise UserError(
-                f"--llm {spec!r}: name the model after '#', e.g. http://localhost:11434/v1#qwen2.5-coder:7b"
-            )
-        return OpenAIChat(model.strip(), base_url=url, **http)
-    if spec.startswith("hf:") and spec[3:].strip():
-        return HFChat(spec[3:].strip())
-    raise UserError(f"--llm {spec!r} is not understood; use one of: {forms}")

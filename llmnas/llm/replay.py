@@ -43,3 +43,32 @@ class ReplayChat:
         completions = self.chat.complete(messages, temperature=temperature, n=n, max_tokens=max_tokens)
         self.on_reply(key, [c.text for c in completions])
         return completions
+
+    @property
+    def mode(self) -> str:
+        """The wrapped backend's mode (chat or completion)."""
+        return getattr(self.chat, "mode", "chat")
+
+    def complete_text(
+        self,
+        prompt: str,
+        *,
+        temperature: float,
+        n: int = 1,
+        max_tokens: int = 2048,
+        stop: list[str] | None = None,
+    ) -> list[Completion]:
+        """Completion mode: replayed and recorded like ``complete`` (keyed by the prompt text and stops)."""
+        key = prompt_key(
+            [{"role": "completion", "content": prompt, "stop": "\x00".join(stop or ())}],
+            temperature,
+            n,
+            max_tokens,
+        )
+        if self._queue[key]:
+            return [Completion(text) for text in self._queue[key].popleft()]
+        completions = self.chat.complete_text(  # type: ignore[attr-defined]
+            prompt, temperature=temperature, n=n, max_tokens=max_tokens, stop=stop
+        )
+        self.on_reply(key, [c.text for c in completions])
+        return completions

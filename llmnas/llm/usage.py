@@ -85,15 +85,45 @@ class UsageMeter:
         if self.max_cost_usd is not None and u.cost_usd >= self.max_cost_usd:
             raise BudgetExhausted(f"LLM cost budget spent (${u.cost_usd:.4f} of ${self.max_cost_usd:.4f})")
 
+    @property
+    def mode(self) -> str:
+        """The wrapped backend's mode (chat or completion)."""
+        return getattr(self.chat, "mode", "chat")
+
     def complete(
         self, messages: Messages, *, temperature: float, n: int = 1, max_tokens: int = 2048
     ) -> list[Completion]:
+        return self._metered(
+            lambda: self.chat.complete(messages, temperature=temperature, n=n, max_tokens=max_tokens),
+            temperature,
+            n,
+        )
+
+    def complete_text(
+        self,
+        prompt: str,
+        *,
+        temperature: float,
+        n: int = 1,
+        max_tokens: int = 2048,
+        stop: list[str] | None = None,
+    ) -> list[Completion]:
+        """Completion mode, metered like ``complete``."""
+        return self._metered(
+            lambda: self.chat.complete_text(  # type: ignore[attr-defined]
+                prompt, temperature=temperature, n=n, max_tokens=max_tokens, stop=stop
+            ),
+            temperature,
+            n,
+        )
+
+    def _metered(self, call: Callable[[], list[Completion]], temperature: float, n: int) -> list[Completion]:
         with self._lock:
             self.check()
         start = time.perf_counter()
         record: dict[str, Any] = {"model": self.name, "temperature": temperature, "n": n}
         try:
-            completions = self.chat.complete(messages, temperature=temperature, n=n, max_tokens=max_tokens)
+            completions = call()
         except LLMError as e:
             record.update(ok=False, error=str(e), seconds=round(time.perf_counter() - start, 3))
             with self._lock:

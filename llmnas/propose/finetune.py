@@ -3,7 +3,8 @@
 The examples are the best-rewarded traces of the run (``select_traces``): the chat messages the model
 was sent and, as the target, the candidate's code in one ```python block. The loss is the completion's
 next-token NLL only (prompt tokens are masked with -100), optionally weighted per example by its reward
-normalised to mean 1. Each round trains a fresh adapter from the base weights on the current best
+normalised to mean 1. For a model in completion mode (a base model) an example is the file prefix the
+model was given and the continuation it wrote (``completion_pairs``). Each round trains a fresh adapter from the base weights on the current best
 traces (so an adapter depends only on the traces and the seed, and resume needs only the latest one),
 saves it under ``<run>/adapters/adapter-NNN/`` and loads it into the chat model for the next proposals.
 
@@ -25,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from llmnas.llm.chat import HFChat, LLMError
+from llmnas.llm.chat import LLMError, completion_mode
+from llmnas.llm.local import HFChat
 from llmnas.runs.layout import RunLayout
 from llmnas.runs.store import write_atomic
 from llmnas.runs.traces import OK, Trace
@@ -60,14 +62,31 @@ def select_traces(
     return ranked[: max(1, math.ceil(top_fraction * len(ranked)))] if ranked else []
 
 
-def examples(traces: Sequence[Trace], *, reward_weighted: bool = True) -> list[Example]:
-    """Training pairs from traces; weights are rewards normalised to mean 1 (all 1 when unweighted)."""
+def continuation(trace: Trace) -> str | None:
+    """What a model in completion mode wrote after its prompt (the recorded reply is the prompt plus
+    the continuation), or None for a trace written otherwise."""
+    reply, prompt = trace.reply or "", trace.prompt or ""
+    if prompt and reply.startswith(prompt) and reply[len(prompt) :].strip():
+        return reply[len(prompt) :]
+    return None
+
+
+def examples(
+    traces: Sequence[Trace], *, reward_weighted: bool = True, completion: bool = False
+) -> list[Example]:
+    """Training pairs from traces; weights are rewards normalised to mean 1 (all 1 when unweighted).
+    ``completion``: (file prefix, continuation) pairs, only from traces written in completion mode."""
+    if completion:
+        traces = [t for t in traces if continuation(t) is not None]
     rewards = np.array([max(float(t.reward or 0.0), 0.0) for t in traces])
     if reward_weighted and len(rewards) and rewards.sum() > 0:
         weights = rewards / rewards.mean()
     else:
         weights = np.ones(len(traces))
-    return [(t.prompt_messages, t.completion, float(w)) for t, w in zip(traces, weights, strict=True)]
+    return [
+        (t.prompt_messages, (continuation(t) or "") if completion else t.completion, float(w))
+        for t, w in zip(traces, weights, strict=True)
+    ]
 
 
 # --------------------------------------------------------------------------- tokenising
@@ -77,10 +96,12 @@ def encode(
     chat: HFChat, messages: list[dict[str, str]], completion: str, max_length: int
 ) -> tuple[list[int], int]:
     """Token ids of prompt + completion (+ end of turn) as ``chat.complete`` would see them, and the
-    number of prompt tokens. A too-long pair loses the start of its prompt first."""
+    number of prompt tokens. A too-long pair loses the start of its prompt first. In completion mode the
+    prompt is the last message's text as it is (the start of the file) and ``completion`` its continuation."""
     tok = chat.tokenizer
-    template = bool(getattr(tok, "chat_template", None))
-    prompt_text = chat.render(messages)
+    raw = completion_mode(chat)
+    template = bool(getattr(tok, "chat_template", None)) and not raw
+    prompt_text = messages[-1]["content"] if raw else chat.render(messages)
     tail = completion + (tok.eos_token or "")
     if template:
         full = tok.apply_chat_template(
@@ -219,7 +240,9 @@ def finetune_lora(
     if not traces:
         raise ValueError("no traces to fine-tune on")
     start = time.perf_counter()
-    data = examples(traces, reward_weighted=reward_weighted)
+    data = examples(traces, reward_weighted=reward_weighted, completion=completion_mode(chat))
+    if not data:
+        raise ValueError("no traces written in completion mode to fine-tune on")
     encoded = [encode(chat, m, c, max_length) for m, c, _ in data]
     weights = torch.tensor([w for _, _, w in data], dtype=torch.float32)
     device = chat.device

@@ -1,203 +1,35 @@
-"""The LLM proposer: operator -> prompt -> chat model -> extracted code, plus the evolving instruction archive."""
+"""The LLM proposer: operator -> prompt -> chat model -> extracted code (instructions for mutations come
+from propose/instructions.py).
+
+In completion mode (a base model, see llm/chat.py) the prompt is the start of a Python file: the
+requirements and the contract in a docstring, parents and failures as comments, then the imports,
+``build_model`` and the first lines of ``class Model`` (prompts/completion_*.md). The model's
+continuation is appended to that prefix and the whole file goes through extraction.
+"""
 
 from __future__ import annotations
 
 import logging
-import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from llmnas.candidate.checks import DEFAULT_ALLOWED_IMPORTS, Rejection
 from llmnas.candidate.extract import extract_code
-from llmnas.llm.chat import ChatModel, LLMError, RunEnding
+from llmnas.llm.chat import ChatModel, Completion, LLMError, NoChatTemplate, RunEnding, completion_mode
 from llmnas.llm.prompts import format_metrics, format_spec, render
 from llmnas.propose.base import OPERATORS, Action, Parent, Proposal
+from llmnas.propose.instructions import InstructionArchive
 from llmnas.task.spec import TaskSpec
 
 log = logging.getLogger("llmnas.propose.llm")
 
-DEFAULT_INSTRUCTIONS: tuple[tuple[str, str], ...] = (
-    ("widen", "Widen the network: give its main layers about 1.5x more channels or hidden units."),
-    ("deepen", "Deepen the network: add one more block of the kind it already uses where it helps most."),
-    (
-        "residual",
-        "Add residual connections around blocks whose input and output shapes match "
-        "(use a 1x1 projection where they do not).",
-    ),
-    (
-        "batchnorm",
-        "Add batch normalisation after each convolution or hidden linear layer, before the activation.",
-    ),
-    (
-        "fewer-params",
-        "Halve the parameter count while keeping accuracy: narrow the widest layers or replace a large "
-        "linear layer with global average pooling.",
-    ),
-    (
-        "activation",
-        "Swap the activation function for a better one here (e.g. GELU, SiLU or Hardswish) everywhere.",
-    ),
-    ("dropout", "Add dropout (p 0.1 to 0.3) before the classifier head and between large hidden layers."),
-    (
-        "depthwise",
-        "Replace standard convolutions with depthwise-separable ones (depthwise then 1x1 pointwise) and "
-        "spend the saved parameters on width.",
-    ),
-)
-
 _NOTE = "instruction="
-
-
-@dataclass
-class Instruction:
-    """A mutation instruction with the running mean of the rewards it earned."""
-
-    name: str
-    text: str
-    mean: float = 0.0
-    count: int = 0
-    origin: str = "seed"
-
-
-class InstructionArchive:
-    """Mutation instructions with running scores; the model writes new ones from the best, the worst retire."""
-
-    def __init__(
-        self,
-        instructions: Iterable[tuple[str, str]] = DEFAULT_INSTRUCTIONS,
-        *,
-        capacity: int = 16,
-        min_trials: int = 3,
-        exploration: float = 0.5,
-    ):
-        self._items = {name: Instruction(name, text) for name, text in instructions}
-        if not self._items:
-            raise ValueError("InstructionArchive needs at least one instruction")
-        self.capacity = max(capacity, 1)
-        self.min_trials = min_trials
-        self.exploration = exploration
-        self._serial = 0
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._items
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def names(self) -> tuple[str, ...]:
-        """The live instruction ids (the policy's prompt variants)."""
-        return tuple(self._items)
-
-    def get(self, name: str) -> Instruction:
-        return self._items[name]
-
-    def choose(self, rng: np.random.Generator) -> str:
-        """An untried instruction if any (at random), else the best by UCB."""
-        untried = [i.name for i in self._items.values() if i.count == 0]
-        if untried:
-            return untried[int(rng.integers(len(untried)))]
-        total = sum(i.count for i in self._items.values())
-        return max(
-            self._items.values(),
-            key=lambda i: i.mean + self.exploration * math.sqrt(math.log(total) / i.count),
-        ).name
-
-    def update(self, name: str, reward: float) -> None:
-        """Fold one reward into an instruction's running mean (a retired one is ignored)."""
-        item = self._items.get(name)
-        if item is not None:
-            item.count += 1
-            item.mean += (float(reward) - item.mean) / item.count
-
-    def best(self, k: int) -> list[Instruction]:
-        """The ``k`` tried instructions with the highest mean reward (untried ones when none is tried)."""
-        tried = [i for i in self._items.values() if i.count > 0] or list(self._items.values())
-        return sorted(tried, key=lambda i: (-i.mean, -i.count))[:k]
-
-    def add(self, text: str) -> str | None:
-        """Add an instruction written by the model; a duplicate or an unusable line returns None."""
-        text = text.strip()
-        if not 10 <= len(text) <= 400 or _key(text) in {_key(i.text) for i in self._items.values()}:
-            return None
-        self._serial += 1
-        name = f"evolved-{self._serial}"
-        self._items[name] = Instruction(name, text, origin="evolved")
-        return name
-
-    def retire(self, keep: Iterable[str] = ()) -> list[str]:
-        """Drop the worst instructions while over capacity; well-tried ones go first, ``keep`` never."""
-        keep, gone = set(keep), []
-        while len(self._items) > self.capacity:
-            pool = [i for i in self._items.values() if i.name not in keep]
-            if not pool:
-                break
-            judged = [i for i in pool if i.count >= self.min_trials] or pool
-            worst = min(judged, key=lambda i: (i.mean, i.count))
-            del self._items[worst.name]
-            gone.append(worst.name)
-        return gone
-
-    def evolve(self, chat: ChatModel, rng: np.random.Generator, *, k: int = 4, count: int = 3) -> list[str]:
-        """Ask the model for ``count`` new instructions from the best ``k``; returns the ids added.
-
-        A failed call is logged and adds nothing; BudgetExhausted propagates.
-        """
-        best = self.best(k)
-        order = rng.permutation(len(best))
-        lines = "\n".join(
-            f"- score {best[j].mean:.4f} ({best[j].count} trials): {best[j].text}" for j in order
-        )
-        prompt = render("instruction_evolution", instructions=lines, count=count)
-        try:
-            reply = chat.complete(
-                [{"role": "user", "content": prompt}], temperature=1.0, n=1, max_tokens=512
-            )[0].text
-        except RunEnding:
-            raise
-        except LLMError as e:
-            log.warning("instruction evolution failed: %s", e)
-            return []
-        added: list[str] = []
-        for line in _instruction_lines(reply):
-            if len(added) < count and (name := self.add(line)):
-                added.append(name)
-        retired = self.retire(keep=added)
-        if added or retired:
-            log.info("instructions: added %s, retired %s", added, retired)
-        return added
-
-    def state_dict(self) -> dict:
-        """JSON-able state for resume."""
-        return {
-            "capacity": self.capacity,
-            "min_trials": self.min_trials,
-            "exploration": self.exploration,
-            "serial": self._serial,
-            "instructions": [asdict(i) for i in self._items.values()],
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        self.capacity = int(state["capacity"])
-        self.min_trials = int(state["min_trials"])
-        self.exploration = float(state["exploration"])
-        self._serial = int(state["serial"])
-        self._items = {d["name"]: Instruction(**d) for d in state["instructions"]}
-
-
-def _key(text: str) -> str:
-    return " ".join(text.lower().split()).rstrip(".")
-
-
-def _instruction_lines(reply: str) -> list[str]:
-    lines = []
-    for raw in reply.splitlines():
-        line = re.sub(r"^\s*(?:[-*\u2022]|\d+[.)])\s*", "", raw).strip().strip("\"'`").strip()
-        if line and not line.startswith("```"):
-            lines.append(line)
-    return lines
+# Where a base model's continuation of the file is over: a main guard, a fence, a new module docstring,
+# top-level usage code. Sent as stop strings (an OpenAI server takes four) and cut again afterwards.
+STOPS = ["\nif __name__", "\n```", '\n"""', "\nmodel ="]
+_MODULE_LEVEL_OK = re.compile(r"(?:def |class |async def |@|#|import |from |[A-Z_][A-Z0-9_]* *=)")
 
 
 class LLMProposer:
@@ -243,19 +75,69 @@ class LLMProposer:
             values.update(_parent(used[0], "parent_a_"), **_parent(used[1], "parent_b_"))
         elif op == "repair":
             values.update(code=used[0].code, stage=used[0].stage, message=used[0].message or "(no message)")
-        prompt = render(op, **values)
-        messages = [{"role": "system", "content": render("system")}, {"role": "user", "content": prompt}]
-        trace = {"action": action, "parent_ids": tuple(p.candidate_id for p in used), "prompt": prompt}
+        chat_prompt = render(op, **values) if not completion_mode(self.chat) else ""
+        trace = {"action": action, "parent_ids": tuple(p.candidate_id for p in used), "prompt": chat_prompt}
         try:
-            reply = self.chat.complete(
-                messages, temperature=action.temperature, n=1, max_tokens=self.max_tokens
-            )[0]
+            if chat_prompt:
+                try:
+                    return self._chat_proposal(chat_prompt, action, notes, trace)
+                except NoChatTemplate:  # auto mode: the backend has switched; ask again as a completion
+                    pass
+            prompt = self._completion_prompt(op, values, used)
+            return self._completion_proposal(prompt, action, notes, {**trace, "prompt": prompt})
         except RunEnding:
             raise
         except LLMError as e:
             return Proposal(code=None, stage="llm", message=str(e), notes=tuple(notes), **trace)
+
+    def _chat_proposal(self, prompt: str, action: Action, notes: list[str], trace: dict) -> Proposal:
+        messages = [{"role": "system", "content": render("system")}, {"role": "user", "content": prompt}]
+        reply = self.chat.complete(messages, temperature=action.temperature, n=1, max_tokens=self.max_tokens)[
+            0
+        ]
+        return self._extracted(reply, reply.text, reply.text, notes, trace)
+
+    def _completion_prompt(self, op: str, values: dict[str, object], used: Sequence[Parent]) -> str:
+        """The start of a Python file for a base model (prompts/completion_<op>.md)."""
+        contract = render("completion_contract", allowed_imports=", ".join(sorted(self.allowed_imports)))
+        out: dict[str, object] = {
+            **values,
+            "spec": docstring_safe(str(values["spec"])),
+            "contract": docstring_safe(contract),
+            "head": render("completion_head"),
+        }
+        for key in ("parent_code", "parent_a_code", "parent_b_code"):
+            if key in out:
+                out[key] = commented(str(out[key]))
+        if op == "repair":
+            out.update(code=commented(code_part(used[0].code)), message=commented(str(values["message"])))
+        if op == "mutate":
+            out["instruction"] = " ".join(str(values["instruction"]).split())
+        return render(f"completion_{op}", **out)
+
+    def _completion_proposal(self, prompt: str, action: Action, notes: list[str], trace: dict) -> Proposal:
+        reply = self.chat.complete_text(  # type: ignore[attr-defined]
+            prompt, temperature=action.temperature, n=1, max_tokens=self.max_tokens, stop=STOPS
+        )[0]
+        continuation = end_of_module(reply.text)
+        # The file so far plus its continuation; an unclosed fence lets extraction drop a cut-off tail.
+        whole = f"{prompt}{continuation}"
+        return self._extracted(
+            reply, continuation, whole, [*notes, "completion mode"], trace, f"```python\n{whole}"
+        )
+
+    def _extracted(
+        self,
+        reply: Completion,
+        text: str,
+        shown: str,
+        notes: list[str],
+        trace: dict,
+        extract_from: str | None = None,
+    ) -> Proposal:
+        """The proposal for a reply: ``text`` is what the model wrote, ``shown`` the reply as recorded."""
         usage = {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens}
-        if not reply.text.strip():
+        if not text.strip():
             return Proposal(
                 code=None,
                 stage="llm",
@@ -264,20 +146,18 @@ class LLMProposer:
                 usage=usage,
                 **trace,
             )
-        result = extract_code(reply.text, self.allowed_imports)
+        result = extract_code(extract_from or shown, self.allowed_imports)
         if isinstance(result, Rejection):
             return Proposal(
                 code=None,
-                reply=reply.text,
+                reply=shown,
                 stage=result.stage,
                 message=result.message,
                 notes=tuple(notes),
                 usage=usage,
                 **trace,
             )
-        return Proposal(
-            code=result.code, reply=reply.text, notes=(*notes, *result.notes), usage=usage, **trace
-        )
+        return Proposal(code=result.code, reply=shown, notes=(*notes, *result.notes), usage=usage, **trace)
 
     def learn(self, proposal: Proposal, reward: float) -> None:
         """Credit the mutation instruction the proposal used (if any) with ``reward``."""
@@ -288,6 +168,8 @@ class LLMProposer:
     def end_round(self, rng: np.random.Generator) -> None:
         """Every ``evolve_every`` rounds, the model writes new instructions from the best ones."""
         self._rounds += 1
+        if completion_mode(self.chat):  # a base model does not follow the instruction-writing prompt
+            return
         if self.evolve_every and self._rounds % self.evolve_every == 0:
             self.instructions.evolve(self.chat, rng)
 
@@ -318,3 +200,32 @@ def _parent(parent: Parent, prefix: str = "parent_") -> dict[str, str]:
         f"{prefix}code": parent.code.strip(),
         f"{prefix}metrics": format_metrics(parent.metrics, parent.reward),
     }
+
+
+def docstring_safe(text: str) -> str:
+    """``text`` that can sit inside a triple-quoted docstring without ending it or escaping anything."""
+    return text.replace("\\", "/").replace('"""', "'''")
+
+
+def commented(text: str) -> str:
+    """Every line of ``text`` as a Python comment line."""
+    return "\n".join(f"# {line}".rstrip() for line in text.strip("\n").split("\n"))
+
+
+def code_part(text: str) -> str:
+    """A file written in completion mode without its docstring and comment preamble: the code."""
+    lines = text.split("\n")
+    start = next((i for i, line in enumerate(lines) if line.startswith(("import ", "from "))), 0)
+    return "\n".join(lines[start:])
+
+
+def end_of_module(continuation: str) -> str:
+    """The continuation up to where the module is over: the first stop string, or the first top-level
+    line that is not a definition, import, constant or comment (usage code, prose, a new file)."""
+    for stop in STOPS:
+        continuation = continuation.split(stop, 1)[0]
+    lines = continuation.split("\n")
+    for i, line in enumerate(lines[1:], start=1):
+        if line.strip() and not line[0].isspace() and not _MODULE_LEVEL_OK.match(line):
+            return "\n".join(lines[:i]).rstrip() + "\n"
+    return continuation

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from llmnas.llm.chat import HFChat, LLMError
+from llmnas.llm.chat import LLMError
+from llmnas.llm.local import HFChat
 from llmnas.propose.finetune import META, finetune_lora, latest_adapter, next_index, select_traces
 from llmnas.runs.events import FinetuneEvent
 from llmnas.runs.layout import RunLayout

@@ -1,4 +1,5 @@
-"""A loopback OpenAI-compatible chat-completions server with scripted replies and injectable faults."""
+"""A loopback OpenAI-compatible server (chat completions and text completions) with scripted replies and
+injectable faults."""
 
 from __future__ import annotations
 
@@ -111,9 +112,12 @@ class FakeOpenAI:
         self.stop()
 
     def user_prompts(self) -> list[str]:
-        """The last user message of every recorded request."""
+        """The last user message of every recorded chat request (a text completion's prompt)."""
         return [
-            [m["content"] for m in r["body"]["messages"] if m["role"] == "user"][-1] for r in self.requests
+            [m["content"] for m in r["body"]["messages"] if m["role"] == "user"][-1]
+            if "messages" in r["body"]
+            else r["body"].get("prompt", "")
+            for r in self.requests
         ]
 
     def _next(self, record: dict) -> Reply:
@@ -143,7 +147,8 @@ class FakeOpenAI:
                     body = json.loads(raw or b"{}")
                 except ValueError:
                     body = {"raw": raw.decode("utf-8", "replace")}
-                if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
+                routes = ("/v1/chat/completions", "/chat/completions", "/v1/completions", "/completions")
+                if self.path.rstrip("/") not in routes:
                     self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
                     return
                 reply = fake._next(
@@ -177,11 +182,14 @@ class FakeOpenAI:
                     return
                 n = int(body.get("n") or 1)
                 texts = reply.texts if len(reply.texts) > 1 else reply.texts * n
+                chat = "chat" in self.path
                 choices = (
                     []
                     if reply.kind == "empty"
                     else [
                         {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
+                        if chat
+                        else {"index": i, "text": t, "finish_reason": "stop"}
                         for i, t in enumerate(texts)
                     ]
                 )
@@ -191,7 +199,7 @@ class FakeOpenAI:
                     200,
                     {
                         "id": f"chatcmpl-{len(fake.requests)}",
-                        "object": "chat.completion",
+                        "object": "chat.completion" if chat else "text_completion",
                         "created": int(time.time()),
                         "model": body.get("model", "fake"),
                         "choices": choices,
