@@ -48,7 +48,9 @@ class RunStore:
             raise UserError(f"{folder} already holds a run: use `llmnas resume {folder}` or another --out")
         try:
             if paths.folder.is_dir() and any(paths.folder.iterdir()):
-                raise UserError(f"{folder} is not empty and holds no run: choose a new or empty folder for --out")
+                raise UserError(
+                    f"{folder} is not empty and holds no run: choose a new or empty folder for --out"
+                )
             paths.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             paths.candidates.mkdir(exist_ok=True, mode=0o700)
             write_atomic(paths.run_info, json.dumps(run_info, indent=1, default=str))
