@@ -166,9 +166,9 @@ def hostile_run(pool: LocalPool, digits: Dataset, tmp_path_factory):
     return {"run": store.folder, "ids": ids, "marker": marker, "events": events}
 
 
-def _export(run: Path, cid: str, out: Path, capsys) -> str:
+def _export(run: Path, cid: str, out: Path, capsys, *extra: str) -> str:
     capsys.readouterr()
-    assert main(["export", str(run), "--candidate", cid, "--out", str(out)]) == 0
+    assert main(["export", str(run), "--candidate", cid, "--out", str(out), *extra]) == 0
     return capsys.readouterr().out
 
 
@@ -271,7 +271,7 @@ def test_an_onnx_that_does_not_match_the_sandbox_is_not_exported(
         assert "does not reproduce the sandbox's validation predictions" in printed
         assert "does not reproduce" in (tmp_path / "x" / "README.md").read_text()
         (candidate / ONNX_FILE).write_bytes(b"\x08\x07not an onnx file")
-        printed = _export(hostile_run["run"], cid, tmp_path / "x", capsys)  # the same folder again
+        printed = _export(hostile_run["run"], cid, tmp_path / "x", capsys, "--force")  # the same folder
         assert not (tmp_path / "x" / ONNX_FILE).exists() and "does not parse" in printed
     finally:
         (candidate / ONNX_FILE).write_bytes(original)
