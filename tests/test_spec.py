@@ -26,6 +26,14 @@ from llmnas.task.spec import SpecError, TaskSpec, parse_requirements
             {"target_params": 100_000, "target_latency_ms": 1.0, "hints": ("small", "fast")},
         ),
         ("tiny, under 5k parameters", {"max_params": 5_000, "target_params": 5_000}),
+        ("a 3k-parameter cap", {"max_params": 3_000}),
+        ("parameter budget of 40k", {"max_params": 40_000}),
+        ("a limit of 2M weights", {"max_params": 2_000_000}),
+        ("under 100 KB", {"max_params": 25_000}),  # float32 weights: 4 bytes each
+        ("model size under 2 MiB", {"max_params": 524_288}),
+        ("under 20k parameters under 1 ms", {"max_params": 20_000, "max_latency_ms": 1.0}),
+        ("under 20k parameters; under 20,000 params again", {"max_params": 20_000}),  # the same limit twice
+        ("classify 8x8 images, under 5k params", {"max_params": 5_000}),
     ],
 )
 def test_parses_numbers_and_hints(text, expected):
@@ -65,3 +73,30 @@ def test_spec_is_frozen_and_rejects_unknown_fields():
         TaskSpec(max_params=-3)
     with pytest.raises(ValueError):
         TaskSpec(colour="blue")
+
+
+@pytest.mark.parametrize(
+    ("text", "first", "second"),
+    [
+        ("under 5k parameters; under 50k parameters", "under 5k parameters", "under 50k parameters"),
+        ("under 1 ms; latency under 3 ms", "under 1 ms", "latency under 3 ms"),
+        ("under 10 MFLOPs, below 2 GFLOPs", "under 10 MFLOPs", "below 2 GFLOPs"),
+        ("under 20k params; under 1 MB", "under 20k params", "under 1 MB"),
+        ("under 1k but at least 1M params", "at least 1M", "under 1k"),
+    ],
+)
+def test_conflicting_limits_are_an_error_naming_both_clauses(text, first, second):
+    with pytest.raises(SpecError, match="conflicting") as error:
+        parse_requirements(text)
+    message = str(error.value).lower()
+    assert first.lower().split()[-1] in message and second.lower().split()[-1] in message, message
+
+
+def test_a_lower_bound_under_the_limit_is_kept_as_a_note():
+    spec = parse_requirements("under 50k params; at least 10k params")
+    assert spec.max_params == 50_000 and "at least 10k params" in spec.notes
+
+
+def test_a_size_limit_says_how_it_became_parameters():
+    spec = parse_requirements("classify digits under 100 KB")
+    assert spec.max_params == 25_000 and "params <= 25,000" in spec.summary() and "100 KB" in spec.summary()

@@ -65,6 +65,8 @@ class TaskSpec(BaseModel):
         ]
         lines.append("limits: " + (", ".join(x for x in limits if x) or "none"))
         lines.append("targets: " + (", ".join(x for x in targets if x) or "none"))
+        if self.hints:
+            lines.append("hints: " + ", ".join(self.hints))
         if self.notes:
             lines.append("not understood (kept as notes): " + " | ".join(self.notes))
         return "\n".join(lines)
@@ -92,7 +94,26 @@ _NUM = r"(\d+(?:[.,]\d+)?)\s*(k|thousand|million|mio|m|b|g|billion)?"
 _UPPER = (
     r"(?:under|below|less than|fewer than|at most|no more than|max(?:imum)?(?:\s+of)?|within|up to|<=?|≤)"
 )
+_LOWER = r"(?:at least|more than|over|above|min(?:imum)?(?:\s+of)?|>=?|≥)"
 _PARAMS = r"(?:param(?:eter)?s?|weights)"
+# After a bare number, what makes it something other than a parameter count.
+_OTHER_UNIT = (
+    r"(?!\s*(?:ms|milli|us|µs|micro|sec|s\b|%|[gmk]?flops|[gm]?macs|multiply|[km]i?b\b|gi?b\b|bytes?|x\s*\d))"
+)
+_PLAIN_NUM = rf"{_NUM}{_OTHER_UNIT}(?![\w.])"  # a number that is not "1 ms" or "2 GFLOPs"
+_BYTES = r"(\d+(?:\.\d+)?)\s*(kib|kb|mib|mb|gib|gb|bytes?)\b"
+_BYTE_SCALE = {
+    "b": 1,
+    "byte": 1,
+    "bytes": 1,
+    "kb": 1e3,
+    "kib": 1024,
+    "mb": 1e6,
+    "mib": 1024**2,
+    "gb": 1e9,
+    "gib": 1024**3,
+}
+BYTES_PER_PARAM = 4  # weights are trained in float32
 _FLOPS = r"(?:[gmk]?flops|[gm]?macs|multiply-adds)"
 _TIME = r"(\d+(?:\.\d+)?)\s*(ms|milliseconds?|us|µs|microseconds?|s|sec|seconds?)\b"
 _TIME_SCALE = {"ms": 1.0, "us": 1e-3, "µs": 1e-3, "s": 1e3, "sec": 1e3}
@@ -116,6 +137,8 @@ def parse_requirements(text: str) -> TaskSpec:
     found: dict = {"text": text.strip()}
     hints: list[str] = []
     notes: list[str] = []
+    limits: dict[str, dict[float, str]] = {}  # field -> {value: the clause that set it}
+    floors: list[tuple[int, str]] = []  # lower bounds on parameters: only checked against the limit
     for clause in (c.strip() for c in re.split(r"[;\n]|,\s+|\.\s+|\s+and\s+|\s+with\s+", text)):
         if not clause:
             continue
@@ -126,15 +149,21 @@ def parse_requirements(text: str) -> TaskSpec:
         ):
             found["num_classes"] = int(_WORDS.get(m.group(1), m.group(1)))
             understood = True
-        if m := re.search(rf"{_UPPER}\s*{_NUM}\s*{_PARAMS}", low) or re.search(
-            rf"{_PARAMS}\s*(?:count\s*)?(?:{_UPPER}|:)\s*{_NUM}", low
-        ):
-            found["max_params"] = int(_number(m.group(1), m.group(2)))
+        for value in _param_limits(low):
+            limits.setdefault("max_params", {}).setdefault(value, clause)
             understood = True
-        if m := re.search(rf"{_UPPER}\s*(\d+(?:\.\d+)?)\s*({_FLOPS})", low):
-            found["max_flops"] = int(float(m.group(1)) * _flops_unit(m.group(2)))
+        for m in re.finditer(rf"{_UPPER}\s*{_BYTES}", low):
+            size = float(m.group(1)) * _BYTE_SCALE[m.group(2)]
+            limits.setdefault("max_params", {}).setdefault(int(size // BYTES_PER_PARAM), clause)
+            hints.append(f"{m.group(1)} {m.group(2).upper()} of float32 weights")
+            understood = True
+        if re.search(_PARAMS, low):
+            floors.extend((int(_number(m.group(1), m.group(2))), clause) for m in _bare(_LOWER, low))
+        for m in re.finditer(rf"{_UPPER}\s*(\d+(?:\.\d+)?)\s*({_FLOPS})", low):
+            flops = int(float(m.group(1)) * _flops_unit(m.group(2)))
             if "mac" in m.group(2) or "multiply" in m.group(2):
-                found["max_flops"] *= 2
+                flops *= 2
+            limits.setdefault("max_flops", {}).setdefault(flops, clause)
             understood = True
         if (m := re.search(rf"{_UPPER}\s*{_TIME}", low)) or (
             re.search(r"latency|inference|per (?:sample|image|input)|\bon (?:the )?[cg]pu", low)
@@ -142,7 +171,7 @@ def parse_requirements(text: str) -> TaskSpec:
         ):
             unit = m.group(2).rstrip("s") if m.group(2) not in ("s", "ms", "us", "µs") else m.group(2)
             unit = {"millisecond": "ms", "microsecond": "us", "second": "s"}.get(unit, unit)
-            found["max_latency_ms"] = float(m.group(1)) * _TIME_SCALE[unit]
+            limits.setdefault("max_latency_ms", {}).setdefault(float(m.group(1)) * _TIME_SCALE[unit], clause)
             understood = True
         for word, target in _HINTS.items():
             if re.search(rf"\b{word}\b", low):
@@ -171,6 +200,62 @@ def parse_requirements(text: str) -> TaskSpec:
             understood = True
         if not understood:
             notes.append(clause)
+    found.update(_one_limit_each(limits, floors))
     if "max_params" in found and "target_params" in found and found["target_params"] > found["max_params"]:
         found["target_params"] = found["max_params"]
     return TaskSpec(**found, hints=tuple(dict.fromkeys(hints)), notes=tuple(notes))
+
+
+def _bare(bound: str, low: str):
+    """Numbers after a bound word with no unit of another kind (in a clause that names parameters)."""
+    return re.finditer(rf"{bound}\s*{_PLAIN_NUM}", low)
+
+
+def _param_limits(low: str) -> set[int]:
+    """Every upper limit on parameters in a clause: "under 20k parameters", "params <= 1M",
+    "a 3k-parameter cap", "under 1k but at least 1M params" (the unit named once for both)."""
+    patterns = [
+        rf"{_PARAMS}\s*(?:count\s*)?(?:{_UPPER}|:)\s*{_PLAIN_NUM}",
+        rf"{_PARAMS}\s*(?:cap|limit|budget|ceiling)\s*(?:of|:)?\s*{_PLAIN_NUM}",
+        rf"{_NUM}[\s-]*param(?:eter)?s?[\s-]*(?:cap|limit|budget|ceiling|max(?:imum)?)\b",
+        rf"(?:cap|limit|budget|ceiling)\s+of\s+{_NUM}\s*{_PARAMS}",
+    ]
+    found = {int(_number(m.group(1), m.group(2))) for p in patterns for m in re.finditer(p, low)}
+    if re.search(_PARAMS, low):
+        found |= {int(_number(m.group(1), m.group(2))) for m in _bare(_UPPER, low)}
+    return found
+
+
+_LIMIT_NAMES = {
+    "max_params": "parameter limits",
+    "max_latency_ms": "latency limits",
+    "max_flops": "FLOP limits",
+}
+
+
+def _shown(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
+def _one_limit_each(limits: dict[str, dict[float, str]], floors: list[tuple[int, str]]) -> dict:
+    """One value per limit; two different values, or a lower bound above the limit, name both clauses."""
+    chosen = {}
+    for field, values in limits.items():
+        if len(values) > 1:
+            (a, first), (b, second) = list(values.items())[:2]
+            raise SpecError(
+                f'conflicting {_LIMIT_NAMES[field]}: "{first}" says {_shown(a)} and "{second}" says {_shown(b)}; '
+                "keep one of them"
+            )
+        chosen[field] = next(iter(values))
+    for floor, clause in floors:
+        limit = chosen.get("max_params")
+        if limit is not None and floor > limit:
+            source = limits["max_params"][limit]
+            raise SpecError(
+                f'conflicting parameter bounds: "{clause}" asks for at least {floor:,} but "{source}" allows '
+                f"at most {limit:,}"
+            )
+    if "max_params" in chosen:
+        chosen["max_params"] = int(chosen["max_params"])
+    return chosen
