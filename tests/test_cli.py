@@ -255,6 +255,17 @@ def test_export_and_traces_never_overwrite_the_users_files_without_force(
     assert traces.read_text().startswith("{")
 
 
+def test_the_parsed_spec_is_printed_before_the_search_with_what_was_not_understood(tmp_path: Path, capsys):
+    text = "classify digits; under 100 KB; use GELU everywhere"
+    args = ["--data", "digits", "--max-samples", "300", "--budget", "1", "--workers", "1", "--steps", "20"]
+    assert main(["search", text, *args, "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    spec = out[out.index("Task spec:") :]
+    assert "params <= 25,000" in spec and "100 KB of float32 weights" in spec
+    assert "not understood (kept as notes): use GELU everywhere" in spec
+    assert out.index("Task spec:") < out.index("[   1]"), "the spec came after the first evaluation"
+
+
 def test_search_refuses_a_folder_of_other_files(tmp_path: Path, capsys):
     mine = tmp_path / "mine"
     mine.mkdir()
