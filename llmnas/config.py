@@ -9,6 +9,7 @@ have flags are listed in NESTED_FLAGS.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -18,6 +19,24 @@ from sandbox.protocol import Limits, TrainConfig
 
 STRATEGIES = ("rl", "random")
 PROXIES = ("synflow", "naswot", "grad_norm", "snip", "params", "flops")
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(min|sec|h|m|s)")
+
+
+def duration_seconds(text: str) -> float:
+    """'90s', '20m', '1h30m', '2h' (or a bare number of seconds) in seconds; ValueError otherwise."""
+    compact = text.strip().lower().replace(" ", "")
+    if re.fullmatch(r"\d+(?:\.\d+)?", compact):
+        seconds = float(compact)
+    elif compact and _DURATION.sub("", compact) == "":
+        scale = {"h": 3600, "m": 60, "min": 60, "s": 1, "sec": 1}
+        seconds = sum(float(n) * scale[unit] for n, unit in _DURATION.findall(compact))
+    else:
+        raise ValueError(f"time_limit {text!r} is not a duration: use e.g. 90s, 20m, 1h30m")
+    if seconds <= 0:
+        raise ValueError(f"time_limit {text!r} must be longer than zero")
+    return seconds
 
 
 def setting(default: Any = None, help: str = "", *, flag: str | None = None, group: str = "search", **kw):
@@ -93,9 +112,16 @@ class RunConfig(BaseModel):
     llm_max_tokens: int = setting(2048, "longest reply the model may write, in tokens", ge=16)
     max_tokens: int | None = setting(None, "end the run after this many LLM tokens", ge=1)
     max_cost_usd: float | None = setting(None, "end the run after this LLM cost (USD)", flag="max-cost", gt=0)
+    time_limit: str | None = setting(
+        None,
+        "end the run at the first round boundary after this much wall time, e.g. 90s, 20m, 1h30m "
+        "(resumable; each session, resumed ones too, gets its own)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
+        if self.time_limit is not None:
+            duration_seconds(self.time_limit)  # a clear error now rather than at the first round
         if self.finetune_every and not self.llm.startswith("hf:"):
             raise ValueError("finetune_every (--finetune-every) needs a local model: llm='hf:PATH'")
         if (self.ray_address or self.gpus_per_task) and self.executor != "ray":

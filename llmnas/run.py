@@ -11,7 +11,8 @@ from datetime import datetime
 from pathlib import Path
 
 from llmnas.candidate import checks
-from llmnas.config import RunConfig
+from llmnas.config import RunConfig, duration_seconds
+from llmnas.engine.interrupt import TimeLimit
 from llmnas.engine.loop import Search, SearchResult
 from llmnas.errors import RunFailed, UserError
 from llmnas.execute.layers import containment
@@ -272,6 +273,8 @@ def _search(
     proposer = make_proposer(cfg, spec, store, chat)
     tuner = _finetuner(cfg, chat, store)
     listeners = [*([tuner] if tuner else []), *([between_rounds] if between_rounds else []), BestExport()]
+    if cfg.time_limit:
+        listeners.append(TimeLimit(duration_seconds(cfg.time_limit), cfg.time_limit))
     failed = False
     try:
         with make_executor(cfg) as pool:

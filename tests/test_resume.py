@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import logged
 
+from llmnas.cli import main
 from llmnas.errors import UserError
 from llmnas.runs.events import ProposalEvent, RoundEvent
 from llmnas.runs.store import RunStore
@@ -145,3 +146,19 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     assert proc.returncode == 130, err
     assert f"Resume with: llmnas resume {tmp_path / 'run'}" in err and "Traceback" not in err
     assert logged(tmp_path / "run")  # what finished is on disk
+
+
+def test_a_time_limit_ends_the_run_at_a_round_boundary_and_resume_goes_on(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["search", REQ, *COMMON, "--budget", "20", "--time-limit", "1s", "--out", str(run)]) == 0
+    events = logged(run)
+    stops = [e["reason"] for e in events if e["type"] == "stopped"]
+    assert len(stops) == 1 and "time limit of 1s reached" in stops[0] and f"llmnas resume {run}" in stops[0]
+    assert [e["proposed"] for e in events if e["type"] == "round"] == [2]  # one round of two workers
+    assert main(["resume", str(run)]) == 0  # a session of its own: one more round
+    after = logged(run)
+    assert [e["proposed"] for e in after if e["type"] == "round"] == [2, 4]
+    assert sum(e["type"] == "stopped" for e in after) == 2
+    capsys.readouterr()
+    assert main(["search", REQ, "--time-limit", "soon", "--out", str(tmp_path / "bad")]) == 2
+    assert "'soon' is not a duration" in capsys.readouterr().err and not (tmp_path / "bad").exists()

@@ -1,5 +1,5 @@
 """Ctrl-C at safe points: the first press sets a flag that the loop checks between steps (never inside
-scoring or logging), the second stops at once."""
+scoring or logging), the second stops at once. And the user's wall-time limit, checked between rounds."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 
@@ -49,3 +50,18 @@ class StopFlag:
             yield from done
             if pending:
                 self.check()
+
+
+class TimeLimit:
+    """End-of-round listener for ``--time-limit``: once ``seconds`` of wall time have passed since the
+    session started, it stops the run at this round boundary (the state is saved; resume goes on). The
+    user asked for wall time here: nothing that selects or rewards reads it."""
+
+    def __init__(self, seconds: float, shown: str):
+        self.deadline = time.monotonic() + seconds
+        self.shown = shown
+
+    def __call__(self, search) -> str | None:
+        if search.finished or time.monotonic() < self.deadline:
+            return None
+        return f"time limit of {self.shown} reached; go on with: llmnas resume {search.store.folder}"

@@ -374,7 +374,7 @@ class Search:
 
     # ------------------------------------------------------------------ the whole run
     def run(self, budget: int) -> SearchResult:
-        """Rounds until ``budget`` proposals; after each round the listeners run (False stops the run)."""
+        """Rounds until ``budget`` proposals; after each round the listeners run (and may stop the run)."""
         self.budget = budget
         bar = tqdm(
             total=budget,
@@ -392,8 +392,10 @@ class Search:
                     )
                     self.stop.check()
                     self.run_round(min(size, budget - self.proposed), bar if self.progress else None)
-                    if not self._end_round() and self.proposed < budget:
-                        self.store.append(StoppedEvent(reason="stopped by the user"))
+                    reason = self._end_round()
+                    if reason and self.proposed < budget:
+                        log.warning("%s", reason)
+                        self.store.append(StoppedEvent(reason=reason))
                         break
         except BudgetExhausted as exc:
             log.warning("%s: the run ends here; finished work is saved (raise the budget and resume)", exc)
@@ -407,10 +409,12 @@ class Search:
             bar.close()
         return self.result()
 
-    def _end_round(self) -> bool:
-        """Run every listener (each one, even after one asked to stop); False if any asked to stop."""
+    def _end_round(self) -> str | None:
+        """Run every listener (each one, even after one asked to stop). A listener stops the run by
+        answering False (the user said so) or a reason; the reason to stop, or None."""
         answers = [listener(self) for listener in self.listeners]
-        return all(a is not False for a in answers)
+        reasons = [a for a in answers if isinstance(a, str)]
+        return reasons[0] if reasons else ("stopped by the user" if False in answers else None)
 
     @property
     def finished(self) -> bool:
