@@ -111,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--api-key", help="API key for --llm (default: $OPENAI_API_KEY; never written to the run)")
     s.add_argument("--out", type=Path, help="run folder (default: results/<time>-<data>-s<seed>)")
     s.add_argument("--json", action="store_true", help="print the result as JSON")
+    s.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the spec, the data, the training budget and a time estimate from one probe; then exit",
+    )
 
     r = sub.add_parser(
         "resume", help="continue an interrupted run", description="Continue an interrupted run."
@@ -289,6 +294,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     from llmnas.run import start
 
     cfg = _config(args, args.requirements)
+    if args.dry_run:
+        from llmnas.evaluate import dry_run
+
+        print("\n".join(dry_run(cfg)))
+        return EXIT_OK
     return _report_result(
         start(cfg, args.out, api_key=args.api_key, progress=not args.json, announce=_announcer(args.json)),
         args.json,

@@ -1,9 +1,13 @@
-"""Evaluate one hand-written model file through exactly the path a search uses."""
+"""Evaluate one hand-written model file through exactly the path a search uses; and the dry run, which
+probes one of the offline proposer's candidates that way to estimate a search's time."""
 
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
+
+import numpy as np
 
 from llmnas.candidate import checks
 from llmnas.config import RunConfig
@@ -11,7 +15,9 @@ from llmnas.engine.evaluation import judge, make_job
 from llmnas.errors import UserError
 from llmnas.execute.base import output_limits
 from llmnas.execute.local import LocalPool
-from llmnas.run import load_data, make_spec
+from llmnas.propose.base import Action
+from llmnas.propose.offline import OfflineProposer
+from llmnas.run import load_data, make_chat, make_spec
 from llmnas.runs.export import check_eval_onnx, eval_file_lines
 from llmnas.runs.layout import refuse_overwrite
 from sandbox.cleanup import remove_tree
@@ -55,3 +61,54 @@ def evaluate_file(path: Path, cfg: RunConfig, out: Path | None = None, *, force:
         "metrics": verdict.metrics.model_dump(exclude_none=True),
         **({"files": files} if files else {}),
     }
+
+
+PROBE_STEPS = 50
+
+
+def dry_run(cfg: RunConfig) -> list[str]:
+    """What a search with ``cfg`` would do, without doing it: the spec, the data, the training budget and
+    the time per candidate estimated from one probe (a first offline-proposer candidate, trained for
+    ``PROBE_STEPS`` steps in the sandbox: per-step time from its training, the rest as overhead)."""
+    data = load_data(cfg)
+    spec = make_spec(cfg, data, make_chat(cfg), announce=lambda _: None)
+    steps = cfg.train.max_steps
+    lines = [
+        "Task spec:",
+        "  " + spec.summary().replace("\n", "\n  "),
+        f"Data: {data.name}: {len(data.x_train):,} train / {len(data.x_val):,} validation / "
+        f"{len(data.x_test):,} test samples, input {data.input_shape} ({data.modality}), "
+        f"{data.num_classes} classes",
+        f"Training: {steps:,} steps of batch {cfg.train.batch_size} per candidate; budget {cfg.budget} "
+        f"candidates on {cfg.workers} workers; proposer: {cfg.llm}",
+    ]
+    proposal = OfflineProposer(spec.modality, cfg.seed).propose(
+        Action("generate"), [], spec, np.random.default_rng(cfg.seed)
+    )
+    probe_cfg = cfg.model_copy(
+        update={"train": cfg.train.model_copy(update={"max_steps": min(steps, PROBE_STEPS)})}
+    )
+    folder = Path(tempfile.mkdtemp(prefix="llmnas-eval-"))
+    try:
+        with LocalPool(1, cfg.limits, preload=cfg.extra_imports) as pool:
+            data.write_worker_files(pool.data_dir)
+            job = make_job(probe_cfg, spec, data, pool.data_dir, "probe", checks.normalise(proposal.code))
+            started = time.monotonic()  # an estimate for the user: nothing selects on it
+            result = pool.submit(job, folder).result()
+            wall = time.monotonic() - started
+    finally:
+        remove_tree(folder)
+    trained = result.metrics.train_steps if result.metrics else None
+    if not result.ok or not trained:
+        lines.append(f"Probe: the probe candidate failed ({result.stage}: {result.message}); no estimate")
+        return lines
+    per_step = result.metrics.train_seconds / trained
+    overhead = max(wall - result.metrics.train_seconds, 0.0)
+    each = overhead + per_step * steps
+    rounds = -(-cfg.budget // cfg.workers)
+    lines.append(
+        f"Estimate (one probe of {trained} steps on this machine, as loaded now): ~{each:.1f} s per candidate "
+        f"({per_step * 1000:.1f} ms per step + {overhead:.1f} s outside training; the probe's includes the sandbox's start), "
+        f"~{rounds * each / 60:.1f} min for the search's training{'' if cfg.llm == 'offline' else ' plus LLM time'}"
+    )
+    return lines

@@ -266,6 +266,22 @@ def test_the_parsed_spec_is_printed_before_the_search_with_what_was_not_understo
     assert out.index("Task spec:") < out.index("[   1]"), "the spec came after the first evaluation"
 
 
+def test_dry_run_prints_spec_data_budget_and_an_estimate_and_starts_no_run(tmp_path: Path, capsys):
+    args = ["--data", "digits", "--max-samples", "300", "--budget", "10", "--workers", "2", "--steps", "80"]
+    assert main(["search", REQ, *args, "--out", str(tmp_path / "r"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "Task spec:" in out and "params <= 20,000" in out
+    assert "Data: digits:" in out and "10 classes" in out
+    assert "Training: 80 steps of batch" in out and "budget 10 candidates on 2 workers" in out
+    estimate = next(line for line in out.splitlines() if line.startswith("Estimate"))
+    assert (
+        "one probe of 50 steps" in estimate
+        and "s per candidate" in estimate
+        and "min for the search" in estimate
+    )
+    assert not (tmp_path / "r").exists()
+
+
 def test_search_refuses_a_folder_of_other_files(tmp_path: Path, capsys):
     mine = tmp_path / "mine"
     mine.mkdir()
