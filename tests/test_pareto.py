@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 
 from llmnas.engine.pareto import (
@@ -8,7 +9,9 @@ from llmnas.engine.pareto import (
     dominates,
     objective_vector,
     pareto_front,
+    rank_key,
 )
+from llmnas.engine.scoring import MAX_ROW_LOSS, cross_entropy
 
 MM = ("max", "min")
 
@@ -59,3 +62,22 @@ def test_crowding_distance_inf_value():
     assert d[0] == d[3] == math.inf
     assert d[1] == math.inf  # its neighbour in the second objective is infinitely far
     assert all(not math.isnan(x) for x in d)
+
+
+def test_ties_in_validation_accuracy_are_broken_by_validation_loss_then_size():
+    """On a small validation set every model can score 1.0: the evidence in the logits decides."""
+    confident = {"val_acc": 1.0, "val_loss": 0.05, "params": 900}
+    hesitant = {"val_acc": 1.0, "val_loss": 0.60, "params": 100}
+    same_loss_smaller = {"val_acc": 1.0, "val_loss": 0.05, "params": 500}
+    better = {"val_acc": 0.99, "val_loss": 0.01, "params": 10}
+    ranked = sorted([hesitant, better, confident, same_loss_smaller], key=rank_key)
+    assert ranked == [same_loss_smaller, confident, hesitant, better]
+    assert rank_key({"val_acc": 1.0, "params": 1}) > rank_key(hesitant)  # a run logged before val_loss
+
+
+def test_cross_entropy_is_the_mean_nll_and_finite_for_broken_rows():
+    logits = np.array([[2.0, 0.0], [0.0, 0.0], [np.nan, 1.0]])
+    labels = np.array([0, 1, 0])
+    expected = (np.log(1 + np.exp(-2.0)) + np.log(2.0) + MAX_ROW_LOSS) / 3
+    assert cross_entropy(logits, labels) == pytest.approx(expected)
+    assert cross_entropy(np.array([[1e6, -1e6]]), np.array([1])) == MAX_ROW_LOSS  # capped, not inf

@@ -87,8 +87,12 @@ def crowding_distance(points: Sequence[Sequence[float]], senses: Sequence[str]) 
     return dist
 
 
-def rank_key(metrics: Mapping[str, float | None]) -> tuple[float, float]:
-    """The one ranking rule ("best model"): highest val_acc, then fewer params (sort ascending; ties
-    keep their order)."""
-    acc, params = metrics.get("val_acc"), metrics.get("params")
-    return (-(acc if acc is not None else -math.inf), params if params is not None else math.inf)
+def rank_key(metrics: Mapping[str, float | None]) -> tuple[float, float, float]:
+    """The one ranking rule ("best model"): highest val_acc; on a tie (common on small validation sets)
+    lower validation loss, then fewer params (sort ascending; ties beyond that keep their order)."""
+    acc, loss, params = metrics.get("val_acc"), metrics.get("val_loss"), metrics.get("params")
+    return (
+        -(acc if acc is not None else -math.inf),
+        loss if loss is not None else math.inf,
+        params if params is not None else math.inf,
+    )

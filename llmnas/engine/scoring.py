@@ -21,6 +21,22 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((pred == labels).mean()) if len(labels) else 0.0
 
 
+MAX_ROW_LOSS = 100.0  # a row's loss when its logits are not finite (and the cap on any row's loss)
+
+
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-likelihood of the labels under softmax(logits), each row capped at
+    MAX_ROW_LOSS; rows with a non-finite logit count as MAX_ROW_LOSS."""
+    if not len(labels):
+        return 0.0
+    finite = np.isfinite(logits).all(axis=1)
+    safe = np.where(finite[:, None], logits, 0.0).astype(np.float64)
+    shifted = safe - safe.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    rows = -log_probs[np.arange(len(labels)), labels]
+    return float(np.where(finite, np.minimum(rows, MAX_ROW_LOSS), MAX_ROW_LOSS).mean())
+
+
 def load_logits(folder: Path, split: str, n: int, num_classes: int) -> np.ndarray:
     try:
         arr = np.load(Path(folder) / PRED_FILES[split], allow_pickle=False)
@@ -46,12 +62,13 @@ def stored_params(folder: Path) -> int:
 def score(
     folder: Path, y_val: np.ndarray, y_test: np.ndarray, num_classes: int, reported_params: int
 ) -> dict:
-    """Validation accuracy (drives selection), test accuracy (reported only), and the parameter count
-    checked against the weights file."""
+    """Validation accuracy (drives selection) and loss (breaks its ties), test accuracy (reported only),
+    and the parameter count checked against the weights file."""
     val = load_logits(folder, "val", len(y_val), num_classes)
     test = load_logits(folder, "test", len(y_test), num_classes)
     return {
         "val_acc": accuracy(val, y_val),
+        "val_loss": cross_entropy(val, y_val),
         "test_acc": accuracy(test, y_test),
         "params": max(int(reported_params), stored_params(folder)),
     }

@@ -58,6 +58,7 @@ class Metrics(BaseModel):
     final_loss: Finite | None = None
     holdout_acc: Fraction | None = None
     val_acc: Fraction | None = None
+    val_loss: NonNegative | None = None  # validation cross-entropy: breaks ties in val_acc
     test_acc: Fraction | None = None
     energy_kwh: NonNegative | None = None
     co2_g: NonNegative | None = None
