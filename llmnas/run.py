@@ -29,7 +29,7 @@ from llmnas.runs.export import BestExport
 from llmnas.runs.store import RunStore
 from llmnas.task.datasets import Dataset, load_dataset
 from llmnas.task.llm_spec import spec_from_llm
-from llmnas.task.spec import TaskSpec, parse_requirements
+from llmnas.task.spec import REFINED, TaskSpec, parse_requirements
 
 log = logging.getLogger("llmnas")
 
@@ -238,7 +238,7 @@ def _refine_spec(
     """Append the words, re-derive the spec from all the words so far, and log it."""
     if not text.strip():
         raise UserError("refine: the new instructions are empty")
-    cfg = cfg.model_copy(update={"requirements": f"{cfg.requirements.rstrip()}\n{text.strip()}"})
+    cfg = cfg.model_copy(update={"requirements": f"{cfg.requirements.rstrip()}{REFINED}{text.strip()}"})
     spec = _fill_priority_targets(make_spec(cfg, data, chat, announce), store.folder)
     store.append_requirements(text)
     store.update_run_info(config=cfg.model_dump(mode="json"), spec=spec.model_dump(mode="json"))

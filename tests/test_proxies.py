@@ -1,5 +1,4 @@
 import math
-import time
 
 import pytest
 import torch
@@ -234,11 +233,3 @@ def test_wider_network_has_higher_synflow():
     wide = compute_proxies(build(lambda: mlp(256)), x, y, ["synflow"])["synflow"]
     narrow = compute_proxies(build(lambda: mlp(4)), x, y, ["synflow"])["synflow"]
     assert wide > 2 * narrow
-
-
-def test_small_cnn_is_fast():
-    net, (x, y) = build(conv2d_net), batch((1, 8, 8))
-    compute_proxies(net, x, y, PROXIES)  # warm-up
-    start = time.perf_counter()
-    compute_proxies(net, x, y, PROXIES)
-    assert time.perf_counter() - start < 0.5  # about 5 ms on one CPU core

@@ -2,7 +2,7 @@
 
 import pytest
 
-from llmnas.task.spec import SpecError, TaskSpec, parse_requirements
+from llmnas.task.spec import REFINED, SpecError, TaskSpec, parse_requirements
 
 
 @pytest.mark.parametrize(
@@ -100,3 +100,12 @@ def test_a_lower_bound_under_the_limit_is_kept_as_a_note():
 def test_a_size_limit_says_how_it_became_parameters():
     spec = parse_requirements("classify digits under 100 KB")
     assert spec.max_params == 25_000 and "params <= 25,000" in spec.summary() and "100 KB" in spec.summary()
+
+
+def test_a_refinement_replaces_the_limits_it_sets_and_keeps_the_rest():
+    spec = parse_requirements(
+        f"classify digits; under 20k parameters; under 2 ms; use GELU{REFINED}fewer than 15k parameters"
+    )
+    assert spec.max_params == 15_000 and spec.max_latency_ms == 2.0 and "use GELU" in spec.notes
+    with pytest.raises(SpecError, match="conflicting"):  # within one refinement it is still a conflict
+        parse_requirements(f"classify digits{REFINED}under 5k params; under 50k params")

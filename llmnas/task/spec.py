@@ -130,8 +130,26 @@ def _flops_unit(word: str) -> int:
     return {"g": 1_000_000_000, "m": 1_000_000, "k": 1_000}.get(w[0], 1)
 
 
+REFINED = "\nRefined:\n"  # joins a refinement's words to the requirements so far
+
+
 def parse_requirements(text: str) -> TaskSpec:
-    """Rule-based parser: what it does not understand stays verbatim in ``notes``."""
+    """Rule-based parser: what it does not understand stays verbatim in ``notes``. Conflicting limits in
+    one text are an error; a refinement (after ``REFINED``) replaces the limits and targets it sets."""
+    first, *refinements = text.split(REFINED)
+    spec = _parse(first)
+    for more in refinements:
+        later = _parse(more)
+        changed = later.model_fields_set - {"text", "hints", "notes"}
+        update = {k: getattr(later, k) for k in changed}
+        update |= {"hints": tuple(dict.fromkeys(spec.hints + later.hints)), "notes": spec.notes + later.notes}
+        spec = spec.model_copy(update=update)
+    if spec.max_params and spec.target_params and spec.target_params > spec.max_params:
+        spec = spec.model_copy(update={"target_params": spec.max_params})
+    return spec.model_copy(update={"text": text.strip()})
+
+
+def _parse(text: str) -> TaskSpec:
     if not text or not text.strip():
         raise SpecError('requirements text is empty: say what the model should do, e.g. "classify digits"')
     found: dict = {"text": text.strip()}
