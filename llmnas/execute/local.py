@@ -231,6 +231,7 @@ class LocalPool:
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="llmnas-worker")
         self._counter = 0
         self._lock = threading.Lock()
+        self._closing = False
 
     def submit(self, job: Job, out_dir: Path) -> Future[Result]:
         return self._pool.submit(self._run, job, Path(out_dir))
@@ -240,7 +241,9 @@ class LocalPool:
         try:
             return self._evaluate(slot, job, out_dir)
         except Exception as exc:  # noqa: BLE001 - the pool must survive anything
-            log.exception("sandbox failure for %s", job.candidate_id)
+            if not self._closing:  # a zygote killed by close() is no failure worth a word
+                log.warning("sandbox failure for %s: %s", job.candidate_id, exc)
+                log.debug("sandbox failure for %s", job.candidate_id, exc_info=True)
             return Result(
                 candidate_id=job.candidate_id, ok=False, stage=Stage.crash, message=f"sandbox error: {exc}"
             )
@@ -271,6 +274,7 @@ class LocalPool:
 
     def close(self) -> None:
         """Stop at once: queued jobs are cancelled, candidates in flight are killed with their zygotes."""
+        self._closing = True
         self._pool.shutdown(wait=False, cancel_futures=True)
         for slot in self._all:
             slot.stop()
