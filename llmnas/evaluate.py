@@ -39,10 +39,7 @@ def evaluate_file(path: Path, cfg: RunConfig, out: Path | None = None, *, force:
     folder = Path(out) if out else Path(tempfile.mkdtemp(prefix="llmnas-eval-"))
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with LocalPool(1, cfg.limits, preload=cfg.extra_imports) as pool:
-            data.write_worker_files(pool.data_dir)
-            job = make_job(cfg, spec, data, pool.data_dir, checked.candidate_id, checked.code)
-            result = pool.submit(job, folder).result()
+        result = _sandboxed(cfg, spec, data, checked.candidate_id, checked.code, folder)
         verdict = judge(result, folder, data, spec, cfg)
         files = {}
         if out:  # the user keeps these files: the sandbox's ONNX only when it checks out
@@ -61,6 +58,14 @@ def evaluate_file(path: Path, cfg: RunConfig, out: Path | None = None, *, force:
         "metrics": verdict.metrics.model_dump(exclude_none=True),
         **({"files": files} if files else {}),
     }
+
+
+def _sandboxed(cfg: RunConfig, spec, data, candidate_id: str, code: str, folder: Path):
+    """One candidate through a one-slot pool, exactly as a search runs it; its sandbox Result."""
+    with LocalPool(1, cfg.limits, preload=cfg.extra_imports) as pool:
+        data.write_worker_files(pool.data_dir)
+        job = make_job(cfg, spec, data, pool.data_dir, candidate_id, code)
+        return pool.submit(job, folder).result()
 
 
 PROBE_STEPS = 50
@@ -90,12 +95,9 @@ def dry_run(cfg: RunConfig) -> list[str]:
     )
     folder = Path(tempfile.mkdtemp(prefix="llmnas-eval-"))
     try:
-        with LocalPool(1, cfg.limits, preload=cfg.extra_imports) as pool:
-            data.write_worker_files(pool.data_dir)
-            job = make_job(probe_cfg, spec, data, pool.data_dir, "probe", checks.normalise(proposal.code))
-            started = time.monotonic()  # an estimate for the user: nothing selects on it
-            result = pool.submit(job, folder).result()
-            wall = time.monotonic() - started
+        started = time.monotonic()  # an estimate for the user: nothing selects on it
+        result = _sandboxed(probe_cfg, spec, data, "probe", checks.normalise(proposal.code), folder)
+        wall = time.monotonic() - started
     finally:
         remove_tree(folder)
     trained = result.metrics.train_steps if result.metrics else None

@@ -219,8 +219,6 @@ def _parse(text: str) -> TaskSpec:
         if not understood:
             notes.append(clause)
     found.update(_one_limit_each(limits, floors))
-    if "max_params" in found and "target_params" in found and found["target_params"] > found["max_params"]:
-        found["target_params"] = found["max_params"]
     return TaskSpec(**found, hints=tuple(dict.fromkeys(hints)), notes=tuple(notes))
 
 
