@@ -57,7 +57,7 @@ def evaluate_all(data, n: int, steps: int, seed: int) -> list[dict]:
             r = fut.result()
             if r.ok:
                 m = r.metrics
-                acc = score(folder, data.y_val, data.y_test, data.num_classes, m.params)["val_acc"]
+                acc = score(folder, data, m.params)["val_acc"]
                 rows.append({"val_acc": acc, "train_seconds": m.train_seconds, **m.proxies})
     return rows
 

@@ -252,12 +252,14 @@ def _summary(result) -> dict:
         "stats": result.stats,
         "best": None
         if best is None
-        else {"candidate_id": best.candidate_id, **best.metrics, "test_acc": result.best_test_acc},
+        else {"candidate_id": best.candidate_id, **best.metrics, **result.best_test},
         "front": [{"candidate_id": e.candidate_id, **e.metrics} for e in result.front],
     }
 
 
 def _report_result(result, as_json: bool) -> int:
+    from llmnas.runs.tables import scores_text
+
     if as_json:
         print(json.dumps(_summary(result), indent=1))
         return EXIT_OK if result.best is not None else EXIT_FAILED
@@ -267,7 +269,7 @@ def _report_result(result, as_json: bool) -> int:
         return EXIT_FAILED
     m = best.metrics
     print(
-        f"\nBest: {best.candidate_id}  val {m['val_acc']:.4f}  test {result.best_test_acc:.4f}  "
+        f"\nBest: {best.candidate_id}  {scores_text(m | result.best_test)}  "
         f"params {int(m['params']):,}  latency {m['latency_ms']:.3f} ms"
     )
     stats = result.stats
@@ -335,6 +337,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from llmnas.evaluate import evaluate_file
+    from llmnas.runs.tables import scores_text
 
     cfg = _config(args, args.requirements, workers=1)
     outcome = evaluate_file(args.file, cfg, args.out, force=args.force)
@@ -343,7 +346,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     elif outcome["ok"]:
         m = outcome["metrics"]
         print(
-            f"ok  val {m['val_acc']:.4f}  test {m['test_acc']:.4f}  params {m['params']:,}  "
+            f"ok  {scores_text(m)}  params {m['params']:,}  "
             f"FLOPs {m['flops']:,}  latency {m['latency_ms']:.3f} ms (IQR {m['latency_iqr_ms']:.3f})  "
             f"peak mem {m['peak_mem_mb']:.1f} MiB  trained {m['train_steps']} steps in {m['train_seconds']:.1f} s  "
             f"energy ~{m['energy_kwh'] * 1000:.3g} Wh, ~{m['co2_g']:.2g} g CO2 (estimated)"

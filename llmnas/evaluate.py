@@ -83,7 +83,11 @@ def dry_run(cfg: RunConfig) -> list[str]:
         "  " + spec.summary().replace("\n", "\n  "),
         f"Data: {data.name}: {len(data.x_train):,} train / {len(data.x_val):,} validation / "
         f"{len(data.x_test):,} test samples, input {data.input_shape} ({data.modality}), "
-        f"{data.num_classes} classes",
+        + (
+            f"{data.num_classes} classes"
+            if data.task == "classification"
+            else f"regression target (train mean {data.target_mean:.4g}, sd {data.target_std:.4g})"
+        ),
         f"Training: {steps:,} steps of batch {cfg.train.batch_size} per candidate; budget {cfg.budget} "
         f"candidates on {cfg.workers} workers; proposer: {cfg.llm}",
     ]

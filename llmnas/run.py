@@ -29,15 +29,18 @@ from llmnas.runs.export import BestExport
 from llmnas.runs.store import RunStore
 from llmnas.task.datasets import Dataset, load_dataset
 from llmnas.task.llm_spec import spec_from_llm
-from llmnas.task.spec import REFINED, TaskSpec, parse_requirements
+from llmnas.task.spec import REFINED, TaskSpec, asked_task, parse_requirements
 
 log = logging.getLogger("llmnas")
 
 
 def load_data(cfg: RunConfig) -> Dataset:
+    """The dataset, read as the task the requirements name (classification or regression) or, when they
+    name none, as its labels say."""
     return load_dataset(
         cfg.data,
         seed=cfg.seed,
+        task=asked_task(cfg.requirements),
         label_column=cfg.label_column,
         data_root=cfg.data_root,
         max_samples=cfg.max_samples,
@@ -65,7 +68,9 @@ def make_spec(cfg: RunConfig, data: Dataset, chat: ChatModel | None = None, anno
         spec, warnings = spec_from_llm(cfg.requirements, chat)
         for line in warnings:
             announce(f"spec: {line}")
-    return spec.resolve(input_shape=data.input_shape, num_classes=data.num_classes, modality=data.modality)
+    return spec.resolve(
+        input_shape=data.input_shape, num_classes=data.num_classes, modality=data.modality, task=data.task
+    )
 
 
 def make_proposer(cfg: RunConfig, spec: TaskSpec, store: RunStore, chat: ChatModel | None) -> Proposer:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 RESULT_FILE = "result.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -127,7 +127,8 @@ class Job(_Frozen):
     code: str
     data_dir: str
     input_shape: tuple[int, ...]
-    num_classes: int = Field(ge=2)
+    num_classes: int = Field(ge=1)  # the output width: classes, or 1 for regression
+    task: Literal["classification", "regression"] = "classification"
     seed: int
     train: TrainConfig = TrainConfig()
     max_params: int | None = None
@@ -139,6 +140,12 @@ class Job(_Frozen):
     screen_only: bool = False  # stop after the proxies: a pre-screen, no training
     save_weights: bool = True  # also export an ONNX copy (the weights are always saved)
     max_latency_ms: float | None = Field(None, gt=0)  # the spec's limit: re-measure when close to it
+
+    @model_validator(mode="after")
+    def _outputs_fit_task(self) -> Job:
+        if (self.task == "regression") != (self.num_classes == 1):
+            raise ValueError("regression has one output; classification needs num_classes >= 2")
+        return self
 
 
 MAX_COUNT = 2**53  # the largest integer a float64 (and so a JSON reader) holds exactly
@@ -164,7 +171,7 @@ class Metrics(_Frozen):
     train_steps: int = Field(0, ge=0, le=MAX_COUNT)
     stopped_on_time: bool = False  # trained by time (TrainConfig.max_seconds): not reproducible
     final_loss: float | None = None
-    holdout_acc: float | None = Field(None, ge=0, le=1)
+    holdout_acc: float | None = Field(None, ge=0, le=1)  # classification only
     proxies: dict[str, float | None] = {}  # None: the proxy failed or is undefined for this model
 
 

@@ -48,7 +48,13 @@ _FLOP_COUNTER, _TOTAL_FLOPS, _MODULES = FlopCounterMode, FlopCounterMode.get_tot
 
 
 def compute_proxies(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, names: Sequence[str], *, seed: int = 0
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    names: Sequence[str],
+    *,
+    seed: int = 0,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
 ) -> dict[str, float]:
     """Score `model` on the minibatch (x, y) with each proxy in `names` (see PROXIES).
 
@@ -61,7 +67,7 @@ def compute_proxies(
 
     @cache
     def grads() -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return _loss_grads(model, x, y)
+        return _loss_grads(model, x, y, loss)
 
     scorers: dict[str, Callable[[], float]] = {
         "synflow": lambda: _synflow(model, x),
@@ -115,12 +121,13 @@ def _grads(output: torch.Tensor, weights: list[nn.Parameter]) -> list[tuple[torc
 
 
 def _loss_grads(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: Callable
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Weights and their cross-entropy gradients on (x, y), in train mode (shared by grad_norm, snip)."""
+    """Weights and the gradients of the training loss on (x, y), in train mode (shared by grad_norm,
+    snip)."""
     net = copy.deepcopy(model).train()
     with torch.enable_grad():
-        return _grads(F.cross_entropy(net(x), y), _weights(net))
+        return _grads(loss(net(x), y), _weights(net))
 
 
 def _synflow(model: nn.Module, x: torch.Tensor) -> float:

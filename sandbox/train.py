@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -34,6 +35,14 @@ class TrainReport:
     stopped_on_time: bool = False
 
 
+def task_loss(task: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The training loss: cross-entropy on logits (classification) or the mean squared error of the
+    single output against the standardised target (regression)."""
+    if task == "regression":
+        return lambda out, y: F.mse_loss(out.squeeze(-1), y)
+    return F.cross_entropy
+
+
 def train(
     model: nn.Module,
     x: torch.Tensor,
@@ -42,10 +51,14 @@ def train(
     generator: torch.Generator,
     device: torch.device,
     deadline: float | None = None,
+    task: str = "classification",
 ) -> TrainReport:
     """AdamW with warm-up and cosine decay; stops on steps or patience (or ``cfg.max_seconds`` when the
-    user asked to train by time); keeps the best. ``deadline`` (``time.monotonic()``) is a safety
-    limit: reaching it raises TrainingTimeout, it never shortens training silently."""
+    user asked to train by time); keeps the best on the held-out slice (accuracy, or the lowest squared
+    error for regression). ``deadline`` (``time.monotonic()``) is a safety limit: reaching it raises
+    TrainingTimeout, it never shortens training silently."""
+    loss_fn = task_loss(task)
+    held_out = accuracy if task == "classification" else _neg_squared_error
     n_hold = int(len(x) * cfg.holdout_fraction)
     perm = torch.randperm(len(x), generator=generator)
     hold, fit = perm[:n_hold], perm[n_hold:]
@@ -62,7 +75,7 @@ def train(
         return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    best_acc, best_state, bad_evals = -1.0, None, 0
+    best_acc, best_state, bad_evals = -math.inf, None, 0
     start, step, loss_value = _MONOTONIC(), 0, float("nan")
     batch = min(cfg.batch_size, len(x_fit))
     order, pos = torch.randperm(len(x_fit), generator=generator), 0
@@ -82,7 +95,7 @@ def train(
             order, pos = torch.randperm(len(x_fit), generator=generator), 0
         idx = order[pos : pos + batch].to(device)
         pos += batch
-        loss = F.cross_entropy(model(x_fit[idx]), y_fit[idx])
+        loss = loss_fn(model(x_fit[idx]), y_fit[idx])
         if not torch.isfinite(loss):
             raise TrainingFailed(
                 f"loss became {loss.item()} at step {step}: lower the learning rate or add normalisation"
@@ -95,7 +108,7 @@ def train(
         step += 1
         loss_value = loss.item()
         if n_hold and (step % cfg.eval_every == 0 or step == cfg.max_steps):
-            acc = accuracy(model, x_hold, y_hold)
+            acc = held_out(model, x_hold, y_hold)
             model.train()
             if acc > best_acc:
                 best_acc, best_state, bad_evals = acc, copy.deepcopy(model.state_dict()), 0
@@ -104,14 +117,15 @@ def train(
                 if bad_evals >= cfg.patience and step >= cfg.max_steps * 3 // 4:
                     break
     if n_hold:
-        acc = accuracy(model, x_hold, y_hold)
+        acc = held_out(model, x_hold, y_hold)
         if acc > best_acc:
             best_acc, best_state = acc, None
         if best_state is not None:
             model.load_state_dict(best_state)
     model.eval()
     seconds = _MONOTONIC() - start
-    return TrainReport(step, seconds, loss_value, best_acc if n_hold else None, stopped_on_time)
+    holdout_acc = best_acc if n_hold and task == "classification" else None
+    return TrainReport(step, seconds, loss_value, holdout_acc, stopped_on_time)
 
 
 @torch.no_grad()
@@ -126,3 +140,9 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Held-out accuracy used only for early stopping inside the worker; never for selection."""
     logits = predict(model, x, x.device)
     return float((logits.argmax(1) == y.cpu()).float().mean()) if len(y) else 0.0
+
+
+def _neg_squared_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Minus the held-out mean squared error (higher is better, as for accuracy); early stopping only."""
+    out = predict(model, x, x.device).squeeze(-1)
+    return -float(((out - y.cpu()) ** 2).mean()) if len(y) else 0.0

@@ -63,7 +63,7 @@ from sandbox.protocol import (
     over_limits,
 )
 from sandbox.proxies import compute_proxies, count_flops
-from sandbox.train import TrainingFailed, TrainingTimeout, train
+from sandbox.train import TrainingFailed, TrainingTimeout, task_loss, train
 
 _CLOCK = time.perf_counter  # bound before any candidate code runs: a rebinding cannot skew reports
 SCORING_SHARE = 0.2  # of the time limit, kept for the scoring process after training
@@ -98,14 +98,14 @@ def _screen(job: Job, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) 
     if job.proxies:
         n = min(64, len(x))
         args = (model, x[:n].to(device), y[:n].to(device), job.proxies)
-        scores = guard(Stage.proxy, compute_proxies, *args, seed=job.seed)
+        scores = guard(Stage.proxy, compute_proxies, *args, seed=job.seed, loss=task_loss(job.task))
         proxies = {k: None if math.isnan(v) else v for k, v in scores.items()}  # failed or undefined
     return Metrics(params=params, flops=flops, depth=measure.depth(model), proxies=proxies)
 
 
 def _fit(job: Job, model: torch.nn.Module, x, y, gen, deadline: float | None):
     try:
-        return train(model, x, y, job.train, gen, _device(job), deadline)
+        return train(model, x, y, job.train, gen, _device(job), deadline, job.task)
     except TrainingTimeout as exc:
         raise CandidateFailure(Stage.timeout, f"{exc}: {TIMEOUT_HINT}") from None
     except TrainingFailed as exc:
@@ -125,7 +125,7 @@ def train_stage(job: Job, workdir: Path, deadline: float | None = None) -> Resul
     np.random.seed(job.seed % 2**32)
     gen = torch.Generator().manual_seed(job.seed)
     x, y = (torch.from_numpy(np.load(Path(job.data_dir) / f, allow_pickle=False)) for f in TRAIN_DATA)
-    x, y = x.float(), y.long()
+    x, y = x.float(), (y.long() if job.task == "classification" else y.float())
     try:
         model = guard(Stage.build, build, job)
         guard(Stage.build, model.to, device)

@@ -35,7 +35,7 @@ def test_zero_metric_does_not_blow_up():
 
 
 def test_reward_needs_accuracy():
-    with pytest.raises(ValueError, match="val_acc"):
+    with pytest.raises(ValueError, match="validation score"):
         reward({"params": 10}, TaskSpec())
 
 

@@ -515,7 +515,7 @@ def test_pools_are_healthy_after_the_corpus(
         m = result.metrics
         assert m.params == trainable  # BatchNorm running statistics do not count
         assert m.flops > 0 and 0 < m.latency_ms < 100 and m.train_steps > 0
-        accuracy = score(tmp_path / name / str(i), digits.y_val, digits.y_test, digits.num_classes, m.params)
+        accuracy = score(tmp_path / name / str(i), digits, m.params)
         assert accuracy["params"] == trainable, accuracy
         assert accuracy["val_acc"] > 0.6, accuracy
 

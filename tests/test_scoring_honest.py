@@ -99,9 +99,7 @@ def test_memory_kept_outside_the_weights_does_not_reach_the_score(run_candidate,
     code = (HOSTILE / "memorise_labels_in_attribute.py").read_text()
     result = run_candidate(code, tmp_path / "memo")
     assert result.ok, result.message
-    scores = driver_score(
-        tmp_path / "memo", digits.y_val, digits.y_test, digits.num_classes, result.metrics.params
-    )
+    scores = driver_score(tmp_path / "memo", digits, result.metrics.params)
     assert scores["val_acc"] < CHANCE and scores["test_acc"] < CHANCE, scores
     assert result.metrics.params == digits.num_classes  # the biases: the only tensors it saved
 

@@ -108,7 +108,7 @@ class Archive:
         return [self._grid[k] for k in sorted(self._grid)]
 
     def best(self) -> Entry | None:
-        """The entry with the highest val_acc; ties go to lower validation loss, fewer params, then the
+        """The entry with the highest validation score; ties go to lower validation loss, fewer params, then the
         earlier one (rank_key)."""
         return min(self._entries, key=lambda e: rank_key(e.metrics), default=None)
 

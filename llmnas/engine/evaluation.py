@@ -46,6 +46,7 @@ def make_job(
         data_dir=str(data_dir),
         input_shape=data.input_shape,
         num_classes=data.num_classes,
+        task=data.task,
         seed=cfg.seed,
         train=cfg.train,
         max_params=spec.max_params,
@@ -80,7 +81,7 @@ def judge(result: Result, folder: Path, data: Dataset, spec: TaskSpec, cfg: RunC
     values["energy_kwh"] = result.wall_seconds * cfg.power_watts / 3.6e6
     values["co2_g"] = values["energy_kwh"] * cfg.carbon_g_per_kwh
     try:
-        values |= score(folder, data.y_val, data.y_test, data.num_classes, values["params"])
+        values |= score(folder, data, values["params"])
         metrics = Metrics.model_validate(values)
     except ScoringError as exc:
         return failed(round_, cid, Stage.crash, str(exc), **extra)

@@ -20,7 +20,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +38,16 @@ from llmnas.errors import RunFailed
 from llmnas.execute.base import Executor
 from llmnas.llm.chat import BudgetExhausted, EndpointDown, RunEnding
 from llmnas.propose.base import Action, Parent, Proposal, Proposer
-from llmnas.runs.events import REPORTED_ONLY, EvaluationEvent, ProposalEvent, RoundEvent, StoppedEvent
+from llmnas.runs.events import (
+    REPORTED_ONLY,
+    EvaluationEvent,
+    ProposalEvent,
+    RoundEvent,
+    StoppedEvent,
+    quality,
+)
 from llmnas.runs.store import RunStore
+from llmnas.runs.tables import scores_text
 from llmnas.runs.traces import keep_proposal_files
 from llmnas.task.datasets import Dataset
 from llmnas.task.spec import TaskSpec
@@ -60,6 +68,7 @@ class SearchResult:
     evaluations: int
     stats: dict
     best_test_acc: float | None = None  # reported only: nothing in the search reads it
+    best_test: dict[str, float] = field(default_factory=dict)  # every test score of the best (reported only)
 
 
 @dataclass
@@ -367,9 +376,9 @@ class Search:
         m, best = outcome.metrics, self.archive.best()
         latency = f"lat {m.latency_ms:.3f} ms " if m.latency_ms is not None else ""
         return (
-            f"{head} val {m.val_acc:.3f} test {m.test_acc:.3f} params {m.params:>8,} "
+            f"{head} {scores_text(m.model_dump())} params {m.params:>8,} "
             f"{latency}reward {outcome.reward:.3f}"
-            + (f" | best val {best.metrics['val_acc']:.3f}" if best else "")
+            + (f" | best val {quality(best.metrics):.4f}" if best else "")
         )
 
     # ------------------------------------------------------------------ the whole run
@@ -431,6 +440,9 @@ class Search:
             self.stats["evaluated"],
             dict(self.stats),
             done.metrics.test_acc if done else None,
+            {k: v for k, v in done.metrics.model_dump().items() if k in REPORTED_ONLY and v is not None}
+            if done
+            else {},
         )
 
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-OBJECTIVES: tuple[tuple[str, str], ...] = (("val_acc", "max"), ("params", "min"), ("latency_ms", "min"))
+from llmnas.runs.events import quality
+
+# "quality" is the task's validation score (runs/events.quality: accuracy, or R² for regression).
+OBJECTIVES: tuple[tuple[str, str], ...] = (("quality", "max"), ("params", "min"), ("latency_ms", "min"))
 
 
 def objectives_for(latency_goal: bool) -> tuple[tuple[str, str], ...]:
@@ -43,7 +46,7 @@ def objective_vector(
     """Metrics as a point; a missing value is the worst possible (+inf for min, -inf for max)."""
     out = []
     for key, sense in objectives:
-        v = metrics.get(key)
+        v = quality(metrics) if key == "quality" else metrics.get(key)
         out.append(-_sign(sense) * math.inf if v is None else float(v))
     return tuple(out)
 
@@ -88,9 +91,10 @@ def crowding_distance(points: Sequence[Sequence[float]], senses: Sequence[str]) 
 
 
 def rank_key(metrics: Mapping[str, float | None]) -> tuple[float, float, float]:
-    """The one ranking rule ("best model"): highest val_acc; on a tie (common on small validation sets)
-    lower validation loss, then fewer params (sort ascending; ties beyond that keep their order)."""
-    acc, loss, params = metrics.get("val_acc"), metrics.get("val_loss"), metrics.get("params")
+    """The one ranking rule ("best model"): highest validation score (accuracy, or R² for regression); on a
+    tie (common on small validation sets) lower validation loss, then fewer params (sort ascending; ties
+    beyond that keep their order)."""
+    acc, loss, params = quality(metrics), metrics.get("val_loss"), metrics.get("params")
     return (
         -(acc if acc is not None else -math.inf),
         loss if loss is not None else math.inf,

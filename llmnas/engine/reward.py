@@ -1,8 +1,9 @@
 """Reward: MnasNet-style accuracy x soft target terms; hard limits reject; failures earn a stage reward.
 
 ``R = acc * prod_i (m_i / T_i) ** w_i`` with ``w_i = spec.reward_alpha`` when ``m_i <= T_i`` and
-``spec.reward_beta`` otherwise. The terms are the spec's soft targets (target_params,
-target_latency_ms). Hard limits (max_params, max_latency_ms, max_flops) reject in ``violations``
+``spec.reward_beta`` otherwise. ``acc`` is the validation score (accuracy, or R² floored at 0 for
+regression). The terms are the spec's soft targets (target_params, target_latency_ms, and for
+regression target_mae, target_rmse on validation). Hard limits (max_params, max_latency_ms, max_flops) reject in ``violations``
 instead: MnasNet's hard-constraint weights (alpha 0 under the limit) add nothing to a passing
 candidate, so being far under a hard limit earns no bonus over accuracy. A missing metric skips its term.
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import math
 
+from llmnas.runs.events import quality
 from llmnas.task.spec import TaskSpec
 from sandbox.protocol import over_limits
 
@@ -63,16 +65,22 @@ def violations(metrics: dict, spec: TaskSpec) -> list[str]:
 
 def targets(spec: TaskSpec) -> list[tuple[str, float]]:
     """The (metric, T_i) terms of the soft reward: the spec's soft targets only."""
-    pairs = [("params", spec.target_params), ("latency_ms", spec.target_latency_ms)]
+    pairs = [
+        ("params", spec.target_params),
+        ("latency_ms", spec.target_latency_ms),
+        ("val_mae", spec.target_mae),  # regression errors: lower is better, like size and latency
+        ("val_rmse", spec.target_rmse),
+    ]
     return [(k, float(t)) for k, t in pairs if t is not None]
 
 
 def reward(metrics: dict, spec: TaskSpec) -> float:
-    """MnasNet reward of a passing candidate (call ``violations`` first); needs ``val_acc``."""
-    acc = _value(metrics, "val_acc")
+    """MnasNet reward of a passing candidate (call ``violations`` first): the validation score (accuracy,
+    or R² floored at 0 for regression) scaled by the soft targets."""
+    acc = quality(metrics)
     if acc is None:
-        raise ValueError("reward needs metrics['val_acc']: score the predictions before the reward")
-    r = acc
+        raise ValueError("reward needs a validation score: score the predictions before the reward")
+    r = max(0.0, float(acc))
     for key, t in targets(spec):
         m = _value(metrics, key)
         if m is None:

@@ -1,4 +1,5 @@
-"""Driver-side scoring: the worker returns logits, the driver holds the labels and computes accuracy."""
+"""Driver-side scoring: the worker returns logits (or, for regression, standardised values); the driver
+holds the labels and computes accuracy (or MAE, RMSE and R² in the target's units)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from safetensors import safe_open
 
+from llmnas.task.datasets import Dataset
 from sandbox.protocol import BN_STATS, PRED_FILES, WEIGHTS_FILE
 
 
@@ -59,16 +61,41 @@ def stored_params(folder: Path) -> int:
         raise ScoringError(f"unreadable weights file: {str(exc)[:200]}") from None
 
 
-def score(
-    folder: Path, y_val: np.ndarray, y_test: np.ndarray, num_classes: int, reported_params: int
-) -> dict:
+def score(folder: Path, data: Dataset, reported_params: int) -> dict:
     """Validation accuracy (drives selection) and loss (breaks its ties), test accuracy (reported only),
-    and the parameter count checked against the weights file."""
-    val = load_logits(folder, "val", len(y_val), num_classes)
-    test = load_logits(folder, "test", len(y_test), num_classes)
-    return {
-        "val_acc": accuracy(val, y_val),
-        "val_loss": cross_entropy(val, y_val),
-        "test_acc": accuracy(test, y_test),
-        "params": max(int(reported_params), stored_params(folder)),
+    and the parameter count checked against the weights file; for regression the same with MAE, RMSE
+    and R² (validation R² drives selection)."""
+    val = load_logits(folder, "val", len(data.y_val), data.num_classes)
+    test = load_logits(folder, "test", len(data.y_test), data.num_classes)
+    params = {"params": max(int(reported_params), stored_params(folder))}
+    if data.task == "regression":
+        return params | _regression(val, data, "val") | _regression(test, data, "test")
+    return params | {
+        "val_acc": accuracy(val, data.y_val),
+        "val_loss": cross_entropy(val, data.y_val),
+        "test_acc": accuracy(test, data.y_test),
     }
+
+
+MAX_STANDARD_ERROR = 1e6  # predictions further than this many target deviations away are clipped
+
+
+def _regression(pred: np.ndarray, data: Dataset, split: str) -> dict:
+    """MAE, RMSE and R² of standardised predictions mapped back to the target's units; for validation,
+    also the loss (mean squared error in standard units). Non-finite predictions fail the candidate."""
+    if not np.isfinite(pred).all():
+        bad = int((~np.isfinite(pred)).any(axis=1).sum())
+        raise ScoringError(f"{split} predictions hold {bad} NaN/inf values")
+    target = (data.y_val if split == "val" else data.y_test).astype(np.float64)
+    z = np.clip(pred[:, 0].astype(np.float64), -MAX_STANDARD_ERROR, MAX_STANDARD_ERROR)
+    err = z * data.target_std + data.target_mean - target
+    mse = float(np.mean(err**2))
+    var = float(np.var(target))
+    out = {
+        f"{split}_mae": float(np.mean(np.abs(err))),
+        f"{split}_rmse": mse**0.5,
+        f"{split}_r2": 1.0 - mse / var if var > 0 else (1.0 if mse == 0 else 0.0),
+    }
+    if split == "val":
+        out["val_loss"] = mse / data.target_std**2
+    return out

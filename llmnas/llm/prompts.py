@@ -75,7 +75,10 @@ def format_spec(spec: TaskSpec) -> str:
     shape = "x".join(map(str, spec.input_shape)) if spec.input_shape else "not given"
     lines = [
         f"- task: {spec.task}",
-        f"- number of classes: {spec.num_classes if spec.num_classes is not None else 'not given'}",
+        f"- number of classes: {spec.num_classes if spec.num_classes is not None else 'not given'}"
+        if spec.task == "classification"
+        else "- outputs: one value per sample (num_classes is 1: return shape (batch, 1), no activation); "
+        "trained with mean squared error on standardised targets",
         f"- input shape (without batch): {shape}"
         + (f" = {tuple(spec.input_shape)}" if spec.input_shape else ""),
         f"- modality: {spec.modality or 'not given'}",
@@ -107,6 +110,7 @@ def _targets(spec: TaskSpec) -> list[str]:
     return [
         *([f"about {spec.target_params:,} parameters"] if spec.target_params else []),
         *([f"about {spec.target_latency_ms:g} ms latency"] if spec.target_latency_ms else []),
+        *spec.regression_targets(),
     ]
 
 

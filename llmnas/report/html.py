@@ -22,6 +22,7 @@ from typing import Any
 
 from llmnas import __version__
 from llmnas.report.plots import operator_colour, pareto_png, progress_png
+from llmnas.runs.events import quality
 from llmnas.runs.layout import CODE, REPLY, RunLayout
 from llmnas.runs.read import (
     Candidate,
@@ -172,7 +173,7 @@ def _header(run: RunData, s: dict) -> str:
     ]
     if best:
         chips += [
-            (fmt(best["val_acc"], ".4f"), f"best val acc ({esc(best['candidate_id'])})"),
+            (fmt(quality(best), ".4f"), f"best val {run.score_name} ({esc(best['candidate_id'])})"),
             (fmt(best["params"], ","), "params of the best"),
         ]
     chip_html = "".join(f'<div class="chip"><b>{v}</b><span>{label}</span></div>' for v, label in chips)
@@ -252,6 +253,23 @@ def _requirements(run: RunData) -> str:
     )
 
 
+def _score_rows(run: RunData, b: Candidate) -> list[tuple[str, str]]:
+    """The best model's validation and test scores (test: reported only)."""
+    if run.score_name == "accuracy":
+        return [
+            ("validation accuracy", fmt(b.metric("val_acc"), ".4f")),
+            ("test accuracy (reported only)", fmt(b.metric("test_acc"), ".4f")),
+        ]
+    return [
+        (
+            f"{name} R² / MAE / RMSE" + (" (reported only)" if split == "test" else ""),
+            f"{fmt(b.metric(f'{split}_r2'), '.4f')} / {fmt(b.metric(f'{split}_mae'), '.4g')} / "
+            f"{fmt(b.metric(f'{split}_rmse'), '.4g')}",
+        )
+        for split, name in (("val", "validation"), ("test", "test"))
+    ]
+
+
 def _best(run: RunData, anchors: dict[str, str]) -> str:
     board = ranked(run)
     if not board:
@@ -265,8 +283,7 @@ def _best(run: RunData, anchors: dict[str, str]) -> str:
     )
     rows = [
         ("candidate", _link(b.candidate_id, anchors)),
-        ("validation accuracy", fmt(b.metric("val_acc"), ".4f")),
-        ("test accuracy (reported only)", fmt(b.metric("test_acc"), ".4f")),
+        *_score_rows(run, b),
         ("parameters", fmt(b.metric("params"), ",")),
         ("FLOPs", fmt(b.metric("flops"), ",")),
         (
@@ -282,26 +299,27 @@ def _best(run: RunData, anchors: dict[str, str]) -> str:
 def _plots(run: RunData, pareto: bytes, progress: bytes) -> str:
     over = [c for c in run.candidates if c.ok and c.over_limit]
     unplotted = [c for c in run.candidates if c.status == "failed" and c.stage == "budget" and not c.metrics]
+    score = f"validation {run.score_name}"
     cap = [
-        "Orange: the 2-D Pareto front (higher accuracy, fewer parameters or lower latency), joined by its "
-        "attainment line; star: the best validation accuracy; grey crosses: candidates that ran but "
+        f"Orange: the 2-D Pareto front (higher {run.score_name}, fewer parameters or lower latency), joined by its "
+        f"attainment line; star: the best {score}; grey crosses: candidates that ran but "
         "break a limit; dashed red: the spec's hard limit."
     ]
     if unplotted:
         cap.append(
             f"{len(unplotted)} candidate(s) rejected over a limit before training are not plotted "
-            "(no accuracy)."
+            f"(no {run.score_name})."
         )
     if over:
         cap.append(f"{len(over)} passing candidate(s) break a limit added by a refinement (greyed).")
     return (
         '<section id="pareto"><h2>Pareto front</h2>'
-        f"{_img(pareto, 'Pareto front: validation accuracy against parameters and latency')}"
+        f"{_img(pareto, f'Pareto front: {score} against parameters and latency')}"
         f'<p class="caption">{esc(" ".join(cap))}</p></section>'
         '<section id="progress"><h2>Search progress</h2>'
-        f"{_img(progress, 'Search progress: best validation accuracy so far per candidate')}"
+        f"{_img(progress, f'Search progress: best {score} so far per candidate')}"
         '<p class="caption">Each dot is a passing candidate (coloured by the operator that proposed it), '
-        "in the order proposed; the black line is the best validation accuracy so far within the limits; "
+        f"in the order proposed; the black line is the best {score} so far within the limits; "
         "red crosses along the bottom are failures.</p></section>"
     )
 
@@ -310,8 +328,10 @@ def _leaderboard(run: RunData, anchors: dict[str, str]) -> str:
     rows = leaderboard_rows(run)
     if not rows:
         return '<section id="leaderboard"><h2>Leaderboard</h2><p class="muted">No candidate has passed yet.</p></section>'
+    short = "acc" if run.score_name == "accuracy" else "R²"
+    val_key, test_key = ("val_acc", "test_acc") if short == "acc" else ("val_r2", "test_r2")
     head = (
-        "<tr><th class='n'>#</th><th>candidate</th><th class='n'>val acc</th><th class='n'>test acc*</th>"
+        f"<tr><th class='n'>#</th><th>candidate</th><th class='n'>val {short}</th><th class='n'>test {short}*</th>"
         "<th class='n'>params</th><th class='n'>FLOPs</th><th class='n'>latency ms</th>"
         "<th class='n'>reward</th><th>operator</th><th>front</th></tr>"
     )
@@ -322,7 +342,7 @@ def _leaderboard(run: RunData, anchors: dict[str, str]) -> str:
         body.append(
             f"<tr class='{'best' if r['rank'] == 1 else ''}'><td class='n'>{r['rank']}</td>"
             f"<td>{_link(r['candidate_id'], anchors)}</td>"
-            f"<td class='n'>{fmt(r['val_acc'], '.4f')}</td><td class='n'>{fmt(r['test_acc'], '.4f')}</td>"
+            f"<td class='n'>{fmt(r[val_key], '.4f')}</td><td class='n'>{fmt(r[test_key], '.4f')}</td>"
             f"<td class='n'>{fmt(r['params'], ',')}</td><td class='n'>{fmt(r['flops'], ',')}</td>"
             f"<td class='n'>{fmt(r['latency_ms'], '.3f')}</td><td class='n'>{fmt(r['reward'], '.3f')}</td>"
             f"<td><span class='dot' style='background:{operator_colour(r['operator'])}'></span>{esc(op)}{variant}</td>"
@@ -331,9 +351,9 @@ def _leaderboard(run: RunData, anchors: dict[str, str]) -> str:
     return (
         '<section id="leaderboard"><h2>Leaderboard</h2>'
         f'<table id="leaderboard-table"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
-        '<p class="caption">Ranked by validation accuracy, then fewer parameters. '
-        "* Test accuracy is reported only: it is never used to choose or rank. "
-        "★ on the Pareto front over (val acc, params, latency).</p></section>"
+        f'<p class="caption">Ranked by validation {run.score_name}, then lower validation loss, then fewer '
+        f"parameters. * Test {run.score_name} is reported only: it is never used to choose or rank. "
+        f"★ on the Pareto front over (val {short}, params, latency).</p></section>"
     )
 
 
@@ -344,7 +364,7 @@ def _statistics(run: RunData) -> str:
             f"<tr><td><span class='dot' style='background:{operator_colour(r['operator'])}'></span>"
             f"{esc(r['operator'])}</td><td class='n'>{r['count']}</td><td class='n'>{r['passed']}</td>"
             f"<td class='n'>{r['pass_rate']:.0%}</td><td>{_bar(r['pass_rate'], operator_colour(r['operator']))}</td>"
-            f"<td class='n'>{fmt(r['mean_reward'], '.3f')}</td><td class='n'>{fmt(r['best_val_acc'], '.4f')}</td></tr>"
+            f"<td class='n'>{fmt(r['mean_reward'], '.3f')}</td><td class='n'>{fmt(r['best_val'], '.4f')}</td></tr>"
             for r in ops
         )
         op_table = (
@@ -417,6 +437,12 @@ def _short(text: str, n: int) -> str:
 METRIC_FORMATS = {
     "val_acc": ("val acc", ".4f"),
     "test_acc": ("test acc", ".4f"),
+    "val_r2": ("val R²", ".4f"),
+    "val_mae": ("val MAE", ".4g"),
+    "val_rmse": ("val RMSE", ".4g"),
+    "test_r2": ("test R²", ".4f"),
+    "test_mae": ("test MAE", ".4g"),
+    "test_rmse": ("test RMSE", ".4g"),
     "params": ("params", ","),
     "flops": ("FLOPs", ","),
     "depth": ("depth", "g"),
@@ -456,7 +482,9 @@ def _metrics_table(c: Candidate) -> str:
 def _candidate(c: Candidate, run: RunData, anchors: dict[str, str]) -> str:
     op = esc(c.operator or "?") + (f" ({esc(c.variant)})" if c.variant else "")
     if c.ok:
-        flag = f"<span class='ok'>✓ val {fmt(c.metric('val_acc'), '.4f')}</span> · {fmt(c.metric('params'), ',')} params"
+        flag = (
+            f"<span class='ok'>✓ val {fmt(c.quality, '.4f')}</span> · {fmt(c.metric('params'), ',')} params"
+        )
         if c.over_limit:
             flag += " · <span class='bad'>over a refined limit</span>"
     elif c.status == "failed":

@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 
 from llmnas.engine.pareto import pareto_front
-from llmnas.runs.read import RunData, number, ranked
+from llmnas.runs.read import Candidate, RunData, number, ranked
 
 OPERATOR_COLOURS = {
     "generate": "#4C72B0",
@@ -61,6 +61,14 @@ def _empty(ax, text: str) -> None:
     ax.set_yticks([])
 
 
+Y_FLOOR = -1.0  # R² below this (worse than predicting the mean, by far) is drawn at the floor
+
+
+def _y(c: Candidate) -> float | None:
+    """The plotted validation score (accuracy, or R² floored at Y_FLOOR)."""
+    return None if c.quality is None else max(c.quality, Y_FLOOR)
+
+
 def _front_2d(points: list[tuple[float, float]]) -> list[int]:
     """Indices of (cost to minimise, accuracy to maximise) points on the 2-D front, by cost."""
     idx = pareto_front([(a, c) for c, a in points], ["max", "min"])
@@ -71,20 +79,20 @@ def _pareto_panel(
     ax, run: RunData, metric: str, label: str, limit_key: str, log_x: bool, unit: str = ""
 ) -> None:
     _style(ax)
-    good = [c for c in ranked(run) if c.metric(metric) is not None and c.metric("val_acc") is not None]
+    good = [c for c in ranked(run) if c.metric(metric) is not None and c.quality is not None]
     greyed = [
         c
         for c in run.candidates
-        if (not c.ok or c.over_limit) and c.metric(metric) is not None and c.metric("val_acc") is not None
+        if (not c.ok or c.over_limit) and c.metric(metric) is not None and c.quality is not None
     ]
     if not good and not greyed:
         _empty(ax, "No passing candidate yet")
-        ax.set_title(f"Validation accuracy vs {label}", fontsize=11, loc="left")
+        ax.set_title(f"Validation {run.score_name} vs {label}", fontsize=11, loc="left")
         return
     if greyed:
         ax.scatter(
             [c.metric(metric) for c in greyed],
-            [c.metric("val_acc") for c in greyed],
+            [_y(c) for c in greyed],
             marker="x",
             s=30,
             color=GREY,
@@ -92,7 +100,7 @@ def _pareto_panel(
             label="over a limit",
             zorder=2,
         )
-    pts = [(c.metric(metric), c.metric("val_acc")) for c in good]
+    pts = [(c.metric(metric), _y(c)) for c in good]
     front = _front_2d(pts) if pts else []
     on_front = set(front)
     rest = [p for i, p in enumerate(pts) if i not in on_front]
@@ -115,7 +123,7 @@ def _pareto_panel(
         best = good[0]
         ax.scatter(
             [best.metric(metric)],
-            [best.metric("val_acc")],
+            [_y(best)],
             marker="*",
             s=260,
             color="#FFD23F",
@@ -126,7 +134,7 @@ def _pareto_panel(
         )
         ax.annotate(
             best.candidate_id,
-            (best.metric(metric), best.metric("val_acc")),
+            (best.metric(metric), _y(best)),
             textcoords="offset points",
             xytext=(8, -14),
             fontsize=8,
@@ -167,13 +175,13 @@ def _pareto_panel(
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(_si))
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: _si(v) if f"{v:.0e}"[0] in "235" else ""))
-    ys = [y for _, y in pts] + [c.metric("val_acc") for c in greyed]
+    ys = [y for _, y in pts] + [_y(c) for c in greyed]
     lo, hi = min(ys), max(ys)
     pad = max(hi - lo, 0.02) * 0.08
     ax.set_ylim(lo - pad, hi + pad * 1.5)
     ax.set_xlabel(label, fontsize=10)
-    ax.set_ylabel("validation accuracy", fontsize=10)
-    ax.set_title(f"Validation accuracy vs {label}", fontsize=11, loc="left")
+    ax.set_ylabel(f"validation {run.score_name}", fontsize=10)
+    ax.set_title(f"Validation {run.score_name} vs {label}", fontsize=11, loc="left")
     ax.legend(fontsize=8, loc="best", frameon=True, framealpha=0.9, edgecolor="none")
 
 
@@ -198,7 +206,7 @@ def progress_png(run: RunData) -> bytes:
     ax = fig.subplots()
     _style(ax)
     cs = run.candidates
-    scored = [c for c in cs if c.ok and c.metric("val_acc") is not None]
+    scored = [c for c in cs if c.ok and c.quality is not None]
     if not cs:
         _empty(ax, "No candidate proposed yet")
         return _png(fig)
@@ -206,7 +214,7 @@ def progress_png(run: RunData) -> bytes:
         mine = [c for c in scored if c.operator == op]
         ax.scatter(
             [c.index for c in mine],
-            [c.metric("val_acc") for c in mine],
+            [_y(c) for c in mine],
             s=30,
             color=operator_colour(op),
             edgecolors="white",
@@ -217,7 +225,7 @@ def progress_png(run: RunData) -> bytes:
         )
     best_x, best_y, best = [], [], None
     for c in cs:
-        v = c.metric("val_acc") if c.ok and not c.over_limit else None
+        v = _y(c) if c.ok and not c.over_limit else None
         if v is not None and (best is None or v > best):
             best = v
         if best is not None:
@@ -239,7 +247,7 @@ def progress_png(run: RunData) -> bytes:
             clip_on=False,
         )
     if scored:
-        ys = [c.metric("val_acc") for c in scored]
+        ys = [_y(c) for c in scored]
         span = max(max(ys) - min(ys), 0.02)
         ax.set_ylim(min(ys) - 0.14 * span, max(ys) + 0.1 * span)  # room for the failure marks
     else:
@@ -250,6 +258,6 @@ def progress_png(run: RunData) -> bytes:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlim(0.5, max(c.index for c in cs) + 0.5)
     ax.set_xlabel("candidates proposed", fontsize=10)
-    ax.set_ylabel("validation accuracy", fontsize=10)
+    ax.set_ylabel(f"validation {run.score_name}", fontsize=10)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     return _png(fig)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +33,14 @@ Finite = Annotated[float, Field(allow_inf_nan=False)]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 Shown = Annotated[str, AfterValidator(escape_controls)]  # text from candidates: safe to print
-REPORTED_ONLY = frozenset({"test_acc"})  # measured on the test split: never steers the search
+REPORTED_ONLY = frozenset({"test_acc", "test_mae", "test_rmse", "test_r2"})  # test split: never steers
+UpToOne = Annotated[float, Field(le=1, allow_inf_nan=False)]  # R²: 1 is perfect, below 0 worse than the mean
+QUALITY = {"val_acc": "val acc", "val_r2": "val R²"}  # the validation score that steers the search, by task
+
+
+def quality(metrics: Mapping[str, Any]) -> float | None:
+    """The validation score that ranks candidates (higher is better): accuracy, or R² for regression."""
+    return next((v for k in QUALITY if (v := metrics.get(k)) is not None), None)
 
 
 def now() -> str:
@@ -41,7 +49,7 @@ def now() -> str:
 
 class Metrics(BaseModel):
     """What an evaluation measured (in the sandbox) and scored (on the driver), every value bounded.
-    Test accuracy is here for the report only: nothing that steers the search reads it."""
+    Test scores are here for the report only: nothing that steers the search reads them."""
 
     model_config = ConfigDict(frozen=True, extra="allow")
 
@@ -58,8 +66,14 @@ class Metrics(BaseModel):
     final_loss: Finite | None = None
     holdout_acc: Fraction | None = None
     val_acc: Fraction | None = None
-    val_loss: NonNegative | None = None  # validation cross-entropy: breaks ties in val_acc
+    val_loss: NonNegative | None = None  # validation cross-entropy (regression: MSE in standard units)
     test_acc: Fraction | None = None
+    val_mae: NonNegative | None = None  # regression, in the target's units
+    val_rmse: NonNegative | None = None
+    val_r2: UpToOne | None = None
+    test_mae: NonNegative | None = None
+    test_rmse: NonNegative | None = None
+    test_r2: UpToOne | None = None
     energy_kwh: NonNegative | None = None
     co2_g: NonNegative | None = None
     proxies: dict[str, Finite | None] = {}
@@ -82,7 +96,7 @@ class Metrics(BaseModel):
         }
 
     def steering(self) -> dict[str, Any]:
-        """Everything but test accuracy: what prompts, traces and fine-tuning may see."""
+        """Everything but the test scores: what prompts, traces and fine-tuning may see."""
         return self.model_dump(exclude=set(REPORTED_ONLY), exclude_none=True)
 
 

@@ -27,6 +27,7 @@ from llmnas.runs.events import (
     RefineEvent,
     RoundEvent,
     StoppedEvent,
+    quality,
     replay,
 )
 from llmnas.runs.layout import RunLayout
@@ -34,6 +35,7 @@ from llmnas.runs.store import RunStore
 from sandbox.protocol import over_limits
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SCORES = ("val_acc", "test_acc", "val_r2", "val_mae", "val_rmse", "test_r2", "test_mae", "test_rmse")
 
 
 def number(value: Any) -> float | None:
@@ -82,6 +84,11 @@ class Candidate:
     def metric(self, key: str) -> float | None:
         return number(self.metrics.get(key))
 
+    @property
+    def quality(self) -> float | None:
+        """The validation score that ranks it (accuracy, or R² for regression)."""
+        return number(quality(self.metrics))
+
 
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
@@ -104,6 +111,11 @@ class RunData:
     @property
     def passed(self) -> list[Candidate]:
         return [c for c in self.candidates if c.ok]
+
+    @property
+    def score_name(self) -> str:
+        """What ranks its candidates on validation: "accuracy", or "R²" for a regression."""
+        return "R²" if self.spec.get("task") == "regression" else "accuracy"
 
 
 def current_spec(info: dict, refinements: list[RefineEvent]) -> dict:
@@ -197,7 +209,7 @@ def _apply(c: Candidate, e: EvaluationEvent, spec: dict) -> None:
 
 def front_ids(candidates: list[Candidate]) -> set[str]:
     """Ids of the candidates on the Pareto front over OBJECTIVES."""
-    points = [objective_vector({k: c.metric(k) for k, _ in OBJECTIVES}) for c in candidates]
+    points = [objective_vector(c.metrics) for c in candidates]
     senses = [s for _, s in OBJECTIVES]
     return {candidates[i].candidate_id for i in pareto_front(points, senses)} if points else set()
 
@@ -217,8 +229,7 @@ def leaderboard_rows(run: RunData) -> list[dict]:
         {
             "rank": rank,
             "candidate_id": c.candidate_id,
-            "val_acc": c.metric("val_acc"),
-            "test_acc": c.metric("test_acc"),
+            **{k: c.metric(k) for k in SCORES},
             "params": _int(c.metric("params")),
             "flops": _int(c.metric("flops")),
             "latency_ms": c.metric("latency_ms"),
@@ -233,8 +244,8 @@ def leaderboard_rows(run: RunData) -> list[dict]:
 
 
 def leaderboard(run_dir: Path) -> list[dict]:
-    """Rows for `llmnas show RUN`: rank, candidate_id, val_acc, test_acc (reported only, never used to
-    choose), params, flops, latency_ms, reward, operator, variant, round, pareto."""
+    """Rows for `llmnas show RUN`: rank, candidate_id, the scores (val_acc, test_acc; for regression
+    val/test R², MAE, RMSE; test scores are reported only, never used to choose), params, flops, latency_ms, reward, operator, variant, round, pareto."""
     return leaderboard_rows(load_run(run_dir))
 
 
@@ -259,7 +270,7 @@ def operator_stats(run: RunData) -> list[dict]:
                 "passed": passed,
                 "pass_rate": passed / len(cs),
                 "mean_reward": sum(rewards) / len(rewards) if rewards else None,
-                "best_val_acc": max((v for c in cs if (v := c.metric("val_acc")) is not None), default=None),
+                "best_val": max((v for c in cs if (v := c.quality) is not None), default=None),
             }
         )
     return sorted(rows, key=lambda r: (-r["count"], r["operator"]))
@@ -334,8 +345,7 @@ def summary(run: RunData) -> dict:
         if best is None
         else {
             "candidate_id": best.candidate_id,
-            "val_acc": best.metric("val_acc"),
-            "test_acc": best.metric("test_acc"),
+            **{k: best.metric(k) for k in SCORES},
             "params": _int(best.metric("params")),
             "latency_ms": best.metric("latency_ms"),
         },

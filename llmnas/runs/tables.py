@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+from llmnas.runs.events import quality
 from llmnas.safe_text import escape_controls
 
 
@@ -35,6 +39,16 @@ LEADERBOARD_COLUMNS = [
     ("operator", "operator", ""),
 ]
 
+REGRESSION_COLUMNS = [
+    *LEADERBOARD_COLUMNS[:2],
+    ("val_r2", "val R²", ".4f"),
+    ("val_mae", "val MAE", ".4g"),
+    ("val_rmse", "val RMSE", ".4g"),
+    ("test_r2", "test R²*", ".4f"),
+    ("test_mae", "test MAE*", ".4g"),
+    *LEADERBOARD_COLUMNS[4:],
+]
+
 RUNS_COLUMNS = [
     ("run", "run", ""),
     ("status", "status", ""),
@@ -47,11 +61,27 @@ RUNS_COLUMNS = [
 
 
 def format_leaderboard(rows: list[dict]) -> str:
-    """`llmnas show` output; test accuracy is marked as reported only."""
+    """`llmnas show` output (regression columns when the run is a regression); test scores are marked as
+    reported only."""
     if not rows:
         return "no candidate has passed yet"
-    return (
-        format_table(rows, LEADERBOARD_COLUMNS) + "\n* test accuracy is reported only, never used to choose"
+    regression = any(r.get("val_r2") is not None for r in rows)
+    columns = REGRESSION_COLUMNS if regression else LEADERBOARD_COLUMNS
+    return format_table(rows, columns) + "\n* test scores are reported only, never used to choose"
+
+
+def _f(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def scores_text(metrics: Mapping[str, Any]) -> str:
+    """The validation and test scores in one line: "val 0.9812  test 0.9756" or, for regression,
+    "val R² 0.512 MAE 43.1  test R² 0.470 MAE 44.9"."""
+    if metrics.get("val_r2") is None:
+        return f"val {_f(metrics.get('val_acc'), '.4f')}  test {_f(metrics.get('test_acc'), '.4f')}"
+    return "  ".join(
+        f"{split} R² {_f(metrics.get(f'{split}_r2'), '.3f')} MAE {_f(metrics.get(f'{split}_mae'), '.4g')}"
+        for split in ("val", "test")
     )
 
 
@@ -62,7 +92,7 @@ def format_runs(rows: list[dict]) -> str:
     flat = [
         r
         | {
-            "best_val": (r.get("best") or {}).get("val_acc"),
+            "best_val": quality(r.get("best") or {}),
             "best_params": (r.get("best") or {}).get("params"),
             "requirements": str(r.get("requirements") or r.get("error") or "")[:60],
         }

@@ -17,12 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from llmnas.task.loaders import DatasetError, Raw, csv_file, image_folder, npz_file, torchvision_dataset
+from llmnas.task.regression import numeric_targets, random_split, task_of
 
 log = logging.getLogger(__name__)
 
-BUILTIN: tuple[str, ...] = ("digits", "mnist1d")
+BUILTIN: tuple[str, ...] = ("digits", "mnist1d", "diabetes")
+TASKS = ("classification", "regression")
 ACCEPTED_FORMS = (
-    "accepted --data forms: a builtin (digits, mnist1d), a .npz file (arrays X and y), a .csv file "
+    "accepted --data forms: a builtin (digits, mnist1d, diabetes), a .npz file (arrays X and y), a .csv file "
     "(header row + label column), a folder with one sub-folder of images per class, or torchvision:NAME "
     "with --data-root"
 )
@@ -30,7 +32,8 @@ ACCEPTED_FORMS = (
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """Split, validated arrays: float32 inputs shaped (N, *input_shape), int64 labels in [0, num_classes)."""
+    """Split, validated arrays: float32 inputs shaped (N, *input_shape) and int64 labels in
+    [0, num_classes), or for regression (num_classes 1) float32 targets in the data's own units."""
 
     name: str
     x_train: np.ndarray
@@ -43,15 +46,22 @@ class Dataset:
     num_classes: int
     modality: str  # "image" (C, H, W), "sequence" (C, L) or "tabular" (F,)
     class_names: tuple[str, ...]
+    task: str = "classification"
+    target_mean: float = 0.0  # regression: the worker trains on (y - mean) / std of the training split
+    target_std: float = 1.0
 
     def write_worker_files(self, folder: Path) -> None:
-        """Write train_x.npy, train_y.npy, val_x.npy, test_x.npy (no val/test labels), world-readable."""
+        """Write train_x.npy, train_y.npy, val_x.npy, test_x.npy (no val/test labels), world-readable;
+        regression targets are standardised with the training split's statistics."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o755)
+        train_y = self.y_train
+        if self.task == "regression":
+            train_y = ((train_y - self.target_mean) / self.target_std).astype(np.float32)
         for name, array in (
             ("train_x", self.x_train),
-            ("train_y", self.y_train),
+            ("train_y", train_y),
             ("val_x", self.x_val),
             ("test_x", self.x_test),
         ):
@@ -64,6 +74,7 @@ def load_dataset(
     spec: str,
     *,
     seed: int,
+    task: str | None = None,
     label_column: str | None = None,
     data_root: str | None = None,
     val_fraction: float = 0.15,
@@ -75,12 +86,16 @@ def load_dataset(
     Splits are stratified and fixed by `seed`. For mnist1d and torchvision the source's own test split
     is the test split (`test_fraction` is unused) and validation is carved from its training part.
     `max_samples` subsamples (stratified) before splitting. Tabular features are standardised with
-    training statistics. A .npz may hold a string array `modality` ("image", "sequence" or "tabular")
+    training statistics. ``task`` (classification or regression) is what the requirements ask for;
+    None lets the data decide: regression for a builtin regression set or numeric labels that are not
+    all whole numbers, else classification. Regression splits are random, not stratified. A .npz may hold a string array `modality` ("image", "sequence" or "tabular")
     to override the shape rule: 2-D tabular, 3-D (N, C, L) sequence unless square (N, H, W) image,
     4-D (N, C, H, W) image (channels-last is transposed).
     """
     _check_options(val_fraction, test_fraction, max_samples)
     raw = _read(spec, seed=seed, label_column=label_column, data_root=data_root)
+    if (task or raw.task or task_of(raw.y)) == "regression":
+        return _regression(spec, raw, seed, (val_fraction, test_fraction), max_samples)
     n_pool = len(raw.y)
     labels = raw.y if raw.test is None else np.concatenate([raw.y, raw.test[1]])
     codes, names = _encode_labels(labels)
@@ -151,6 +166,8 @@ def _read(spec: str, *, seed: int, label_column: str | None, data_root: str | No
         return _digits()
     if key == "mnist1d":
         return _mnist1d(seed)
+    if key == "diabetes":
+        return _diabetes()
     if key.startswith("torchvision:"):
         return torchvision_dataset(spec.strip().split(":", 1)[1], data_root)
     path = Path(spec).expanduser()
@@ -178,6 +195,14 @@ def _digits() -> Raw:
     return Raw(x, bunch.target, "image", [str(n) for n in bunch.target_names])
 
 
+def _diabetes() -> Raw:
+    """scikit-learn's diabetes progression (442 patients, 10 features): a regression built-in."""
+    from sklearn.datasets import load_diabetes
+
+    bunch = load_diabetes(scaled=False)
+    return Raw(bunch.data, bunch.target, "tabular", task="regression")
+
+
 def _mnist1d(seed: int) -> Raw:
     """Generate MNIST-1D offline (never its download path, which writes a pickle into the cwd)."""
     from mnist1d.data import get_dataset_args, make_dataset
@@ -193,6 +218,46 @@ def _mnist1d(seed: int) -> Raw:
     return Raw(
         data["x"][:, None, :], data["y"], "sequence", test=(data["x_test"][:, None, :], data["y_test"])
     )
+
+
+# ------------------------------------------------------------------------------------------- regression
+
+
+def _regression(
+    spec: str, raw: Raw, seed: int, fractions: tuple[float, float], max_samples: int | None
+) -> Dataset:
+    """Random (unstratified) splits of numeric targets; the training split's mean and deviation are kept
+    to standardise what the worker trains on."""
+    y_pool = numeric_targets(raw.y, spec)
+    test = None if raw.test is None else (raw.test[0], numeric_targets(raw.test[1], spec))
+    parts = random_split(raw.x, y_pool, test, fractions, max_samples, np.random.default_rng(seed))
+    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = ((_as_float(a), b.astype(np.float32)) for a, b in parts)
+    std = float(y_tr.std(dtype=np.float64))
+    if std < 1e-12:
+        raise DatasetError(f"--data: {spec}: the target is constant in the training split; nothing to learn")
+    if raw.modality == "tabular":
+        x_tr, x_va, x_te = _standardise(x_tr, x_va, x_te)
+    data = Dataset(
+        name=spec,
+        x_train=x_tr,
+        y_train=y_tr,
+        x_val=x_va,
+        y_val=y_va,
+        x_test=x_te,
+        y_test=y_te,
+        input_shape=tuple(int(d) for d in x_tr.shape[1:]),
+        num_classes=1,
+        modality=raw.modality,
+        class_names=(),
+        task="regression",
+        target_mean=float(y_tr.mean(dtype=np.float64)),
+        target_std=std,
+    )
+    log.info(
+        "dataset %s: %s %s, regression, train/val/test %d/%d/%d",
+        spec, data.modality, data.input_shape, len(y_tr), len(y_va), len(y_te),
+    )  # fmt: skip
+    return data
 
 
 # ------------------------------------------------------------------------------------------- validation
@@ -227,8 +292,9 @@ def _encode_labels(y: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
         frac = np.flatnonzero(y != np.round(y))
         if frac.size:
             raise DatasetError(
-                f"--data: {frac.size} non-integer labels (e.g. {y[frac[0]]} at sample {frac[0]}); labels must "
-                "be class indices or names, not regression targets (check --label-column)"
+                f"--data: {frac.size} non-integer labels (e.g. {y[frac[0]]} at sample {frac[0]}) but the "
+                "requirements ask for classification; for a numeric target ask for regression (e.g. "
+                '"predict the value"), or check --label-column'
             )
     elif y.dtype.kind not in "biu":
         raise DatasetError(f"--data: labels must be integers or strings, got dtype {y.dtype}")
@@ -283,7 +349,8 @@ def _split(
         hint = f" (after --max-samples {max_samples})" if max_samples is not None else ""
         raise DatasetError(
             f"--data: class {names[c]!r} has {counts[c]} samples{hint}; each class needs at least {need} to "
-            f"split into train/validation/test ({short.size} classes too small)"
+            f"split into train/validation/test ({short.size} classes too small; for a numeric target, ask "
+            'for regression in the requirements, e.g. "predict the value")'
         )
     parts: list[list[np.ndarray]] = [[] for _ in range(need)]
     for c in range(k):

@@ -39,6 +39,7 @@ class Raw:
     modality: str
     names: Sequence[str] | None = None
     test: tuple[np.ndarray, np.ndarray] | None = None
+    task: str | None = None  # the source says what its target is; None: the labels decide
 
 
 def npz_file(path: Path) -> Raw:

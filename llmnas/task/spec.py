@@ -20,8 +20,8 @@ class TaskSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     text: str = ""
-    task: Literal["classification"] = "classification"
-    num_classes: int | None = Field(None, ge=2)
+    task: Literal["classification", "regression"] = "classification"
+    num_classes: int | None = Field(None, ge=1)  # the output width: 1 for regression
     input_shape: tuple[int, ...] | None = None
     modality: Literal["image", "sequence", "tabular"] | None = None
     max_params: int | None = Field(None, gt=0)
@@ -29,13 +29,27 @@ class TaskSpec(BaseModel):
     max_flops: int | None = Field(None, gt=0)
     target_params: int | None = Field(None, gt=0)
     target_latency_ms: float | None = Field(None, gt=0)
+    target_mae: float | None = Field(None, gt=0)  # regression targets, in the target's own units
+    target_rmse: float | None = Field(None, gt=0)
+    target_r2: float | None = Field(None, le=1)
     hints: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     reward_alpha: float = -0.07
     reward_beta: float = -0.07
 
-    def resolve(self, *, input_shape: tuple[int, ...], num_classes: int, modality: str) -> TaskSpec:
+    def resolve(
+        self, *, input_shape: tuple[int, ...], num_classes: int, modality: str, task: str = "classification"
+    ) -> TaskSpec:
         """Fill what the text left open from the dataset; a contradiction is a SpecError."""
+        if "task" in self.model_fields_set and self.task != task:
+            raise SpecError(
+                f"the requirements ask for {self.task} but --data holds a {task} target: "
+                + (
+                    "ask for regression, or pick a label column of classes"
+                    if task == "regression"
+                    else "pick a numeric target (--label-column), or ask for classification"
+                )
+            )
         if self.num_classes is not None and self.num_classes != num_classes:
             raise SpecError(
                 f"the requirements say {self.num_classes} classes but the data has {num_classes}: "
@@ -46,14 +60,26 @@ class TaskSpec(BaseModel):
                 f"the requirements say input shape {self.input_shape} but the data has {input_shape}"
             )
         return self.model_copy(
-            update={"num_classes": num_classes, "input_shape": input_shape, "modality": modality}
+            update={
+                "num_classes": num_classes,
+                "input_shape": input_shape,
+                "modality": modality,
+                "task": task,
+            }
         )
+
+    def regression_targets(self) -> list[str]:
+        """The regression targets set, readable ("MAE <= 5")."""
+        return [
+            f"{name} {'>=' if name == 'R²' else '<='} {value:g}"
+            for name, value in (("MAE", self.target_mae), ("RMSE", self.target_rmse), ("R²", self.target_r2))
+            if value is not None
+        ]
 
     def summary(self) -> str:
         """A few readable lines for the terminal and the report."""
-        lines = [
-            f"task: {self.task}, classes: {self.num_classes}, input: {self.input_shape} ({self.modality})"
-        ]
+        outputs = f"classes: {self.num_classes}" if self.task == "classification" else "outputs: 1 value"
+        lines = [f"task: {self.task}, {outputs}, input: {self.input_shape} ({self.modality})"]
         limits = [
             f"params <= {self.max_params:,}" if self.max_params else "",
             f"latency <= {self.max_latency_ms:g} ms" if self.max_latency_ms else "",
@@ -62,6 +88,7 @@ class TaskSpec(BaseModel):
         targets = [
             f"params ~ {self.target_params:,}" if self.target_params else "",
             f"latency ~ {self.target_latency_ms:g} ms" if self.target_latency_ms else "",
+            *self.regression_targets(),
         ]
         lines.append("limits: " + (", ".join(x for x in limits if x) or "none"))
         lines.append("targets: " + (", ".join(x for x in targets if x) or "none"))
@@ -130,6 +157,29 @@ def _flops_unit(word: str) -> int:
     return {"g": 1_000_000_000, "m": 1_000_000, "k": 1_000}.get(w[0], 1)
 
 
+_QUANTITY = (
+    r"(?:price|value|amount|cost|age|temperature|score|count|quantity|progression|level|rate|demand|sales"
+    r"|revenue|yield|salary|income|duration|weight|height|length|energy|load)"
+)
+_REGRESSION = (
+    rf"\bregress\w*|\b(?:predict|estimat|forecast)\w*\s+(?:the\s+|a\s+|an\s+)?(?:[\w-]+\s+)?{_QUANTITY}s?\b"
+    r"|\b(?:continuous|numeric|real-valued) (?:target|output|value)"
+)
+_CLASSIFICATION = r"\b(?:classif\w*|recogni[sz]e|categori[sz]e|predict the (?:class|label|category))\b"
+_ERRORS = r"(mean absolute error|mae|root mean squared? error|rmse|r2|r²|r-squared|r squared)"
+_ERROR_FIELD = {"mean absolute error": "target_mae", "mae": "target_mae"} | dict.fromkeys(
+    ("root mean square error", "root mean squared error", "rmse"), "target_rmse"
+)
+_UNSUPPORTED = {
+    "object detection": r"\bobject detection\b|\bbounding box(?:es)?\b|\bdetect\w*\s+(?:the\s+)?objects?\b",
+    "segmentation": r"\b(?:semantic |instance |image )?segmentation\b|\bsegment (?:the |each )?(?:image|pixel|object)",
+    "generation": r"\b(?:text|image|sequence) generation\b|\bgenerative model\b"
+    r"|\bgenerat\w*\s+(?:new\s+)?(?:text|images?|sentences?|captions?|music|audio|code)\b",
+    "captioning": r"\bcaption(?:s|ing)?\b",
+    "translation": r"\btranslat(?:e|es|ion|ing)\b",
+}
+SUPPORTED = "llmnas searches classification (one class per sample) and regression (one number per sample)"
+
 REFINED = "\nRefined:\n"  # joins a refinement's words to the requirements so far
 
 
@@ -149,6 +199,14 @@ def parse_requirements(text: str) -> TaskSpec:
     return spec.model_copy(update={"text": text.strip()})
 
 
+def asked_task(text: str) -> str | None:
+    """The task the requirements name (classification or regression), or None when they name none."""
+    if not text.strip():
+        return None
+    spec = parse_requirements(text)
+    return spec.task if "task" in spec.model_fields_set else None
+
+
 def _parse(text: str) -> TaskSpec:
     if not text or not text.strip():
         raise SpecError('requirements text is empty: say what the model should do, e.g. "classify digits"')
@@ -156,12 +214,32 @@ def _parse(text: str) -> TaskSpec:
     hints: list[str] = []
     notes: list[str] = []
     limits: dict[str, dict[float, str]] = {}  # field -> {value: the clause that set it}
+    tasks: dict[str, str] = {}  # task -> the clause that asked for it
     floors: list[tuple[int, str]] = []  # lower bounds on parameters: only checked against the limit
     for clause in (c.strip() for c in re.split(r"[;\n]|,\s+|\.\s+|\s+and\s+|\s+with\s+", text)):
         if not clause:
             continue
         low = clause.lower()
         understood = False
+        for kind, pattern in _UNSUPPORTED.items():
+            if re.search(pattern, low):
+                raise SpecError(f'"{clause}" asks for {kind}: {SUPPORTED}')
+        for m in re.finditer(rf"\b{_ERRORS}(?![\w²])\s*(?:of\s+)?({_UPPER}|{_LOWER})\s*(\d+(?:\.\d+)?)", low):
+            field = (
+                "target_r2"
+                if m.group(1) in ("r2", "r²", "r-squared", "r squared")
+                else _ERROR_FIELD[m.group(1)]
+            )
+            if (field == "target_r2") != bool(re.fullmatch(_LOWER, m.group(2))):
+                continue  # "MAE above 5" or "R² under 0.5" is not a target
+            limits.setdefault(field, {}).setdefault(float(m.group(3)), clause)
+            tasks.setdefault("regression", clause)
+            understood = True
+        if re.search(_REGRESSION, low):
+            tasks.setdefault("regression", clause)
+            understood = True
+        if re.search(_CLASSIFICATION, low):
+            tasks.setdefault("classification", clause)
         if m := re.search(
             rf"\b(\d+|{'|'.join(_WORDS)})\s+(?:classes|categories|labels|digits classes)\b", low
         ):
@@ -218,6 +296,13 @@ def _parse(text: str) -> TaskSpec:
             understood = True
         if not understood:
             notes.append(clause)
+    if len(tasks) > 1:
+        raise SpecError(
+            f'conflicting tasks: "{tasks["classification"]}" asks for classification and '
+            f'"{tasks["regression"]}" for regression; keep one of them'
+        )
+    if tasks:
+        found["task"] = next(iter(tasks))
     found.update(_one_limit_each(limits, floors))
     return TaskSpec(**found, hints=tuple(dict.fromkeys(hints)), notes=tuple(notes))
 
@@ -246,6 +331,9 @@ _LIMIT_NAMES = {
     "max_params": "parameter limits",
     "max_latency_ms": "latency limits",
     "max_flops": "FLOP limits",
+    "target_mae": "MAE targets",
+    "target_rmse": "RMSE targets",
+    "target_r2": "R² targets",
 }
 
 

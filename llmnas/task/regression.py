@@ -1,0 +1,73 @@
+"""Regression targets for `load_dataset`: when labels are a number to predict, their validation, and
+random (unstratified) splits."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from llmnas.task.loaders import DatasetError
+
+MIN_PER_SPLIT = 2  # R² needs two targets in each split
+
+
+def task_of(y: np.ndarray) -> str:
+    """Numeric labels that are not all whole numbers are a regression target; anything else is classes."""
+    y = np.asarray(y)
+    if y.dtype.kind == "f" and y.size and not np.array_equal(y, np.round(y)):
+        return "regression"
+    return "classification"
+
+
+def numeric_targets(y: np.ndarray, spec: str) -> np.ndarray:
+    """Regression targets as float64, one per sample; text and NaN/inf are errors naming a sample."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise DatasetError(f"--data: regression targets must be 1-D (one value per sample), got {y.shape}")
+    if y.dtype.kind not in "biuf":
+        example = next((str(v) for v in y.astype(str) if not _is_number(v)), "")
+        raise DatasetError(
+            f"--data: {spec}: regression needs numeric targets, found {example!r}; pick the numeric "
+            "column with --label-column, or ask for classification"
+        )
+    y = y.astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(y))
+    if bad.size:
+        raise DatasetError(f"--data: {spec}: {bad.size} NaN/inf targets, first at sample {bad[0]}")
+    return y
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def random_split(
+    x: np.ndarray,
+    y: np.ndarray,
+    test: tuple[np.ndarray, np.ndarray] | None,
+    fractions: tuple[float, float],
+    max_samples: int | None,
+    rng: np.random.Generator,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """[(x, y) of train, validation, test], shuffled; ``test`` is the source's own test split, if any
+    (validation is then carved from the rest). ``max_samples`` caps the pool before splitting."""
+    order = rng.permutation(len(y))
+    if test is None:
+        order = order[:max_samples]
+        n_val, n_test = (max(MIN_PER_SPLIT, round(len(order) * f)) for f in fractions)
+        val, held, train = np.split(order, [n_val, n_val + n_test])
+        parts = [(x[i], y[i]) for i in (train, val, held)]
+    else:
+        val, train = np.split(order, [max(MIN_PER_SPLIT, round(len(order) * fractions[0]))])
+        parts = [(x[train], y[train]), (x[val], y[val]), test]
+    if min(len(p[1]) for p in parts) < MIN_PER_SPLIT:
+        raise DatasetError(
+            f"--data: {len(y)} samples are too few to split into train/validation/test for regression "
+            f"(each needs at least {MIN_PER_SPLIT})"
+        )
+    return parts
