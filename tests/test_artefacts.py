@@ -193,7 +193,7 @@ def test_export_of_a_candidate_that_arms_itself_elsewhere_never_runs_it(
     assert (out / "architecture.py").read_text().startswith("# UNTRUSTED CODE")
 
     # The safe way: the ONNX, with onnxruntime. It reproduces the reported accuracy and runs nothing.
-    logits = _onnx_logits(out / ONNX_FILE, digits.x_val)
+    logits = _onnx_logits(out / ONNX_FILE, digits.x_val_raw)  # raw samples: the graph preprocesses
     assert accuracy(logits, digits.y_val) == pytest.approx(hostile_run["events"][cid]["metrics"]["val_acc"])
     assert not marker.exists(), "running the ONNX ran the candidate's code"
 
@@ -215,7 +215,7 @@ def test_export_of_a_candidate_that_arms_itself_elsewhere_never_runs_it(
 
     # With the opt-in the code runs, and it was armed: the refusal above is what kept it off.
     with torch.no_grad():
-        module.load(trust_code=True)(torch.from_numpy(digits.x_val[:2]))
+        module.load(trust_code=True).module(torch.from_numpy(digits.x_val[:2]))
     assert marker.read_text().splitlines() == [
         "llmnas-hostile armed at import",
         "llmnas-hostile armed at build",
@@ -249,7 +249,7 @@ def test_a_file_writing_payload_cannot_reach_the_user(
     _no_code_artefact(out)
     assert (out / ONNX_FILE).is_file()
     monkeypatch.chdir(tmp_path)  # where the payload would write payload.bin
-    logits = _onnx_logits(out / ONNX_FILE, digits.x_val)
+    logits = _onnx_logits(out / ONNX_FILE, digits.x_val_raw)
     assert logits.shape == (len(digits.x_val), digits.num_classes)
     assert not (tmp_path / "payload.bin").exists(), "running the ONNX wrote the payload's file"
     graph = onnx.load(str(out / ONNX_FILE))
@@ -395,7 +395,9 @@ def test_template_code_is_marked_and_loads_without_opt_in_while_unchanged(tmp_pa
     readme = (tmp_path / "t" / "README.md").read_text()
     assert "generated from llmnas's own templates" in readme and "No `model.onnx`" in readme
     module = _export_module(tmp_path / "t")
-    assert module.load()(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    assert module.load().module(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    with pytest.raises(ValueError, match="no data.json"):  # exported without the run's data
+        module.load().predict(np.zeros((1, 8, 8)))
     with (tmp_path / "t" / "architecture.py").open("a") as f:
         f.write("\n# edited after the export\n")
     with pytest.raises(module.UntrustedCodeError):

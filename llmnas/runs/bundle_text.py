@@ -190,22 +190,26 @@ Candidate `{candidate_id}` from run `{run}`.
 """
 
 ONNX_USE = """```python
+import json
 import numpy as np
 import onnxruntime                 # pip install onnxruntime
+import preprocess                  # llmnas's code beside this file: reads image files and CSV columns
 
+with open("{data_file}") as f:
+    pre = preprocess.Preprocessing.from_json(json.load(f)["preprocessing"])
 session = onnxruntime.InferenceSession("{onnx_file}", providers=["CPUExecutionProvider"])
-logits = session.run(None, {{"{onnx_input}": np.asarray(X, np.float32)}})[0]
+x = np.asarray(preprocess.raw_inputs(pre, X), np.float32)   # or your raw samples as they are
+logits = session.run(None, {{"{onnx_input}": x}})[0]
+labels = np.asarray(pre.classes)[logits.argmax(axis=1)]
 ```
 
-Input `{onnx_input}` shaped (batch, *{onnx_shape!r}), float32: {onnx_takes}. Output: logits for
-{num_classes} classes, in the order of `classes` in `{data_file}`.
+Input `{onnx_input}`: raw samples shaped (batch, *{sample_shape!r}), float32{outside}; the graph
+applies the rest of the preprocessing above (as standard operators). Output: logits for {num_classes}
+classes, in the order of `classes`.
 The graph holds operators and weights, no code. It was traced inside llmnas's sandbox, so loading it
 is still parsing untrusted data: llmnas first loaded it in a separate, limited process and checked it
 ({note}; standard ONNX operators only, no custom operators or external data). Load it the same way:
 the default CPU provider, no custom-op libraries."""
-
-ONNX_RAW = "your raw samples; the graph applies the preprocessing above{outside}"
-ONNX_INPUTS = "the network's inputs (this export holds no preprocessing)"
 
 NO_ONNX = """No `{onnx_file}` in this export: {note}. Without it, running the model means running
 `{code_file}` (below)."""

@@ -237,8 +237,8 @@ def export_candidate(
         "note": onnx.note,
         "decisions": list(decisions),
         "data_file": DATA_FILE,
-        "onnx_shape": input_shape if pre is None else pre.sample_shape,
-        "onnx_takes": text.ONNX_INPUTS if pre is None else text.ONNX_RAW.format(outside=_outside(pre)),
+        "sample_shape": None if pre is None else pre.sample_shape,  # the checked ONNX needs the data
+        "outside": None if pre is None else _outside(pre),
     }
     (out_dir / README_FILE).write_text(
         text.README.format(
@@ -266,11 +266,11 @@ def _outside(pre: preprocess.Preprocessing) -> str:
     """What of the preprocessing the ONNX graph cannot hold: reading the files."""
     if pre.image_mode is not None:
         return (
-            f" (decode image files first: pixels 0-255 of {pre.image_mode} images resized to "
-            f"{pre.image_size[0]}x{pre.image_size[1]}, as `{PREPROCESS_FILE}` does)"
+            f", the pixels (0-255) of image files converted to {pre.image_mode} and resized to "
+            f"{pre.image_size[0]}x{pre.image_size[1]} (`preprocess.raw_inputs` does that)"
         )
     if pre.columns is not None:
-        return f" (the columns {', '.join(pre.columns)} of your CSV, in that order)"
+        return f", the columns {', '.join(pre.columns)} of your CSV in that order (`preprocess.raw_inputs`)"
     return ""
 
 
