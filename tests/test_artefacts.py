@@ -49,6 +49,7 @@ from llmnas.runs.export import BUNDLE_FILES, BestExport, export_candidate, rende
 from llmnas.runs.layout import CODE
 from llmnas.runs.store import RunStore
 from llmnas.task.datasets import Dataset
+from llmnas.task.preprocess import Preprocessing
 from sandbox.protocol import ONNX_FILE, PRED_FILES, WEIGHTS_FILE, TrainConfig
 
 HOSTILE = Path(__file__).parent / "hostile"
@@ -352,6 +353,37 @@ def test_the_check_rejects_what_is_not_a_plain_faithful_graph(small, tmp_path, c
         onnx.save(proto, str(path))
     answer = _verify(path, x, pred, tmp_path, shape)
     assert not answer["ok"] and expected in answer["note"], answer
+
+
+def test_the_check_prepends_the_preprocessing_and_writes_the_graph_it_checked(small, tmp_path):
+    """With a preprocessing the child checks (and writes) the graph that takes raw samples; a graph
+    that already uses the names the preprocessing adds is refused."""
+    model, x, pred = small
+    _export_onnx(model, tmp_path / "m.onnx")
+    pre = Preprocessing("image", (8, 8, 1), channels_last=True, divide=4.0)
+    raw = (np.moveaxis(x, 1, -1) * 4).astype(np.float32)  # what preprocess.apply maps back to x
+    out = tmp_path / "composed.onnx"
+    ok = onnx_check.check_onnx(
+        tmp_path / "m.onnx", raw, pred, (1, 8, 8), preprocessing=pre.to_json(), out=out
+    )
+    assert ok.ok and "raw validation samples" in ok.note, ok
+    np.testing.assert_allclose(_onnx_logits(out, raw), pred, rtol=1e-5, atol=1e-5)
+    wrong = Preprocessing("image", (8, 8, 1), channels_last=True, divide=2.0)
+    bad = onnx_check.check_onnx(tmp_path / "m.onnx", raw, pred, (1, 8, 8), preprocessing=wrong.to_json())
+    assert not bad.ok and "does not reproduce" in bad.note
+    proto = _with_node(
+        onnx.load(str(tmp_path / "m.onnx")), onnx.helper.make_node("Identity", ["logits"], ["llmnas_pre_0"])
+    )
+    onnx.save(proto, str(tmp_path / "n.onnx"))
+    np.save(tmp_path / "x.npy", raw, allow_pickle=False)
+    np.save(tmp_path / "p.npy", pred, allow_pickle=False)
+    request = {
+        "onnx": str(tmp_path / "n.onnx"),
+        "x": str(tmp_path / "x.npy"),
+        "pred": str(tmp_path / "p.npy"),
+    }
+    answer = onnx_check.verify({**request, "input_shape": [1, 8, 8], "preprocessing": pre.to_json()})
+    assert not answer["ok"] and "keeps for the preprocessing" in answer["note"], answer
 
 
 def test_a_check_that_hangs_or_crashes_is_a_rejection(small, tmp_path, monkeypatch):
