@@ -261,9 +261,9 @@ def verify(request: dict) -> dict:
     except Exception as exc:  # noqa: BLE001 - not a protobuf, truncated, ...
         return {"ok": False, "note": f"the ONNX file does not parse: {type(exc).__name__}"}
     problem = _structure_problem(model, input_shape)
-    pre = request.get("preprocessing")
-    if pre is not None and problem is None:
-        pre = Preprocessing.from_json(pre)
+    composed = request.get("preprocessing") is not None
+    if composed and problem is None:
+        pre = Preprocessing.from_json(request["preprocessing"])
         problem = _prepend(model, pre) or _structure_problem(model, pre.sample_shape)
         data = model.SerializeToString()
     if problem:
@@ -284,10 +284,10 @@ def verify(request: dict) -> dict:
     problem = _compare(got, expected)
     if problem:
         return {"ok": False, "note": problem}
-    if pre is not None:
+    if composed and request.get("out"):
         with open(request["out"], "wb") as f:
             f.write(data)
-    inputs = "raw validation samples (preprocessing in the graph)" if pre is not None else "validation inputs"
+    inputs = "raw validation samples (preprocessing in the graph)" if composed else "validation inputs"
     return {
         "ok": True,
         "note": f"reproduces the sandbox's predictions on {len(x)} {inputs} with onnxruntime (CPU)",
