@@ -49,6 +49,7 @@ from llmnas.runs.export import BUNDLE_FILES, BestExport, export_candidate, rende
 from llmnas.runs.layout import CODE
 from llmnas.runs.store import RunStore
 from llmnas.task.datasets import Dataset
+from llmnas.task.preprocess import Preprocessing
 from sandbox.protocol import ONNX_FILE, PRED_FILES, WEIGHTS_FILE, TrainConfig
 
 HOSTILE = Path(__file__).parent / "hostile"
@@ -193,7 +194,7 @@ def test_export_of_a_candidate_that_arms_itself_elsewhere_never_runs_it(
     assert (out / "architecture.py").read_text().startswith("# UNTRUSTED CODE")
 
     # The safe way: the ONNX, with onnxruntime. It reproduces the reported accuracy and runs nothing.
-    logits = _onnx_logits(out / ONNX_FILE, digits.x_val)
+    logits = _onnx_logits(out / ONNX_FILE, digits.x_val_raw)  # raw samples: the graph preprocesses
     assert accuracy(logits, digits.y_val) == pytest.approx(hostile_run["events"][cid]["metrics"]["val_acc"])
     assert not marker.exists(), "running the ONNX ran the candidate's code"
 
@@ -215,7 +216,7 @@ def test_export_of_a_candidate_that_arms_itself_elsewhere_never_runs_it(
 
     # With the opt-in the code runs, and it was armed: the refusal above is what kept it off.
     with torch.no_grad():
-        module.load(trust_code=True)(torch.from_numpy(digits.x_val[:2]))
+        module.load(trust_code=True).module(torch.from_numpy(digits.x_val[:2]))
     assert marker.read_text().splitlines() == [
         "llmnas-hostile armed at import",
         "llmnas-hostile armed at build",
@@ -249,7 +250,7 @@ def test_a_file_writing_payload_cannot_reach_the_user(
     _no_code_artefact(out)
     assert (out / ONNX_FILE).is_file()
     monkeypatch.chdir(tmp_path)  # where the payload would write payload.bin
-    logits = _onnx_logits(out / ONNX_FILE, digits.x_val)
+    logits = _onnx_logits(out / ONNX_FILE, digits.x_val_raw)
     assert logits.shape == (len(digits.x_val), digits.num_classes)
     assert not (tmp_path / "payload.bin").exists(), "running the ONNX wrote the payload's file"
     graph = onnx.load(str(out / ONNX_FILE))
@@ -354,6 +355,37 @@ def test_the_check_rejects_what_is_not_a_plain_faithful_graph(small, tmp_path, c
     assert not answer["ok"] and expected in answer["note"], answer
 
 
+def test_the_check_prepends_the_preprocessing_and_writes_the_graph_it_checked(small, tmp_path):
+    """With a preprocessing the child checks (and writes) the graph that takes raw samples; a graph
+    that already uses the names the preprocessing adds is refused."""
+    model, x, pred = small
+    _export_onnx(model, tmp_path / "m.onnx")
+    pre = Preprocessing("image", (8, 8, 1), channels_last=True, divide=4.0)
+    raw = (np.moveaxis(x, 1, -1) * 4).astype(np.float32)  # what preprocess.apply maps back to x
+    out = tmp_path / "composed.onnx"
+    ok = onnx_check.check_onnx(
+        tmp_path / "m.onnx", raw, pred, (1, 8, 8), preprocessing=pre.to_json(), out=out
+    )
+    assert ok.ok and "raw validation samples" in ok.note, ok
+    np.testing.assert_allclose(_onnx_logits(out, raw), pred, rtol=1e-5, atol=1e-5)
+    wrong = Preprocessing("image", (8, 8, 1), channels_last=True, divide=2.0)
+    bad = onnx_check.check_onnx(tmp_path / "m.onnx", raw, pred, (1, 8, 8), preprocessing=wrong.to_json())
+    assert not bad.ok and "does not reproduce" in bad.note
+    proto = _with_node(
+        onnx.load(str(tmp_path / "m.onnx")), onnx.helper.make_node("Identity", ["logits"], ["llmnas_pre_0"])
+    )
+    onnx.save(proto, str(tmp_path / "n.onnx"))
+    np.save(tmp_path / "x.npy", raw, allow_pickle=False)
+    np.save(tmp_path / "p.npy", pred, allow_pickle=False)
+    request = {
+        "onnx": str(tmp_path / "n.onnx"),
+        "x": str(tmp_path / "x.npy"),
+        "pred": str(tmp_path / "p.npy"),
+    }
+    answer = onnx_check.verify({**request, "input_shape": [1, 8, 8], "preprocessing": pre.to_json()})
+    assert not answer["ok"] and "keeps for the preprocessing" in answer["note"], answer
+
+
 def test_a_check_that_hangs_or_crashes_is_a_rejection(small, tmp_path, monkeypatch):
     model, x, pred = small
     _export_onnx(model, tmp_path / "m.onnx")
@@ -395,7 +427,9 @@ def test_template_code_is_marked_and_loads_without_opt_in_while_unchanged(tmp_pa
     readme = (tmp_path / "t" / "README.md").read_text()
     assert "generated from llmnas's own templates" in readme and "No `model.onnx`" in readme
     module = _export_module(tmp_path / "t")
-    assert module.load()(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    assert module.load().module(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    with pytest.raises(ValueError, match="no data.json"):  # exported without the run's data
+        module.load().predict(np.zeros((1, 8, 8)))
     with (tmp_path / "t" / "architecture.py").open("a") as f:
         f.write("\n# edited after the export\n")
     with pytest.raises(module.UntrustedCodeError):

@@ -89,7 +89,7 @@ def test_best_model_is_standalone_and_reproduces_its_validation_accuracy(run_dir
         if isinstance(node, ast.Import | ast.ImportFrom)
         for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")])
     }
-    assert imported <= {"torch", "safetensors", "os", "sys", "hashlib"}, imported  # no llmnas, no numpy
+    assert imported <= {"torch", "safetensors", "numpy", "json", "os", "sys", "types", "hashlib"}, imported
     spec = importlib.util.spec_from_file_location("best_model", run_dir / "best" / "model.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -98,7 +98,7 @@ def test_best_model_is_standalone_and_reproduces_its_validation_accuracy(run_dir
     )  # our own test run: its code is read (the default refuses mutated code)
     data = load_dataset("digits", seed=3)
     with torch.no_grad():
-        logits = net(torch.from_numpy(data.x_val)).numpy()
+        logits = net.module(torch.from_numpy(data.x_val)).numpy()
     reported = json.loads((run_dir / "best" / "metrics.json").read_text())
     assert accuracy(logits, data.y_val) == pytest.approx(reported["val_acc"], abs=1e-9)
     assert reported["val_acc"] > 0.5
@@ -113,7 +113,7 @@ def test_best_model_runs_as_a_script_without_llmnas(run_dir: Path, tmp_path: Pat
     )
     assert shown.returncode == 0 and "onnxruntime" in shown.stderr
     code = f"import sys, torch; sys.path.insert(0, {str(best)!r}); from model import load, INPUT_SHAPE; " + (
-        "print(load(trust_code=True)(torch.zeros(1, *INPUT_SHAPE)).shape)"
+        "print(load(trust_code=True).module(torch.zeros(1, *INPUT_SHAPE)).shape)"
     )
     result = subprocess.run(
         [sys.executable, "-I", "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
@@ -203,7 +203,8 @@ def test_export_reproduces_validation_accuracy_with_onnx_and_weights(run_dir: Pa
     out = tmp_path / "x"
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(
-        ["model.py", "architecture.py", "weights.safetensors", "model.onnx", "README.md", "metrics.json"]
+        ["model.py", "preprocess.py", "architecture.py", "weights.safetensors", "model.onnx", "data.json"]
+        + ["README.md", "metrics.json"]
     )
     readme = (out / "README.md").read_text()
     assert cid in readme and 'onnxruntime.InferenceSession("model.onnx"' in readme
@@ -214,7 +215,7 @@ def test_export_reproduces_validation_accuracy_with_onnx_and_weights(run_dir: Pa
     data = load_dataset("digits", seed=3)
     reported = board[-1]["val_acc"]
     session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
-    onnx_logits = session.run(None, {"input": data.x_val.astype(np.float32)})[0]
+    onnx_logits = session.run(None, {"input": data.x_val_raw.astype(np.float32)})[0]
     assert accuracy(onnx_logits, data.y_val) == pytest.approx(reported, abs=1e-9)
 
     spec = importlib.util.spec_from_file_location("exported", out / "model.py")
@@ -227,7 +228,7 @@ def test_export_reproduces_validation_accuracy_with_onnx_and_weights(run_dir: Pa
         with pytest.raises(module.UntrustedCodeError, match="onnxruntime.InferenceSession"):
             module.load()
     with torch.no_grad():
-        eager = module.load(trust_code=True)(torch.from_numpy(data.x_val)).numpy()
+        eager = module.load(trust_code=True).module(torch.from_numpy(data.x_val)).numpy()
     assert accuracy(eager, data.y_val) == pytest.approx(reported, abs=1e-9)
     assert main(["export", str(run_dir), "--candidate", "nope", "--out", str(tmp_path / "y")]) == 2
 

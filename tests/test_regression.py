@@ -4,6 +4,9 @@ ranking, reward and the run's tables and report."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -204,6 +207,41 @@ def test_a_regression_search_runs_end_to_end(tmp_path: Path, capsys):
     assert main(["report", str(out)]) == 0
     page = (out / "report.html").read_text()
     assert "best val R²" in page and "validation R² / MAE / RMSE" in page
+    _exported_model_predicts_values(out / "best", best)
+
+
+USER = r"""
+import json, sys
+import numpy as np, onnxruntime, preprocess
+from model import load
+
+raw = np.load(sys.argv[1], allow_pickle=False)
+values = load(trust_code=True).predict(raw)
+with open("data.json") as f:
+    pre = preprocess.Preprocessing.from_json(json.load(f)["preprocessing"])
+session = onnxruntime.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])
+onnx = preprocess.values(pre, session.run(None, {"input": raw.astype(np.float32)})[0])
+print(json.dumps({"values": values.tolist(), "onnx": onnx.tolist()}))
+"""
+
+
+def _exported_model_predicts_values(best: Path, recorded: dict):
+    """best/ takes raw diabetes rows and gives progression values whose test MAE is the recorded one."""
+    from sklearn.datasets import load_diabetes
+
+    bunch = load_diabetes(scaled=False)
+    samples = json.loads((best / "data.json").read_text())["test_samples"]
+    np.save(best.parent / "raw.npy", bunch.data[samples], allow_pickle=False)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LLMNAS_TRUST_CODE")}
+    done = subprocess.run(
+        [sys.executable, "-c", USER, str(best.parent / "raw.npy")],
+        cwd=best, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout.splitlines()[-1])
+    truth = bunch.target[samples]
+    for values in (answer["values"], answer["onnx"]):
+        assert np.mean(np.abs(np.array(values) - truth)) == pytest.approx(recorded["test_mae"], rel=1e-4)
 
 
 def test_an_unsupported_task_exits_2_before_any_work(tmp_path: Path, capsys):

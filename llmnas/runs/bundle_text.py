@@ -16,39 +16,116 @@ LOADER = '''"""Loader of an llmnas model. This file was written by llmnas, not b
 {code_file} beside it holds the network's code: {provenance}
 Importing this module runs nothing of it; ``load()`` runs it {when}.
 The way to run the model that runs no code from the search: onnxruntime with model.onnx (README.md).
+
+``load()`` gives a ``Model``: ``predict(X)`` and ``predict_proba(X)`` take your data as you have it
+({data_file} holds the preprocessing fitted on the training split and the labels; {preprocess_file},
+llmnas's own code, applies it) and ``module`` is the torch network, which takes preprocessed inputs.
 """
 
 import hashlib
+import json
 import os
 import sys
+import types
+
+import numpy as np
 
 INPUT_SHAPE = {input_shape!r}
 NUM_CLASSES = {num_classes!r}
 CODE_FILE = "{code_file}"
 WEIGHTS_FILE = "{weights_file}"
 ONNX_FILE = "{onnx_file}"
+DATA_FILE = "{data_file}"
+PREPROCESS_FILE = "{preprocess_file}"
 # sha256 of CODE_FILE when llmnas rendered it from its own templates (load() checks it again), else None.
 TEMPLATE_SHA256 = {template_sha!r}
 TRUST_ENV = "{trust_env}"
+BATCH = 1024
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 class UntrustedCodeError(PermissionError):
     """load() was asked to run code written by a language model without the user's opt-in."""
 
 
+class Model:
+    """The trained network with the preprocessing it was trained behind.
+
+    ``X`` is the data as you have it: an array of raw samples (or one sample), and, for a model trained
+    on image files, image paths or Pillow images; on a CSV, a CSV file or a pandas DataFrame (the
+    feature columns are picked by name). """
+
+    def __init__(self, module, preprocessing, preprocess):
+        self.module = module  # torch.nn.Module, in eval mode: takes preprocessed float32 inputs
+        self.preprocessing = preprocessing  # None when the export holds no DATA_FILE
+        self._preprocess = preprocess
+
+    def inputs(self, X):
+        """The network's inputs (float32, shaped (N, *INPUT_SHAPE)) for raw ``X``."""
+        if self.preprocessing is None:
+            raise ValueError(
+                f"this export has no {{DATA_FILE}} (the run's data could not be read at export), so it "
+                "cannot preprocess raw data: export again where the data is, or call .module on inputs"
+            )
+        pre = self._preprocess
+        return pre.apply(self.preprocessing, pre.raw_inputs(self.preprocessing, X))
+
+    def outputs(self, X):
+        """The network's outputs for raw ``X`` (logits for a classifier), as a numpy array."""
+        import torch
+
+        x = torch.from_numpy(self.inputs(X))
+        with torch.inference_mode():
+            return torch.cat([self.module(x[i : i + BATCH]) for i in range(0, len(x), BATCH)]).numpy()
+
+    def predict_proba(self, X):
+        """Class probabilities, shaped (N, classes), columns in the order of ``classes``."""
+        if self.classes is None:
+            raise ValueError("this model has no classes: predict() gives its outputs; there are no probabilities")
+        logits = self.outputs(X).astype(np.float64)
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        """The labels, as in your data; a regression model returns its predicted values, in the target's
+        units; a model without classes or target its outputs."""
+        out = self.outputs(X)
+        if self.classes is None:
+            return self._preprocess.values(self.preprocessing, out) if self.preprocessing.target else out
+        return np.asarray(self.classes)[out.argmax(axis=1)]
+
+    @property
+    def classes(self):
+        """The labels in the order of the network's outputs, or None (a model without classes)."""
+        return None if self.preprocessing is None else self.preprocessing.classes
+
+
+def _preprocess_module():
+    """PREPROCESS_FILE (llmnas's code, no network code) as a module, under a name of its own."""
+    path = os.path.join(HERE, PREPROCESS_FILE)
+    with open(path, "rb") as f:
+        source = f.read()
+    name = "_llmnas_preprocess_" + hashlib.sha256(source).hexdigest()[:12]
+    if name not in sys.modules:
+        module = types.ModuleType(name)
+        module.__file__ = path
+        sys.modules[name] = module  # dataclasses look their module up there
+        exec(compile(source, path, "exec"), module.__dict__)
+    return sys.modules[name]
+
+
 def load(weights=None, *, trust_code=False):
-    """The trained model in eval mode (CPU), built by running CODE_FILE and filled from WEIGHTS_FILE.
+    """The trained model (CPU), its network built by running CODE_FILE and filled from WEIGHTS_FILE.
 
     CODE_FILE was written by a language model unless TEMPLATE_SHA256 says otherwise: running it runs
     arbitrary code with your rights. load() refuses unless ``trust_code=True`` or the environment
     variable LLMNAS_TRUST_CODE=1 (or the file is llmnas's own template output, unchanged)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    code_path = os.path.join(here, CODE_FILE)
+    code_path = os.path.join(HERE, CODE_FILE)
     with open(code_path, "rb") as f:
         source = f.read()
     ours = TEMPLATE_SHA256 is not None and hashlib.sha256(source).hexdigest() == TEMPLATE_SHA256
     if not (trust_code or ours or os.environ.get(TRUST_ENV) == "1"):
-        onnx_path = os.path.join(here, ONNX_FILE)
+        onnx_path = os.path.join(HERE, ONNX_FILE)
         safe = (
             f"Run the model without it: onnxruntime.InferenceSession({{onnx_path!r}}) (data, no code)."
             if os.path.isfile(onnx_path)
@@ -64,14 +141,20 @@ def load(weights=None, *, trust_code=False):
     namespace = {{"__name__": "candidate", "__file__": code_path}}
     exec(compile(source, code_path, "exec"), namespace)
     if callable(namespace.get("build_model")):
-        model = namespace["build_model"](INPUT_SHAPE, NUM_CLASSES)
+        module = namespace["build_model"](INPUT_SHAPE, NUM_CLASSES)
     else:
         try:
-            model = namespace["Model"](INPUT_SHAPE, NUM_CLASSES)
+            module = namespace["Model"](INPUT_SHAPE, NUM_CLASSES)
         except TypeError:
-            model = namespace["Model"]()
-    load_model(model, weights or os.path.join(here, WEIGHTS_FILE), strict=True, device="cpu")
-    return model.eval()
+            module = namespace["Model"]()
+    load_model(module, weights or os.path.join(HERE, WEIGHTS_FILE), strict=True, device="cpu")
+    preprocess = _preprocess_module()
+    data_path = os.path.join(HERE, DATA_FILE)
+    preprocessing = None
+    if os.path.isfile(data_path):
+        with open(data_path, encoding="utf-8") as f:
+            preprocessing = preprocess.Preprocessing.from_json(json.load(f)["preprocessing"])
+    return Model(module.eval(), preprocessing, preprocess)
 
 
 if __name__ == "__main__":
@@ -85,6 +168,10 @@ Candidate `{candidate_id}` from run `{run}`.
 | metric | value |
 |---|---|
 {rows}
+
+## Your data
+
+{data_section}
 
 ## Files: which are data, which are code
 
@@ -104,18 +191,36 @@ Candidate `{candidate_id}` from run `{run}`.
 """
 
 ONNX_USE = """```python
+import json
 import numpy as np
 import onnxruntime                 # pip install onnxruntime
+import preprocess                  # llmnas's code beside this file: reads image files and CSV columns
 
+with open("{data_file}") as f:
+    pre = preprocess.Preprocessing.from_json(json.load(f)["preprocessing"])
 session = onnxruntime.InferenceSession("{onnx_file}", providers=["CPUExecutionProvider"])
-logits = session.run(None, {{"{onnx_input}": np.zeros((1, *{input_shape!r}), np.float32)}})[0]
+x = np.asarray(preprocess.raw_inputs(pre, X), np.float32)   # or your raw samples as they are
+outputs = session.run(None, {{"{onnx_input}": x}})[0]
+{decode}
 ```
 
-Input `{onnx_input}` shaped (batch, *{input_shape!r}), float32; output: logits for {num_classes} classes.
+Input `{onnx_input}`: raw samples shaped (batch, *{sample_shape!r}), float32{outside}; the graph
+applies the rest of the preprocessing above (as standard operators). Output: {output}.
 The graph holds operators and weights, no code. It was traced inside llmnas's sandbox, so loading it
 is still parsing untrusted data: llmnas first loaded it in a separate, limited process and checked it
 ({note}; standard ONNX operators only, no custom operators or external data). Load it the same way:
 the default CPU provider, no custom-op libraries."""
+
+DECODE = {
+    "classification": (
+        "labels = np.asarray(pre.classes)[outputs.argmax(axis=1)]",
+        "logits for {num_classes} classes, in the order of `classes`",
+    ),
+    "regression": (
+        "values = preprocess.values(pre, outputs)   # in the target's units",
+        "one value per sample on the standardised target's scale (`preprocess.values` maps it back)",
+    ),
+}
 
 NO_ONNX = """No `{onnx_file}` in this export: {note}. Without it, running the model means running
 `{code_file}` (below)."""
@@ -126,7 +231,10 @@ llmnas) runs it only when you opt in:
 
 ```python
 from model import load             # runs nothing of {code_file}
-net = load(trust_code=True)        # or LLMNAS_TRUST_CODE=1; without either, load() refuses
+model = load(trust_code=True)      # or LLMNAS_TRUST_CODE=1; without either, load() refuses
+labels = model.predict(X)          # X: your data as you have it (above)
+probabilities = model.predict_proba(X)
+model.module                       # the torch network; it takes model.inputs(X)
 ```"""
 
 CODE_TEMPLATE = """`{code_file}` was generated from llmnas's own templates (the offline controller's search space,
@@ -135,8 +243,60 @@ and it matched, and `load()` checks that the file is unchanged (sha256) before i
 opt-in. Changed, it counts as untrusted again.
 
 ```python
-import torch
 from model import load
-net = load()
-logits = net(torch.zeros(1, *{input_shape!r}))
+model = load()
+labels = model.predict(X)          # X: your data as you have it (above)
+probabilities = model.predict_proba(X)
+model.module                       # the torch network; it takes model.inputs(X)
 ```"""
+
+NO_DATA = """This export holds no preprocessing (the run's data could not be read when it was written):
+`predict` refuses raw data. `model.module` takes the network's inputs shaped (N, *{input_shape!r})."""
+
+
+def data_section(pre, source: str, test_samples: int, data_file: str) -> str:
+    """What ``predict`` takes and gives, from a ``task/preprocess.Preprocessing``."""
+    shape = ", ".join(map(str, pre.sample_shape))
+    if pre.image_mode is not None:
+        takes = (
+            f"image files or Pillow images (converted to {pre.image_mode}, resized to "
+            f"{pre.image_size[0]}x{pre.image_size[1]}), or their pixels (0-255) shaped (N, {shape})"
+        )
+        ids = "the image files"
+    elif pre.columns is not None:
+        takes = (
+            f"a CSV file or a pandas DataFrame with the columns {', '.join(pre.columns)} (others, the label "
+            f"among them, are ignored), or rows of those {len(pre.columns)} numbers in that order"
+        )
+        ids = "the CSV's line numbers"
+    else:
+        takes = f"an array of samples shaped (N, {shape}) as in `{source}` (or flat rows of those values)"
+        ids = "row indices" + (
+            " of its test part" if source.split(":")[0] in ("mnist1d", "torchvision") else ""
+        )
+    steps = []
+    if pre.channels_last:
+        steps.append("channels-last samples are moved channels-first")
+    if pre.divide is not None:
+        steps.append(f"values are divided by {pre.divide:g}")
+    if pre.mean is not None:
+        steps.append("features are standardised with the training split's mean and standard deviation")
+    steps.append(f"each sample becomes a network input shaped {tuple(pre.input_shape)!r}")
+    labels = (
+        (
+            f"`predict(X)` gives the predicted values in the target's units (the network's output × "
+            f"{pre.target[1]:.6g} + {pre.target[0]:.6g}: it was trained on the standardised target)."
+            if pre.target
+            else "`predict(X)` gives the network's outputs (the model has no classes)."
+        )
+        if pre.classes is None
+        else f"`predict(X)` gives labels as in your data: {', '.join(map(repr, pre.classes[:10]))}"
+        + (", ..." if len(pre.classes) > 10 else "")
+        + "; `predict_proba(X)` their probabilities, in that order."
+    )
+    return (
+        f"`predict(X)` takes {takes}. Then, as in training (fitted on the training split only): "
+        f"{'; '.join(steps)}. `{data_file}` holds these steps as data; `preprocess.py` (llmnas's code) "
+        f"applies them.\n\n{labels}\n\nThe reported test accuracy is on the {test_samples} samples "
+        f"listed in `{data_file}` under `test_samples` ({ids} in `{source}`)."
+    )

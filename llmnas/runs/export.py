@@ -5,13 +5,20 @@ What a bundle holds, and what of it is code (see README's SECURITY section):
 - ``model.onnx`` (data): the trained network as an ONNX graph, traced in the sandbox's scoring process
   and kept only when ``runs/onnx_check`` loads it with onnxruntime (standard operators, CPU) and it
   reproduces the sandbox's own validation predictions. The safe way to run the model.
-- ``weights.safetensors`` (data), ``metrics.json``, ``README.md``.
+  With the run's data it takes raw samples: the preprocessing is prepended to the graph as standard
+  operators in the check's child (``runs/onnx_check``), and that composed graph is what is checked.
+- ``weights.safetensors`` and ``data.json`` (data): the trained tensors; the preprocessing fitted on the
+  training split (``task/preprocess.Preprocessing``: numbers and names), the labels as in the user's
+  data, and which source samples formed the test split. ``metrics.json``, ``README.md``.
+- ``preprocess.py`` (code, llmnas's own ``task/preprocess.py``, copied unchanged): applies data.json.
 - ``architecture.py`` (code): the candidate's source as it was evaluated. Written by a language model
   unless llmnas rendered it from its own templates (``propose/space.render``, re-rendered here from the
   proposal's decisions and compared).
 - ``model.py`` (code, written by llmnas): the loader. Importing it runs nothing of architecture.py;
   ``load()`` runs architecture.py only with ``trust_code=True`` or ``LLMNAS_TRUST_CODE=1``, or when the
   file is llmnas's own template output, unchanged since the export (its sha256 is pinned in model.py).
+  It gives a ``Model`` whose ``predict``/``predict_proba`` take raw data (through preprocess.py) and
+  whose ``module`` is the torch network.
 
 Nothing the sandbox wrote runs here, and no code artefact of the sandbox (TorchScript, pickles) is
 handed out.
@@ -33,6 +40,8 @@ from llmnas.runs import bundle_text as text
 from llmnas.runs.events import EvaluationEvent, ProposalEvent
 from llmnas.runs.layout import CODE, RunLayout, refuse_overwrite
 from llmnas.runs.onnx_check import OnnxCheck, check_onnx
+from llmnas.task import preprocess
+from llmnas.task.datasets import Dataset
 from sandbox.protocol import ONNX_FILE, ONNX_INPUT, PRED_FILES, RESULT_FILE, STDOUT_FILE, WEIGHTS_FILE
 
 log = logging.getLogger("llmnas")
@@ -40,7 +49,18 @@ log = logging.getLogger("llmnas")
 LOADER_FILE = "model.py"  # written by llmnas
 CODE_FILE = "architecture.py"  # the candidate's code
 README_FILE, METRICS_FILE = "README.md", "metrics.json"
-BUNDLE_FILES = (LOADER_FILE, CODE_FILE, WEIGHTS_FILE, ONNX_FILE, README_FILE, METRICS_FILE)
+DATA_FILE = "data.json"  # the preprocessing, the labels, the test split's samples
+PREPROCESS_FILE = "preprocess.py"  # llmnas's task/preprocess.py, which applies DATA_FILE
+BUNDLE_FILES = (
+    LOADER_FILE,
+    PREPROCESS_FILE,
+    CODE_FILE,
+    WEIGHTS_FILE,
+    ONNX_FILE,
+    DATA_FILE,
+    README_FILE,
+    METRICS_FILE,
+)
 # What older versions put in a bundle: removed when a folder is exported again (best/ each round).
 LEGACY_FILES = ("weights.pt", "model.torchscript.pt")
 TRUST_ENV = "LLMNAS_TRUST_CODE"
@@ -54,6 +74,7 @@ class Exported:
     candidate_id: str
     onnx: OnnxCheck
     template: bool  # architecture.py is llmnas's own template output
+    preprocessed: bool  # data.json is in: predict() takes raw data
     files: dict[str, str] = field(default_factory=dict)  # name -> "data" or "code"
 
     def lines(self) -> list[str]:
@@ -64,8 +85,13 @@ class Exported:
         else:
             out.append(f"  --    {ONNX_FILE:<20} not exported: {self.onnx.note}")
         out.append(f"  data  {WEIGHTS_FILE:<20} trained weights")
+        if self.preprocessed:
+            out.append(f"  data  {DATA_FILE:<20} preprocessing fitted on the training split, labels")
+        else:
+            out.append(f"  --    {DATA_FILE:<20} not exported: the run's data could not be read")
         out.append(f"  data  {README_FILE + ', ' + METRICS_FILE:<20} how to use it, metrics")
         out.append(f"  code  {LOADER_FILE:<20} loader written by llmnas (importing it runs nothing else)")
+        out.append(f"  code  {PREPROCESS_FILE:<20} llmnas's preprocessing code (model.py uses it)")
         if self.template:
             out.append(f"  code  {CODE_FILE:<20} generated from llmnas's own templates; load() runs it")
         else:
@@ -96,8 +122,14 @@ def rendered_by_llmnas(code: str, modality: str | None, decisions) -> bool:
 
 
 def _check_candidate_onnx(
-    src: Path, x_val: np.ndarray | None, input_shape: tuple[int, ...]
+    src: Path,
+    x_val: np.ndarray | None,
+    input_shape: tuple[int, ...],
+    preprocessing: preprocess.Preprocessing | None = None,
+    out: Path | None = None,
 ) -> tuple[OnnxCheck, Path | None]:
+    """The check of the candidate's model.onnx (with ``preprocessing`` prepended when given: ``x_val``
+    holds raw samples then), and the candidate's file; the checked graph is written to ``out``."""
     onnx = src / ONNX_FILE
     if not onnx.is_file():
         return OnnxCheck(False, "the sandbox wrote none (the model did not export to ONNX)"), None
@@ -107,7 +139,8 @@ def _check_candidate_onnx(
         pred = np.load(src / PRED_FILES["val"], allow_pickle=False)
     except (OSError, ValueError) as exc:
         return OnnxCheck(False, f"it could not be checked (no readable validation predictions: {exc})"), None
-    return check_onnx(onnx, x_val, pred, tuple(input_shape)), onnx
+    pre = None if preprocessing is None else preprocessing.to_json()
+    return check_onnx(onnx, x_val, pred, tuple(input_shape), preprocessing=pre, out=out), onnx
 
 
 def export_candidate(
@@ -119,12 +152,12 @@ def export_candidate(
     num_classes: int,
     metrics: dict,
     title: str = "llmnas model",
-    x_val: np.ndarray | None = None,
+    data: Dataset | None = None,
     modality: str | None = None,
     decisions=(),
 ) -> Exported:
-    """Write the bundle (``BUNDLE_FILES``) into ``out_dir``. ``x_val``: the validation inputs, to check
-    the sandbox's ONNX against its predictions (without them the export holds no ONNX).
+    """Write the bundle (``BUNDLE_FILES``) into ``out_dir``. ``data``: the run's, for its preprocessing
+    and to check the sandbox's ONNX against its predictions (without it the export holds neither).
     ``modality``/``decisions``: the proposal's, to recognise llmnas's own template code."""
     src = RunLayout(run_dir).candidate(candidate_id)
     if not (src / WEIGHTS_FILE).is_file():
@@ -140,16 +173,23 @@ def export_candidate(
     source = (header + "\n" + code).encode("utf-8")
     (out_dir / CODE_FILE).write_bytes(source)
     shutil.copyfile(src / WEIGHTS_FILE, out_dir / WEIGHTS_FILE)
-    onnx, onnx_src = _check_candidate_onnx(src, x_val, input_shape)
-    if onnx.ok and onnx_src is not None:
-        shutil.copyfile(onnx_src, out_dir / ONNX_FILE)
-    elif onnx_src is not None:
+    shutil.copyfile(preprocess.__file__, out_dir / PREPROCESS_FILE)
+    pre = None if data is None else data.preprocessing
+    onnx, onnx_src = _check_candidate_onnx(
+        src, None if data is None else data.x_val_raw, input_shape, pre, out_dir / ONNX_FILE
+    )
+    if not onnx.ok and onnx_src is not None:
         log.warning("%s: no %s in the export: %s", candidate_id, ONNX_FILE, onnx.note)
+    if data is not None:
+        described = {"source": data.name, "preprocessing": pre.to_json(), "test_samples": data.test_samples}
+        (out_dir / DATA_FILE).write_text(json.dumps(described, indent=1))
     (out_dir / LOADER_FILE).write_text(
         text.LOADER.format(
             code_file=CODE_FILE,
             weights_file=WEIGHTS_FILE,
             onnx_file=ONNX_FILE,
+            data_file=DATA_FILE,
+            preprocess_file=PREPROCESS_FILE,
             trust_env=TRUST_ENV,
             input_shape=input_shape,
             num_classes=num_classes,
@@ -165,19 +205,25 @@ def export_candidate(
     kinds = {
         ONNX_FILE: "data",
         WEIGHTS_FILE: "data",
+        DATA_FILE: "data",
         METRICS_FILE: "data",
         README_FILE: "text",
         LOADER_FILE: "code (llmnas)",
+        PREPROCESS_FILE: "code (llmnas)",
         CODE_FILE: "code (llmnas template)" if template else "code (UNTRUSTED: written by a language model)",
     }
     if not onnx.ok:
         del kinds[ONNX_FILE]
+    if data is None:
+        del kinds[DATA_FILE]
     whats = {
         ONNX_FILE: f"the trained network as an ONNX graph; {onnx.note}",
         WEIGHTS_FILE: "the trained weights",
+        DATA_FILE: "the preprocessing fitted on the training split, the labels, the test split's samples",
         METRICS_FILE: "the metrics above",
         README_FILE: "this file",
         LOADER_FILE: f"loader written by llmnas; importing it runs nothing of `{CODE_FILE}`",
+        PREPROCESS_FILE: f"llmnas's preprocessing code: applies `{DATA_FILE}` to raw data",
         CODE_FILE: "the network's PyTorch code, as evaluated",
     }
     rows = "\n".join(f"| {k} | {_fmt(v)} |" for k, v in metrics.items() if v is not None)
@@ -190,7 +236,12 @@ def export_candidate(
         "num_classes": num_classes,
         "note": onnx.note,
         "decisions": list(decisions),
+        "data_file": DATA_FILE,
+        "sample_shape": None if pre is None else pre.sample_shape,  # the checked ONNX needs the data
+        "outside": None if pre is None else _outside(pre),
     }
+    decode, output = text.DECODE["regression" if pre is not None and pre.target else "classification"]
+    fmt |= {"decode": decode, "output": output.format(**fmt)}
     (out_dir / README_FILE).write_text(
         text.README.format(
             title=title,
@@ -198,6 +249,11 @@ def export_candidate(
             run=Path(run_dir).name,
             rows=rows,
             files="\n".join(f"| `{name}` | {kind} | {whats[name]} |" for name, kind in kinds.items()),
+            data_section=(
+                text.NO_DATA.format(**fmt)
+                if data is None
+                else text.data_section(pre, data.name, len(data.test_samples), DATA_FILE)
+            ),
             onnx_section=(text.ONNX_USE if onnx.ok else text.NO_ONNX).format(**fmt),
             code_section=(text.CODE_TEMPLATE if template else text.CODE_UNTRUSTED).format(**fmt),
             code_file=CODE_FILE,
@@ -205,7 +261,19 @@ def export_candidate(
         )
     )
     (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=1))
-    return Exported(out_dir, candidate_id, onnx, template, kinds)
+    return Exported(out_dir, candidate_id, onnx, template, data is not None, kinds)
+
+
+def _outside(pre: preprocess.Preprocessing) -> str:
+    """What of the preprocessing the ONNX graph cannot hold: reading the files."""
+    if pre.image_mode is not None:
+        return (
+            f", the pixels (0-255) of image files converted to {pre.image_mode} and resized to "
+            f"{pre.image_size[0]}x{pre.image_size[1]} (`preprocess.raw_inputs` does that)"
+        )
+    if pre.columns is not None:
+        return f", the columns {', '.join(pre.columns)} of your CSV in that order (`preprocess.raw_inputs`)"
+    return ""
 
 
 def _fmt(v) -> str:
@@ -245,10 +313,10 @@ def export_run(
         [],
     )
     try:
-        x_val = load_data(RunConfig.model_validate(info["config"])).x_val
+        data = load_data(RunConfig.model_validate(info["config"]))
     except Exception as exc:  # noqa: BLE001 - the data moved or cannot be read: export without ONNX
-        log.warning("cannot load the run's data to check %s: %s", ONNX_FILE, exc)
-        x_val = None
+        log.warning("cannot load the run's data (no %s, no %s in the export): %s", ONNX_FILE, DATA_FILE, exc)
+        data = None
     metrics = evaluations[candidate_id].metrics.numbers()
     return export_candidate(
         run_dir,
@@ -258,7 +326,7 @@ def export_run(
         num_classes=spec["num_classes"],
         metrics={"candidate": candidate_id, **metrics},
         title=f"llmnas model {candidate_id}",
-        x_val=x_val,
+        data=data,
         modality=spec.get("modality"),
         decisions=decisions,
     )
@@ -289,7 +357,7 @@ class BestExport:
                 num_classes=search.data.num_classes,
                 metrics={"candidate": best.candidate_id, **reported, "reward": best.reward},
                 title=f"Best model so far: {search.spec.text[:80]}",
-                x_val=search.data.x_val,
+                data=search.data,
                 modality=search.spec.modality,
                 decisions=search.decisions.get(best.candidate_id, ()),
             )

@@ -18,6 +18,13 @@ The child accepts a file only when:
   validation inputs (one row, then batches of other sizes) it reproduces the sandbox's own
   ``val_pred.npy`` within ``RTOL``/``ATOL``.
 
+With a preprocessing (``task/preprocess.Preprocessing`` as JSON: plain numbers, never code), the child
+first prepends it to the graph as standard operators (Transpose, Reshape, Div, and for standardisation
+Cast/Sub/Div in float64, the same arithmetic as ``preprocess.apply``), so that the graph takes raw
+samples shaped ``(batch, *sample_shape)``; the composed graph must pass every check above on the raw
+validation samples, and the child writes it for the export. The driver copies those bytes; it never
+parses them.
+
 Anything else rejects the file, with a note that says why; the export then holds no ONNX.
 """
 
@@ -26,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,12 +42,15 @@ from pathlib import Path
 
 import numpy as np
 
+from llmnas.task.preprocess import Preprocessing
 from sandbox.protocol import ARTEFACT_BYTES, ONNX_INPUT
 
 RTOL, ATOL = 1e-3, 1e-4  # ATOL scales with the largest logit: see _compare
 CHECK_TIMEOUT_S = 120.0
 CHECK_MEMORY_BYTES = 4 << 30  # plus a few times the file's size
 STANDARD_DOMAINS = frozenset({"", "ai.onnx"})
+COMPOSED_FILE = "composed.onnx"  # the child's graph with the preprocessing, in its temporary folder
+PRE = "llmnas_pre_"  # the prefix of every name the preprocessing adds to a graph
 _ROOT = Path(__file__).resolve().parents[2]  # the folder that holds the llmnas package
 
 
@@ -55,9 +66,15 @@ def check_onnx(
     val_pred: np.ndarray,
     input_shape: tuple[int, ...],
     *,
+    preprocessing: dict | None = None,
+    out: Path | None = None,
     timeout_s: float = CHECK_TIMEOUT_S,
 ) -> OnnxCheck:
-    """Whether the ONNX file at ``path`` is a standard graph that reproduces ``val_pred`` on ``x_val``."""
+    """Whether the ONNX file at ``path`` is a standard graph that reproduces ``val_pred`` on ``x_val``.
+
+    With ``preprocessing`` (``Preprocessing.to_json()``), ``x_val`` holds the raw validation samples and
+    the check is of the graph with the preprocessing prepended, which is written to ``out`` when it
+    passes."""
     path = Path(path)
     try:
         size = path.lstat().st_size
@@ -78,6 +95,8 @@ def check_onnx(
             "input_shape": list(input_shape),
             "memory_bytes": CHECK_MEMORY_BYTES + 4 * size,
             "cpu_s": int(timeout_s) + 1,
+            "preprocessing": preprocessing,
+            "out": str(folder / COMPOSED_FILE) if preprocessing is not None else None,
         }
         env = {  # nothing of the driver's environment (keys, tokens) reaches the process that parses
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -97,6 +116,14 @@ def check_onnx(
             )
         except subprocess.TimeoutExpired:
             return OnnxCheck(False, f"checking the ONNX file took over {timeout_s:g} s")
+        check = _answer(done)
+        if check.ok and out is not None:
+            composed = folder / COMPOSED_FILE if preprocessing is not None else path
+            shutil.copyfile(composed, out)  # bytes only: the driver never parses them
+    return check
+
+
+def _answer(done: subprocess.CompletedProcess) -> OnnxCheck:
     lines = done.stdout.strip().splitlines()
     try:
         answer = json.loads(lines[-1]) if lines else None
@@ -109,12 +136,22 @@ def check_onnx(
 
 
 # --------------------------------------------------------------------------- the child
-def _limit_self(memory_bytes: int, cpu_s: int) -> None:
+def _limit_self(memory_bytes: int, cpu_s: int, writes: bool) -> None:
     """Set before the file is opened: a hostile graph can exhaust only this process."""
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))  # it writes nothing but its answer on stdout
+    size = 2 * ARTEFACT_BYTES if writes else 0  # nothing but its answer, and the composed graph
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+
+def _nodes(graph):
+    """Every node of a graph and of its subgraphs."""
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            for sub in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
+                yield from _nodes(sub)
 
 
 def _structure_problem(model, input_shape: tuple[int, ...]) -> str | None:
@@ -126,16 +163,8 @@ def _structure_problem(model, input_shape: tuple[int, ...]) -> str | None:
         return "the ONNX file defines functions (only standard operators are accepted)"
     if any(o.domain not in STANDARD_DOMAINS for o in model.opset_import):
         return f"the ONNX file imports non-standard operator sets: {sorted({o.domain for o in model.opset_import})}"
-
-    def nodes(graph):
-        for node in graph.node:
-            yield node
-            for attr in node.attribute:
-                for sub in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
-                    yield from nodes(sub)
-
     custom = sorted(
-        {f"{n.domain}.{n.op_type}" for n in nodes(model.graph) if n.domain not in STANDARD_DOMAINS}
+        {f"{n.domain}.{n.op_type}" for n in _nodes(model.graph) if n.domain not in STANDARD_DOMAINS}
     )
     if custom:
         return f"the ONNX file uses custom operators: {custom[:5]}"
@@ -153,6 +182,51 @@ def _structure_problem(model, input_shape: tuple[int, ...]) -> str | None:
     shape = [d.dim_value if d.HasField("dim_value") else None for d in dims]
     if len(shape) != len(input_shape) + 1 or shape[1:] != list(input_shape):
         return f"the ONNX input is shaped {shape}, not (batch, *{tuple(input_shape)})"
+    return None
+
+
+def _prepend(model, pre: Preprocessing) -> str | None:
+    """Prepend ``pre`` to the graph (in place) as standard operators: the graph's input becomes raw
+    samples shaped (batch, *sample_shape). None, or why it cannot be done."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    used = {n for node in _nodes(graph) for n in (*node.input, *node.output)}
+    used |= {v.name for v in (*graph.input, *graph.output, *graph.initializer)}
+    if any(n.startswith(PRE) for n in used):
+        return f"the ONNX graph uses names llmnas keeps for the preprocessing ({PRE}...)"
+    nodes, constants, current = [], [], ONNX_INPUT
+
+    def step(op: str, constant: np.ndarray | None = None, **attrs) -> None:
+        nonlocal current
+        inputs = [current]
+        if constant is not None:
+            inputs.append(f"{PRE}c{len(constants)}")
+            constants.append(numpy_helper.from_array(constant, inputs[-1]))
+        current = f"{PRE}{len(nodes)}"
+        nodes.append(helper.make_node(op, inputs, [current], **attrs))
+
+    rank = len(pre.sample_shape)
+    if pre.channels_last:
+        step("Transpose", perm=[0, rank, *range(1, rank)])
+    step("Reshape", np.array([-1, *pre.input_shape], np.int64))
+    if pre.divide is not None:
+        step("Div", np.array(pre.divide, np.float32))
+    if pre.mean is not None:  # in float64, as preprocess.apply
+        step("Cast", to=TensorProto.DOUBLE)
+        step("Sub", np.array(pre.mean, np.float64).reshape(pre.input_shape))
+        step("Div", np.array(pre.std, np.float64).reshape(pre.input_shape))
+        step("Cast", to=TensorProto.FLOAT)
+    for node in _nodes(graph):
+        node.input[:] = [current if n == ONNX_INPUT else n for n in node.input]
+    original = list(graph.node)
+    del graph.node[:]
+    graph.node.extend([*nodes, *original])
+    graph.initializer.extend(constants)
+    raw = helper.make_tensor_value_info(ONNX_INPUT, TensorProto.FLOAT, ["batch", *pre.sample_shape])
+    for i, value in enumerate(graph.input):
+        if value.name == ONNX_INPUT:
+            graph.input[i].CopyFrom(raw)
     return None
 
 
@@ -187,6 +261,11 @@ def verify(request: dict) -> dict:
     except Exception as exc:  # noqa: BLE001 - not a protobuf, truncated, ...
         return {"ok": False, "note": f"the ONNX file does not parse: {type(exc).__name__}"}
     problem = _structure_problem(model, input_shape)
+    composed = request.get("preprocessing") is not None
+    if composed and problem is None:
+        pre = Preprocessing.from_json(request["preprocessing"])
+        problem = _prepend(model, pre) or _structure_problem(model, pre.sample_shape)
+        data = model.SerializeToString()
     if problem:
         return {"ok": False, "note": problem}
     options = ort.SessionOptions()
@@ -205,15 +284,19 @@ def verify(request: dict) -> dict:
     problem = _compare(got, expected)
     if problem:
         return {"ok": False, "note": problem}
+    if composed and request.get("out"):
+        with open(request["out"], "wb") as f:
+            f.write(data)
+    inputs = "raw validation samples (preprocessing in the graph)" if composed else "validation inputs"
     return {
         "ok": True,
-        "note": f"reproduces the sandbox's predictions on {len(x)} validation inputs with onnxruntime (CPU)",
+        "note": f"reproduces the sandbox's predictions on {len(x)} {inputs} with onnxruntime (CPU)",
     }
 
 
 def main() -> int:
     request = json.loads(sys.stdin.read())
-    _limit_self(int(request["memory_bytes"]), int(request["cpu_s"]))
+    _limit_self(int(request["memory_bytes"]), int(request["cpu_s"]), bool(request.get("out")))
     try:
         answer = verify(request)
     except Exception as exc:  # noqa: BLE001 - our own failure still answers

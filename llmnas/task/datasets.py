@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from llmnas.task.loaders import DatasetError, Raw, csv_file, image_folder, npz_file, torchvision_dataset
-from llmnas.task.regression import numeric_targets, random_split, task_of
+from llmnas.task.preprocess import Preprocessing, apply, standardised
+from llmnas.task.regression import numeric_targets, random_rows, task_of
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,12 @@ ACCEPTED_FORMS = (
 @dataclass(frozen=True, eq=False)
 class Dataset:
     """Split, validated arrays: float32 inputs shaped (N, *input_shape) and int64 labels in
-    [0, num_classes), or for regression (num_classes 1) float32 targets in the data's own units."""
+    [0, num_classes), or for regression (num_classes 1) float32 targets in the data's own units.
+
+    ``preprocessing`` turns the source's raw samples into these inputs (fitted on the training split,
+    with the labels as in the source); ``x_val_raw`` holds the validation samples before it, and
+    ``test_samples`` names the source's samples of the test split (a CSV's line numbers, an image
+    folder's files, else row indices, into the source's own test part when it has one)."""
 
     name: str
     x_train: np.ndarray
@@ -46,9 +52,22 @@ class Dataset:
     num_classes: int
     modality: str  # "image" (C, H, W), "sequence" (C, L) or "tabular" (F,)
     class_names: tuple[str, ...]
-    task: str = "classification"
-    target_mean: float = 0.0  # regression: the worker trains on (y - mean) / std of the training split
-    target_std: float = 1.0
+    preprocessing: Preprocessing
+    x_val_raw: np.ndarray
+    test_samples: tuple[int | str, ...]
+
+    @property
+    def task(self) -> str:
+        return "classification" if self.preprocessing.target is None else "regression"
+
+    @property
+    def target_mean(self) -> float:
+        """Regression: the training split's target mean (the worker trains on (y - mean) / std)."""
+        return self.preprocessing.target[0] if self.preprocessing.target else 0.0
+
+    @property
+    def target_std(self) -> float:
+        return self.preprocessing.target[1] if self.preprocessing.target else 1.0
 
     def write_worker_files(self, folder: Path) -> None:
         """Write train_x.npy, train_y.npy, val_x.npy, test_x.npy (no val/test labels), world-readable;
@@ -85,10 +104,12 @@ def load_dataset(
 
     Splits are stratified and fixed by `seed`. For mnist1d and torchvision the source's own test split
     is the test split (`test_fraction` is unused) and validation is carved from its training part.
-    `max_samples` subsamples (stratified) before splitting. Tabular features are standardised with
-    training statistics. ``task`` (classification or regression) is what the requirements ask for;
-    None lets the data decide: regression for a builtin regression set or numeric labels that are not
-    all whole numbers, else classification. Regression splits are random, not stratified. A .npz may hold a string array `modality` ("image", "sequence" or "tabular")
+    `max_samples` subsamples (stratified) before splitting. Inputs go through the source's
+    `Preprocessing` (preprocess.py); tabular features are standardised with training statistics.
+    ``task`` (classification or regression) is what the requirements ask for; None lets the data
+    decide: regression for a builtin regression set or numeric labels that are not all whole numbers,
+    else classification. Regression splits are random, not stratified. A .npz may hold a string array
+    `modality` ("image", "sequence" or "tabular")
     to override the shape rule: 2-D tabular, 3-D (N, C, L) sequence unless square (N, H, W) image,
     4-D (N, C, H, W) image (channels-last is transposed).
     """
@@ -98,9 +119,10 @@ def load_dataset(
         return _regression(spec, raw, seed, (val_fraction, test_fraction), max_samples)
     n_pool = len(raw.y)
     labels = raw.y if raw.test is None else np.concatenate([raw.y, raw.test[1]])
-    codes, names = _encode_labels(labels)
-    if raw.names is not None and len(raw.names) == len(names) and names == tuple(map(str, range(len(names)))):
-        names = tuple(map(str, raw.names))
+    codes, classes = _encode_labels(labels)
+    if raw.names is not None and len(raw.names) == len(classes) and classes == tuple(range(len(classes))):
+        classes = tuple(_plain(n) for n in raw.names)
+    names = tuple(map(str, classes))
     if not names:
         raise DatasetError(f"--data: {spec} holds no samples")
     if len(names) < 2:
@@ -114,35 +136,44 @@ def load_dataset(
             f"--max-samples {max_samples} is too small: {k} classes need at least {3 * k} samples"
         )
     rng = np.random.default_rng(seed)
-    x, y = raw.x, codes[:n_pool]
+    y = codes[:n_pool]
     if raw.test is None:
         keep = _subsample(y, k, max_samples, 3, rng)
         train, val, test = _split(y[keep], k, (val_fraction, test_fraction), rng, names, max_samples)
-        parts = [(x[keep[i]], y[keep[i]]) for i in (train, val, test)]
+        rows = [keep[train], keep[val], keep[test]]
+        sources = [(raw.x, y)] * 3
     else:
-        x_test, y_test = raw.test[0], codes[n_pool:]
+        y_test = codes[n_pool:]
         test_cap = None if max_samples is None else max(k, round(max_samples * len(y_test) / len(codes)))
         pool_cap = None if max_samples is None else max(2 * k, max_samples - test_cap)
         keep = _subsample(y, k, pool_cap, 2, rng)
         keep_test = _subsample(y_test, k, test_cap, 1, rng)
         train, val = _split(y[keep], k, (val_fraction,), rng, names, max_samples)
-        parts = [(x[keep[train]], y[keep[train]]), (x[keep[val]], y[keep[val]])]
-        parts.append((x_test[keep_test], y_test[keep_test]))
-    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = ((_as_float(a), b.astype(np.int64)) for a, b in parts)
-    if raw.modality == "tabular":
-        x_tr, x_va, x_te = _standardise(x_tr, x_va, x_te)
+        rows = [keep[train], keep[val], keep_test]
+        sources = [(raw.x, y), (raw.x, y), (raw.test[0], y_test)]
+    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = (
+        (xs[r], ys[r].astype(np.int64)) for (xs, ys), r in zip(sources, rows, strict=True)
+    )
+    pre = raw.pre
+    if pre.modality == "tabular":
+        pre = standardised(pre, x_tr)
+    pre = replace(pre, classes=classes)
+    ids = rows[2] if raw.ids is None else [raw.ids[i] for i in rows[2]]
     data = Dataset(
         name=spec,
-        x_train=x_tr,
+        x_train=apply(pre, x_tr),
         y_train=y_tr,
-        x_val=x_va,
+        x_val=apply(pre, x_va),
         y_val=y_va,
-        x_test=x_te,
+        x_test=apply(pre, x_te),
         y_test=y_te,
-        input_shape=tuple(int(d) for d in x_tr.shape[1:]),
+        input_shape=pre.input_shape,
         num_classes=k,
-        modality=raw.modality,
+        modality=pre.modality,
         class_names=names,
+        preprocessing=pre,
+        x_val_raw=x_va,
+        test_samples=tuple(_plain(i) for i in ids),
     )
     log.info(
         "dataset %s: %s %s, %d classes, train/val/test %d/%d/%d",
@@ -191,8 +222,7 @@ def _digits() -> Raw:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    x = (bunch.images / 16.0)[:, None, :, :]
-    return Raw(x, bunch.target, "image", [str(n) for n in bunch.target_names])
+    return Raw(bunch.images, bunch.target, Preprocessing("image", (8, 8), divide=16.0), bunch.target_names)
 
 
 def _diabetes() -> Raw:
@@ -200,7 +230,7 @@ def _diabetes() -> Raw:
     from sklearn.datasets import load_diabetes
 
     bunch = load_diabetes(scaled=False)
-    return Raw(bunch.data, bunch.target, "tabular", task="regression")
+    return Raw(bunch.data, bunch.target, Preprocessing("tabular", (10,)), task="regression")
 
 
 def _mnist1d(seed: int) -> Raw:
@@ -215,9 +245,8 @@ def _mnist1d(seed: int) -> Raw:
     finally:
         random.setstate(states[0])
         np.random.set_state(states[1])
-    return Raw(
-        data["x"][:, None, :], data["y"], "sequence", test=(data["x_test"][:, None, :], data["y_test"])
-    )
+    pre = Preprocessing("sequence", data["x"].shape[1:])
+    return Raw(data["x"], data["y"], pre, test=(data["x_test"], data["y_test"]))
 
 
 # ------------------------------------------------------------------------------------------- regression
@@ -226,32 +255,39 @@ def _mnist1d(seed: int) -> Raw:
 def _regression(
     spec: str, raw: Raw, seed: int, fractions: tuple[float, float], max_samples: int | None
 ) -> Dataset:
-    """Random (unstratified) splits of numeric targets; the training split's mean and deviation are kept
-    to standardise what the worker trains on."""
-    y_pool = numeric_targets(raw.y, spec)
-    test = None if raw.test is None else (raw.test[0], numeric_targets(raw.test[1], spec))
-    parts = random_split(raw.x, y_pool, test, fractions, max_samples, np.random.default_rng(seed))
-    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = ((_as_float(a), b.astype(np.float32)) for a, b in parts)
+    """Random (unstratified) splits of numeric targets; the training split's target mean and deviation
+    join the preprocessing (the worker trains on standardised targets, predictions are mapped back)."""
+    y = numeric_targets(raw.y, spec)
+    rows = random_rows(len(y), fractions, max_samples, np.random.default_rng(seed), own_test=raw.test is not None)
+    sources = [(raw.x, y)] * 3
+    if raw.test is not None:
+        y_test = numeric_targets(raw.test[1], spec)
+        rows.append(np.arange(len(y_test)))
+        sources[2] = (raw.test[0], y_test)
+    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = (
+        (xs[r], ys[r].astype(np.float32)) for (xs, ys), r in zip(sources, rows, strict=True)
+    )
     std = float(y_tr.std(dtype=np.float64))
     if std < 1e-12:
         raise DatasetError(f"--data: {spec}: the target is constant in the training split; nothing to learn")
-    if raw.modality == "tabular":
-        x_tr, x_va, x_te = _standardise(x_tr, x_va, x_te)
+    pre = standardised(raw.pre, x_tr) if raw.pre.modality == "tabular" else raw.pre
+    pre = replace(pre, classes=None, target=(float(y_tr.mean(dtype=np.float64)), std))
+    ids = rows[2] if raw.ids is None else [raw.ids[i] for i in rows[2]]
     data = Dataset(
         name=spec,
-        x_train=x_tr,
+        x_train=apply(pre, x_tr),
         y_train=y_tr,
-        x_val=x_va,
+        x_val=apply(pre, x_va),
         y_val=y_va,
-        x_test=x_te,
+        x_test=apply(pre, x_te),
         y_test=y_te,
-        input_shape=tuple(int(d) for d in x_tr.shape[1:]),
+        input_shape=pre.input_shape,
         num_classes=1,
-        modality=raw.modality,
+        modality=pre.modality,
         class_names=(),
-        task="regression",
-        target_mean=float(y_tr.mean(dtype=np.float64)),
-        target_std=std,
+        preprocessing=pre,
+        x_val_raw=x_va,
+        test_samples=tuple(_plain(i) for i in ids),
     )
     log.info(
         "dataset %s: %s %s, regression, train/val/test %d/%d/%d",
@@ -273,16 +309,17 @@ def _check_options(val_fraction: float, test_fraction: float, max_samples: int |
         raise DatasetError(f"--max-samples must be a positive integer, got {max_samples}")
 
 
-def _encode_labels(y: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Map integer or string labels to 0..K-1 (sorted); reject negative, non-integer or huge values."""
+def _encode_labels(y: np.ndarray) -> tuple[np.ndarray, tuple[int | str, ...]]:
+    """Map integer or string labels to 0..K-1 (sorted); returns the codes and the labels, as integers
+    or strings, in code order. Rejects negative, non-integer or huge values."""
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
         raise DatasetError(f"--data: labels must be 1-D (one class per sample), got shape {y.shape}")
     if y.dtype.kind in "USO":
-        names, codes = np.unique(y.astype(str), return_inverse=True)
-        return codes.astype(np.int64), tuple(str(n) for n in names)
+        values, codes = np.unique(y.astype(str), return_inverse=True)
+        return codes.astype(np.int64), tuple(str(v) for v in values)
     if y.dtype.kind == "f":
         bad = np.flatnonzero(~np.isfinite(y))
         if bad.size:
@@ -310,7 +347,12 @@ def _encode_labels(y: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
                 f"--data: label {high} is out of range for a class index (check --label-column)"
             )
     values, codes = np.unique(y.astype(np.int64), return_inverse=True)
-    return codes.astype(np.int64), tuple(str(v) for v in values)
+    return codes.astype(np.int64), tuple(int(v) for v in values)
+
+
+def _plain(value) -> int | str:
+    """A label or sample id as JSON has it: an integer or a string."""
+    return int(value) if isinstance(value, int | np.integer) else str(value)
 
 
 # -------------------------------------------------------------------------------------------- splitting
@@ -362,18 +404,3 @@ def _split(
         for part, chunk in zip(parts, np.split(idx, bounds), strict=True):
             part.append(chunk)
     return [rng.permutation(np.concatenate(p)) for p in parts]
-
-
-# ------------------------------------------------------------------------------------------- transforms
-
-
-def _as_float(x: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(x, dtype=np.float32)
-
-
-def _standardise(*splits: np.ndarray) -> list[np.ndarray]:
-    """Scale every split with the mean and standard deviation of the first (training) split."""
-    mean = splits[0].mean(axis=0, dtype=np.float64)
-    std = splits[0].std(axis=0, dtype=np.float64)
-    std[std < 1e-12] = 1.0
-    return [_as_float((s - mean) / std) for s in splits]

@@ -1,7 +1,8 @@
 """File-format loaders for `load_dataset`: .npz, .csv, image folders and torchvision datasets.
 
-Each reads its source into an unsplit `Raw`, checking what it can name a line, column or file for;
-`load_dataset` (datasets.py) validates the labels and splits.
+Each reads its source into an unsplit `Raw`: the samples as the source holds them and the
+`Preprocessing` that makes network inputs of them, checking what it can name a line, column or file
+for; `load_dataset` (datasets.py) validates the labels, splits and fits the preprocessing.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from llmnas.errors import UserError
+from llmnas.task.preprocess import Preprocessing, decode_images, read_csv
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +34,15 @@ class DatasetError(UserError):
 
 @dataclass(frozen=True)
 class Raw:
-    """Unsplit data as read from the source; `test` holds a split the source already defines."""
+    """Unsplit data as read from the source; `test` holds a split the source already defines, `ids`
+    names each sample of `x` for people (default: its row index)."""
 
     x: np.ndarray
     y: np.ndarray
-    modality: str
-    names: Sequence[str] | None = None
+    pre: Preprocessing
+    names: Sequence | None = None
     test: tuple[np.ndarray, np.ndarray] | None = None
+    ids: Sequence[int | str] | None = None
     task: str | None = None  # the source says what its target is; None: the labels decide
 
 
@@ -68,11 +72,7 @@ def npz_file(path: Path) -> Raw:
         raise DatasetError(f"--data: {path}: X has {len(x)} samples but y has {len(y)}; they must match")
     _check_finite(x, lambda i: f"sample {i[0]}, position {tuple(int(j) for j in i[1:])}", f"{path}: X")
     modality = _npz_modality(arrays.get("modality"), x, path)
-    if modality == "image":
-        x = _to_image(x)
-    elif modality == "sequence" and x.ndim == 2:
-        x = x[:, None, :]
-    return Raw(x, y, modality)
+    return Raw(x, y, _image(x) if modality == "image" else Preprocessing(modality, x.shape[1:]))
 
 
 def _npz_modality(hint: np.ndarray | None, x: np.ndarray, path: Path) -> str:
@@ -93,19 +93,11 @@ def _npz_modality(hint: np.ndarray | None, x: np.ndarray, path: Path) -> str:
 
 def csv_file(path: Path, label_column: str | None) -> Raw:
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None)
-            rows, lines = [], []
-            for row in reader:
-                if row:
-                    rows.append(row)
-                    lines.append(reader.line_num)
+        header, rows, lines = read_csv(path)
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise DatasetError(f"--data: cannot read {path} as UTF-8 CSV: {err}") from err
     if not header or not rows:
         raise DatasetError(f"--data: {path} is empty; expected a header row and at least one data row")
-    header = [h.strip() for h in header]
     for row, line in zip(rows, lines, strict=True):
         if len(row) != len(header):
             raise DatasetError(
@@ -153,7 +145,8 @@ def csv_file(path: Path, label_column: str | None) -> Raw:
         y = np.array([float(v) for v in raw_labels])
     except ValueError:
         y = np.array(raw_labels)
-    return Raw(x, y, "tabular")
+    columns = tuple(header[j] for j in features)
+    return Raw(x, y, Preprocessing("tabular", x.shape[1:], columns=columns), ids=lines)
 
 
 def image_folder(path: Path) -> Raw:
@@ -164,7 +157,7 @@ def image_folder(path: Path) -> Raw:
         raise DatasetError(
             f"--data: folder {path} has no class sub-folders; expected one sub-folder of images per class"
         )
-    images, labels = [], []
+    images, labels, ids = [], [], []
     for label, folder in enumerate(classes):
         files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
@@ -179,15 +172,14 @@ def image_folder(path: Path) -> Raw:
             except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
                 raise DatasetError(f"--data: cannot read image {file}: {err}") from err
             labels.append(label)
+            ids.append(file.relative_to(path).as_posix())
     mode = "L" if all(img.mode in GRAY_MODES for img in images) else "RGB"
     size = Counter(img.size for img in images).most_common(1)[0][0]
-    arrays = [
-        np.asarray(img.convert(mode).resize(size, Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
-        for img in images
-    ]
-    x = np.stack(arrays)
-    x = x[:, None] if mode == "L" else x.transpose(0, 3, 1, 2)
-    return Raw(x, np.array(labels), "image", [c.name for c in classes])
+    x = decode_images(images, mode, size)
+    pre = Preprocessing(
+        "image", x.shape[1:], channels_last=mode != "L", divide=255.0, image_mode=mode, image_size=size
+    )
+    return Raw(x, np.array(labels), pre, [c.name for c in classes], ids=ids)
 
 
 def torchvision_dataset(name: str, data_root: str | None) -> Raw:
@@ -229,11 +221,11 @@ def torchvision_dataset(name: str, data_root: str | None) -> Raw:
                     f"--data: torchvision:{name} images differ in size; export them to an image folder"
                 ) from err
             y = [t for _, t in pairs]
-        return _to_image(np.asarray(x)), np.asarray(y), getattr(ds, "classes", None)
+        return np.asarray(x), np.asarray(y), getattr(ds, "classes", None)
 
     x, y, names = part(True)
     x_test, y_test, _ = part(False)
-    return Raw(x, y, "image", names, test=(x_test, y_test))
+    return Raw(x, y, _image(x), names, test=(x_test, y_test))
 
 
 def _check_finite(x: np.ndarray, where: Callable[[tuple[int, ...]], str], what: str) -> None:
@@ -249,11 +241,10 @@ def _check_finite(x: np.ndarray, where: Callable[[tuple[int, ...]], str], what: 
         )
 
 
-def _to_image(x: np.ndarray) -> np.ndarray:
-    """(N, H, W) -> (N, 1, H, W); channels-last (N, H, W, C) -> (N, C, H, W); uint8 scaled to [0, 1]."""
-    if x.ndim == 3:
-        x = x[:, None]
-    elif x.shape[-1] in (1, 3, 4) and x.shape[1] > x.shape[-1]:
+def _image(x: np.ndarray) -> Preprocessing:
+    """Images shaped (N, H, W), (N, C, H, W) or channels-last (N, H, W, C); uint8 pixels divided by 255."""
+    channels_last = x.ndim == 4 and x.shape[-1] in (1, 3, 4) and x.shape[1] > x.shape[-1]
+    if channels_last:
         log.info("treating image array of shape %s as channels-last (N, H, W, C)", x.shape)
-        x = x.transpose(0, 3, 1, 2)
-    return x / np.float32(255.0) if x.dtype == np.uint8 else x
+    divide = 255.0 if x.dtype == np.uint8 else None
+    return Preprocessing("image", x.shape[1:], channels_last=channels_last, divide=divide)

@@ -46,28 +46,22 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def random_split(
-    x: np.ndarray,
-    y: np.ndarray,
-    test: tuple[np.ndarray, np.ndarray] | None,
-    fractions: tuple[float, float],
-    max_samples: int | None,
-    rng: np.random.Generator,
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """[(x, y) of train, validation, test], shuffled; ``test`` is the source's own test split, if any
-    (validation is then carved from the rest). ``max_samples`` caps the pool before splitting."""
-    order = rng.permutation(len(y))
-    if test is None:
+def random_rows(
+    n: int, fractions: tuple[float, float], max_samples: int | None, rng: np.random.Generator, *, own_test: bool
+) -> list[np.ndarray]:
+    """Row indices [train, validation, test] of a pool of ``n``, shuffled; with ``own_test`` (the source
+    has its own test split) only [train, validation]. ``max_samples`` caps the pool before splitting."""
+    order = rng.permutation(n)
+    if own_test:
+        rows = np.split(order, [max(MIN_PER_SPLIT, round(n * fractions[0]))])[::-1]
+    else:
         order = order[:max_samples]
         n_val, n_test = (max(MIN_PER_SPLIT, round(len(order) * f)) for f in fractions)
-        val, held, train = np.split(order, [n_val, n_val + n_test])
-        parts = [(x[i], y[i]) for i in (train, val, held)]
-    else:
-        val, train = np.split(order, [max(MIN_PER_SPLIT, round(len(order) * fractions[0]))])
-        parts = [(x[train], y[train]), (x[val], y[val]), test]
-    if min(len(p[1]) for p in parts) < MIN_PER_SPLIT:
+        val, test, train = np.split(order, [n_val, n_val + n_test])
+        rows = [train, val, test]
+    if min(len(r) for r in rows) < MIN_PER_SPLIT:
         raise DatasetError(
-            f"--data: {len(y)} samples are too few to split into train/validation/test for regression "
+            f"--data: {n} samples are too few to split into train/validation/test for regression "
             f"(each needs at least {MIN_PER_SPLIT})"
         )
-    return parts
+    return rows
