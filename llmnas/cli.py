@@ -206,6 +206,22 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("run", type=Path, help="results/<run-id>")
     sh.add_argument("--json", action="store_true", help="print JSON")
     sh.add_argument("--top", type=_number("--top", positive=True), help="only the best N")
+    db = sub.add_parser(
+        "dashboard",
+        help="a live page of the runs on 127.0.0.1",
+        description="Serve a page on 127.0.0.1 listing the runs and following the newest (or chosen) one: "
+        "progress, Pareto front and leaderboard, refreshed as events arrive.",
+    )
+    db.add_argument(
+        "results",
+        nargs="?",
+        type=Path,
+        default=Path("results"),
+        help="folder of runs, or one run (default: results)",
+    )
+    db.add_argument(
+        "--port", type=_number("--port"), default=8765, help="port (default: 8765; 0 picks a free one)"
+    )
     sub.add_parser(
         "doctor",
         help="which sandbox layers are in force on this host, and why not",
@@ -398,6 +414,16 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from llmnas.report.dashboard import open_dashboard
+
+    server, url = open_dashboard(args.results, args.port)
+    print(f"Dashboard of {server.dashboard.results}: {url}  (Ctrl-C stops it)", flush=True)
+    with server:
+        server.serve_forever()
+    return EXIT_OK
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from llmnas.execute.layers import containment
 
@@ -417,6 +443,7 @@ COMMANDS = {
     "report": cmd_report,
     "list": cmd_list,
     "show": cmd_show,
+    "dashboard": cmd_dashboard,
     "doctor": cmd_doctor,
 }
 

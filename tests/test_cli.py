@@ -123,7 +123,19 @@ def test_best_model_runs_as_a_script_without_llmnas(run_dir: Path, tmp_path: Pat
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["search"], ["resume"], ["refine"], ["eval"], ["export"], ["report"], ["list"], ["show"]]
+    "command",
+    [
+        [],
+        ["search"],
+        ["resume"],
+        ["refine"],
+        ["eval"],
+        ["export"],
+        ["report"],
+        ["list"],
+        ["show"],
+        ["dashboard"],
+    ],
 )
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -163,7 +163,7 @@ def _read(path: Path, limit: int, tail: bool = False) -> str | None:
     return text[:limit] + f"\n[... {len(text) - limit:,} more characters cut ...]"
 
 
-def _header(run: RunData, s: dict) -> str:
+def _header(run: RunData, s: dict, live: bool = False) -> str:
     best = s["best"]
     chips = [
         (f"{s['proposed']}" + (f" / {s['budget']}" if s["budget"] else ""), "proposed / budget"),
@@ -181,8 +181,13 @@ def _header(run: RunData, s: dict) -> str:
     if s["status"] == "incomplete":
         notes.append(
             f"This run is still going or was interrupted: {s['proposed']} of {s['budget'] or '?'} "
-            f"candidates proposed, {s['pending']} awaiting evaluation. Regenerate the report for "
-            f"newer results, or continue with <code>llmnas resume {esc(run.folder)}</code>."
+            f"candidates proposed, {s['pending']} awaiting evaluation. "
+            + (
+                "If it was interrupted, continue"
+                if live
+                else "Regenerate the report for newer results, or continue"
+            )
+            + f" with <code>llmnas resume {esc(run.folder)}</code>."
         )
     if s["status"] == "stopped":
         notes.append(f"The run stopped early: {esc(s['stopped_reason'])}")
@@ -561,6 +566,17 @@ def _problems(run: RunData) -> str:
     items = "".join(f"<li class='mono'>{esc(p)}</li>" for p in run.problems[:50])
     more = f"<p class='muted'>... and {len(run.problems) - 50} more</p>" if len(run.problems) > 50 else ""
     return f"<section id='problems'><h2>Skipped log lines</h2><ul>{items}</ul>{more}</section>"
+
+
+def live_sections(run: RunData, pareto: bytes, progress: bytes) -> str:
+    """A run as the live dashboard shows it (report/dashboard.py): the header with a progress bar, the
+    plots and the leaderboard (ids not linked: the page holds no code) and any skipped log lines."""
+    s = summary(run)
+    bar = _bar(s["proposed"] / s["budget"]) if s["budget"] else ""
+    return (
+        f"{_header(run, s, live=True)}{bar}{_plots(run, pareto, progress)}"
+        f"{_leaderboard(run, {})}{_problems(run)}"
+    )
 
 
 def render_html(run: RunData, pareto: bytes, progress: bytes) -> str:

@@ -12,6 +12,7 @@ import json
 import math
 import re
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -359,16 +360,18 @@ def _mtime(path: Path) -> str | None:
         return None
 
 
-def runs(results_dir: Path = Path("results")) -> list[dict]:
-    """A summary per run folder under ``results_dir`` (oldest first); a folder that cannot be read
-    gets a row with status "unreadable" and the reason in "error"."""
+def run_row(folder: Path) -> dict:
+    """A run's summary; a folder that cannot be read gets status "unreadable" and the reason in "error"."""
+    try:
+        return summary(load_run(folder))
+    except (OSError, ValueError, TypeError, KeyError, UserError) as exc:
+        return {"run": folder.name, "path": str(folder), "status": "unreadable", "error": str(exc)}
+
+
+def runs(results_dir: Path = Path("results"), row: Callable[[Path], dict] = run_row) -> list[dict]:
+    """``row`` (default :func:`run_row`) of every run folder under ``results_dir``, oldest first."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise UserError(f"{results_dir} is not a folder: pass --results DIR")
-    out = []
-    for folder in sorted(p for p in results_dir.iterdir() if RunLayout(p).is_run()):
-        try:
-            out.append(summary(load_run(folder)))
-        except (OSError, ValueError, TypeError, KeyError, UserError) as exc:
-            out.append({"run": folder.name, "path": str(folder), "status": "unreadable", "error": str(exc)})
+    out = [row(folder) for folder in sorted(p for p in results_dir.iterdir() if RunLayout(p).is_run())]
     return sorted(out, key=lambda r: (r.get("created") or "", r["run"]))
