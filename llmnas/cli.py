@@ -91,6 +91,9 @@ def _add_settings(p: argparse.ArgumentParser, groups: tuple[str, ...]) -> None:
         elif literal is not None or typing.get_origin(annotation) is Literal:
             option["choices"] = typing.get_args(literal or annotation)
             del option["metavar"]
+        elif kinds == {bool}:
+            option["action"] = "store_true"
+            del option["metavar"]
         elif kinds & {int, float}:
             option["type"] = _number(f"--{flag}", int if int in kinds else float)
         p.add_argument(f"--{flag}", **option)
@@ -270,6 +273,7 @@ def _summary(result) -> dict:
         if best is None
         else {"candidate_id": best.candidate_id, **best.metrics, **result.best_test},
         "front": [{"candidate_id": e.candidate_id, **e.metrics} for e in result.front],
+        "final": None if result.final is None else result.final.model_dump(mode="json", exclude_none=True),
     }
 
 
@@ -288,6 +292,13 @@ def _report_result(result, as_json: bool) -> int:
         f"\nBest: {best.candidate_id}  {scores_text(m | result.best_test)}  "
         f"params {int(m['params']):,}  latency {m['latency_ms']:.3f} ms"
     )
+    if final := result.final:
+        print(
+            f"Final: {best.candidate_id} trained again on train + validation ({final.train_samples:,} samples): "
+            f"{scores_text(final.metrics.model_dump(), ('test',))} (reported once)"
+            if final.ok
+            else f"Final training of {best.candidate_id} failed ({final.stage}): {final.message}"
+        )
     stats = result.stats
     if llm := stats.get("llm"):
         print(

@@ -55,11 +55,20 @@ class RunConfig(BaseModel):
 
     requirements: str = setting(..., group="none")
     data: str = setting(
-        "digits", "digits | mnist1d | FILE.npz | FILE.csv | IMAGE_FOLDER | torchvision:NAME", group="data"
+        "digits",
+        "digits | mnist1d | diabetes | FILE.npz | FILE.csv | IMAGE_FOLDER | torchvision:NAME",
+        group="data",
     )
     label_column: str | None = setting(None, "label column of a CSV dataset", group="data")
     data_root: str | None = setting(None, "root folder of a torchvision dataset", group="data")
     max_samples: int | None = setting(None, "subsample the data (quick runs)", group="data", ge=10)
+    val_fraction: float = setting(
+        0.15, "share of the data held out for validation (it chooses the model)", group="data", gt=0, lt=1
+    )
+    test_fraction: float = setting(
+        0.15, "share held out for the test score (reported only; unused where the source has a test split)",
+        group="data", gt=0, lt=1,
+    )  # fmt: skip
     seed: int = setting(0, "seed of the one RNG the run uses", group="data")
     budget: int = setting(24, "candidates to evaluate", ge=1)
     workers: int = setting(
@@ -112,6 +121,11 @@ class RunConfig(BaseModel):
     llm_max_tokens: int = setting(2048, "longest reply the model may write, in tokens", ge=16)
     max_tokens: int | None = setting(None, "end the run after this many LLM tokens", ge=1)
     max_cost_usd: float | None = setting(None, "end the run after this LLM cost (USD)", flag="max-cost", gt=0)
+    final_train: bool = setting(
+        False,
+        "after the search, train the chosen model again on training + validation data and report its test "
+        "score once (final/)",
+    )
     time_limit: str | None = setting(
         None,
         "end the run at the first round boundary after this much wall time, e.g. 90s, 20m, 1h30m "

@@ -6,12 +6,13 @@ import logging
 import platform
 import re
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from pathlib import Path
 
 from llmnas.candidate import checks
 from llmnas.config import RunConfig, duration_seconds
+from llmnas.engine.final import final_train
 from llmnas.engine.interrupt import TimeLimit
 from llmnas.engine.loop import Search, SearchResult
 from llmnas.errors import RunFailed, UserError
@@ -44,6 +45,8 @@ def load_data(cfg: RunConfig) -> Dataset:
         label_column=cfg.label_column,
         data_root=cfg.data_root,
         max_samples=cfg.max_samples,
+        val_fraction=cfg.val_fraction,
+        test_fraction=cfg.test_fraction,
     )
 
 
@@ -70,6 +73,25 @@ def make_spec(cfg: RunConfig, data: Dataset, chat: ChatModel | None = None, anno
             announce(f"spec: {line}")
     return spec.resolve(
         input_shape=data.input_shape, num_classes=data.num_classes, modality=data.modality, task=data.task
+    )
+
+
+SMALL_VALIDATION = 100  # below this many validation samples, the run says how it breaks ties
+
+
+def small_validation_note(n: int, task: str) -> str | None:
+    """The ranking rule on a small validation set, said once at the start (None for a large one)."""
+    if n >= SMALL_VALIDATION:
+        return None
+    step = (
+        f"accuracy moves in steps of {1 / n:.3f}, so many candidates tie; "
+        if task == "classification"
+        else ""
+    )
+    return (
+        f"Note: the validation set has {n} samples (< {SMALL_VALIDATION}): {step}ties are ranked by "
+        "validation loss, then fewer parameters. --final-train retrains the choice on train + validation; "
+        "--val-fraction enlarges the validation set."
     )
 
 
@@ -160,6 +182,8 @@ def start(
     data = load_data(cfg)
     spec = make_spec(cfg, data, chat, announce)
     announce("Task spec:\n  " + spec.summary().replace("\n", "\n  "))
+    if note := small_validation_note(len(data.y_val), spec.task):
+        announce(note)
     folder = Path(out) if out else default_run_dir(cfg)
     store = RunStore.create(
         folder,
@@ -288,7 +312,12 @@ def _search(
             search = Search(cfg, spec, data, proposer, pool, store, progress=progress, listeners=listeners)
             if tuner is not None:
                 tuner(search)  # catches up after a kill
-            return _with_usage(search.run(cfg.budget), store, chat)
+            result = _with_usage(search.run(cfg.budget), store, chat)
+        if cfg.final_train and result.best is not None:
+            with make_executor(cfg.model_copy(update={"workers": 1})) as pool:
+                final = final_train(pool, cfg, spec, data, store, result.best.candidate_id)
+            result = replace(result, final=final)
+        return result
     except KeyboardInterrupt:
         print(
             f"\nStopped. Finished evaluations are saved in {store.folder}.\n"

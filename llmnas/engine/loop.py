@@ -41,6 +41,7 @@ from llmnas.propose.base import Action, Parent, Proposal, Proposer
 from llmnas.runs.events import (
     REPORTED_ONLY,
     EvaluationEvent,
+    FinalEvent,
     ProposalEvent,
     RoundEvent,
     StoppedEvent,
@@ -69,6 +70,7 @@ class SearchResult:
     stats: dict
     best_test_acc: float | None = None  # reported only: nothing in the search reads it
     best_test: dict[str, float] = field(default_factory=dict)  # every test score of the best (reported only)
+    final: FinalEvent | None = None  # --final-train: the best trained again on train + validation
 
 
 @dataclass

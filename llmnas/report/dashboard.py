@@ -27,6 +27,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 from llmnas.errors import UserError
 from llmnas.report.html import CSS, esc, fmt, live_sections
 from llmnas.report.plots import pareto_png, progress_png
+from llmnas.runs.events import quality
 from llmnas.runs.layout import RunLayout
 from llmnas.runs.read import load_run, run_row, runs
 
@@ -167,7 +168,7 @@ def _runs_table(rows: list[dict], current: str, results: Path) -> str:
         return f"<h2>Runs in {esc(results)}</h2><p class='muted'>None yet.</p>"
     body = []
     for r in reversed(rows):  # newest first
-        best = (r.get("best") or {}).get("val_acc")
+        best = quality(r.get("best") or {})  # accuracy, or R² for a regression
         budget = f" / {r['budget']}" if r.get("budget") else ""
         status = esc(r["status"]) + (
             f" <span class='muted'>{esc(r['error'])}</span>" if r.get("error") else ""
@@ -181,7 +182,7 @@ def _runs_table(rows: list[dict], current: str, results: Path) -> str:
         )
     return (
         f"<h2>Runs in {esc(results)}</h2><table id='runs-table'><thead><tr><th>run</th><th>status</th>"
-        "<th class='n'>proposed</th><th class='n'>passed</th><th class='n'>best val acc</th><th>created</th>"
+        "<th class='n'>proposed</th><th class='n'>passed</th><th class='n'>best val</th><th>created</th>"
         f"</tr></thead><tbody>{''.join(body)}</tbody></table>"
         "<p class='caption'>Choose a run to stay on it; <a href='/'>follow the newest</a>.</p>"
     )

@@ -38,6 +38,7 @@ from llmnas.runs.read import (
     summary,
 )
 from llmnas.runs.store import write_atomic
+from llmnas.runs.tables import scores_text
 from llmnas.safe_text import escape_controls
 from sandbox.protocol import STDOUT_FILE
 
@@ -275,6 +276,19 @@ def _score_rows(run: RunData, b: Candidate) -> list[tuple[str, str]]:
     ]
 
 
+def _final_rows(run: RunData) -> list[tuple[str, str]]:
+    """--final-train: the chosen model trained again on train + validation, its test score reported once."""
+    if not run.finals:
+        return []
+    f = run.finals[-1]
+    text = (
+        f"{esc(scores_text(f.metrics.model_dump(), ('test',)))} ({f.train_samples:,} training samples)"
+        if f.ok
+        else f"failed ({esc(f.stage)}): {esc(f.message)}"
+    )
+    return [(f"{f.candidate_id} trained again on train + validation (reported once)", text)]
+
+
 def _best(run: RunData, anchors: dict[str, str]) -> str:
     board = ranked(run)
     if not board:
@@ -289,6 +303,7 @@ def _best(run: RunData, anchors: dict[str, str]) -> str:
     rows = [
         ("candidate", _link(b.candidate_id, anchors)),
         *_score_rows(run, b),
+        *_final_rows(run),
         ("parameters", fmt(b.metric("params"), ",")),
         ("FLOPs", fmt(b.metric("flops"), ",")),
         (

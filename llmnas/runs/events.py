@@ -143,6 +143,19 @@ class EvaluationEvent(_Event):
     reward: Finite
 
 
+class FinalEvent(_Event):
+    """The chosen model trained again on training + validation data (--final-train): its test scores,
+    reported once (validation scores of data it trained on are not kept)."""
+
+    type: Literal["final"] = "final"
+    candidate_id: str = Field(pattern=SAFE_ID)
+    ok: bool
+    stage: Stage | None = None
+    message: Shown = ""
+    train_samples: int = Field(ge=0)
+    metrics: Metrics = Metrics()
+
+
 class RoundEvent(_Event):
     type: Literal["round"] = "round"
     round: int = Field(ge=0)
@@ -223,7 +236,8 @@ Event = Annotated[
     | RefineEvent
     | LLMCallEvent
     | LLMReplyEvent
-    | FinetuneEvent,
+    | FinetuneEvent
+    | FinalEvent,
     Field(discriminator="type"),
 ]
 _EVENT = TypeAdapter(Event)

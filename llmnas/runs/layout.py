@@ -47,6 +47,11 @@ class RunLayout:
         return self.folder / "best"
 
     @property
+    def final(self) -> Path:
+        """--final-train: the chosen candidate trained again on train + validation."""
+        return self.folder / "final"
+
+    @property
     def traces(self) -> Path:
         return self.folder / "traces"
 

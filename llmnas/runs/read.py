@@ -23,6 +23,7 @@ from llmnas.engine.reward import FAILURE_REWARDS
 from llmnas.errors import UserError
 from llmnas.runs.events import (
     EvaluationEvent,
+    FinalEvent,
     LLMCallEvent,
     ProposalEvent,
     RefineEvent,
@@ -108,6 +109,7 @@ class RunData:
     llm_calls: list[LLMCallEvent]
     last_event_time: str | None
     problems: list[str] = field(default_factory=list)  # log lines that could not be read
+    finals: list[FinalEvent] = field(default_factory=list)  # --final-train results, in log order
 
     @property
     def passed(self) -> list[Candidate]:
@@ -193,6 +195,7 @@ def load_run(run_dir: Path) -> RunData:
         log_so_far.of(LLMCallEvent),
         last,
         log_so_far.problems,
+        log_so_far.of(FinalEvent),
     )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from llmnas.runs.events import quality
 from llmnas.safe_text import escape_controls
 
 
@@ -74,28 +73,13 @@ def _f(value: Any, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def scores_text(metrics: Mapping[str, Any]) -> str:
-    """The validation and test scores in one line: "val 0.9812  test 0.9756" or, for regression,
-    "val R² 0.512 MAE 43.1  test R² 0.470 MAE 44.9"."""
-    if metrics.get("val_r2") is None:
-        return f"val {_f(metrics.get('val_acc'), '.4f')}  test {_f(metrics.get('test_acc'), '.4f')}"
+def scores_text(metrics: Mapping[str, Any], splits: tuple[str, ...] = ("val", "test")) -> str:
+    """Scores in one line: "val 0.9812  test 0.9756" or, for regression, "val R² 0.512 MAE 43.1  test R²
+    0.470 MAE 44.9" (``splits``: which of them)."""
+    regression = any(metrics.get(f"{split}_r2") is not None for split in splits)
     return "  ".join(
         f"{split} R² {_f(metrics.get(f'{split}_r2'), '.3f')} MAE {_f(metrics.get(f'{split}_mae'), '.4g')}"
-        for split in ("val", "test")
+        if regression
+        else f"{split} {_f(metrics.get(f'{split}_acc'), '.4f')}"
+        for split in splits
     )
-
-
-def format_runs(rows: list[dict]) -> str:
-    """`llmnas list` output."""
-    if not rows:
-        return "no runs"
-    flat = [
-        r
-        | {
-            "best_val": quality(r.get("best") or {}),
-            "best_params": (r.get("best") or {}).get("params"),
-            "requirements": str(r.get("requirements") or r.get("error") or "")[:60],
-        }
-        for r in rows
-    ]
-    return format_table(flat, RUNS_COLUMNS)

@@ -9,13 +9,13 @@ only ever receives the training labels (see `Dataset.write_worker_files`).
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from llmnas.task.builtins import diabetes, digits, mnist1d
 from llmnas.task.loaders import DatasetError, Raw, csv_file, image_folder, npz_file, torchvision_dataset
 from llmnas.task.preprocess import Preprocessing, apply, standardised
 from llmnas.task.regression import numeric_targets, random_rows, task_of
@@ -175,16 +175,7 @@ def load_dataset(
         x_val_raw=x_va,
         test_samples=tuple(_plain(i) for i in ids),
     )
-    log.info(
-        "dataset %s: %s %s, %d classes, train/val/test %d/%d/%d",
-        spec,
-        data.modality,
-        data.input_shape,
-        k,
-        len(y_tr),
-        len(y_va),
-        len(y_te),
-    )
+    _log_splits(data, f"{k} classes")
     return data
 
 
@@ -194,11 +185,11 @@ def load_dataset(
 def _read(spec: str, *, seed: int, label_column: str | None, data_root: str | None) -> Raw:
     key = spec.strip().lower()
     if key == "digits":
-        return _digits()
+        return digits()
     if key == "mnist1d":
-        return _mnist1d(seed)
+        return mnist1d(seed)
     if key == "diabetes":
-        return _diabetes()
+        return diabetes()
     if key.startswith("torchvision:"):
         return torchvision_dataset(spec.strip().split(":", 1)[1], data_root)
     path = Path(spec).expanduser()
@@ -218,37 +209,6 @@ def _read(spec: str, *, seed: int, label_column: str | None, data_root: str | No
     raise DatasetError(f"--data: unsupported file type {suffix or '(none)'!r} for {path}; {ACCEPTED_FORMS}")
 
 
-def _digits() -> Raw:
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    return Raw(bunch.images, bunch.target, Preprocessing("image", (8, 8), divide=16.0), bunch.target_names)
-
-
-def _diabetes() -> Raw:
-    """scikit-learn's diabetes progression (442 patients, 10 features): a regression built-in."""
-    from sklearn.datasets import load_diabetes
-
-    bunch = load_diabetes(scaled=False)
-    return Raw(bunch.data, bunch.target, Preprocessing("tabular", (10,)), task="regression")
-
-
-def _mnist1d(seed: int) -> Raw:
-    """Generate MNIST-1D offline (never its download path, which writes a pickle into the cwd)."""
-    from mnist1d.data import get_dataset_args, make_dataset
-
-    args = get_dataset_args()
-    args.seed = seed
-    states = random.getstate(), np.random.get_state()  # make_dataset reseeds the global RNGs
-    try:
-        data = make_dataset(args)
-    finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-    pre = Preprocessing("sequence", data["x"].shape[1:])
-    return Raw(data["x"], data["y"], pre, test=(data["x_test"], data["y_test"]))
-
-
 # ------------------------------------------------------------------------------------------- regression
 
 
@@ -258,7 +218,9 @@ def _regression(
     """Random (unstratified) splits of numeric targets; the training split's target mean and deviation
     join the preprocessing (the worker trains on standardised targets, predictions are mapped back)."""
     y = numeric_targets(raw.y, spec)
-    rows = random_rows(len(y), fractions, max_samples, np.random.default_rng(seed), own_test=raw.test is not None)
+    rows = random_rows(
+        len(y), fractions, max_samples, np.random.default_rng(seed), own_test=raw.test is not None
+    )
     sources = [(raw.x, y)] * 3
     if raw.test is not None:
         y_test = numeric_targets(raw.test[1], spec)
@@ -289,11 +251,15 @@ def _regression(
         x_val_raw=x_va,
         test_samples=tuple(_plain(i) for i in ids),
     )
-    log.info(
-        "dataset %s: %s %s, regression, train/val/test %d/%d/%d",
-        spec, data.modality, data.input_shape, len(y_tr), len(y_va), len(y_te),
-    )  # fmt: skip
+    _log_splits(data, "regression")
     return data
+
+
+def _log_splits(data: Dataset, what: str) -> None:
+    sizes = "/".join(str(len(y)) for y in (data.y_train, data.y_val, data.y_test))
+    log.info(
+        "dataset %s: %s %s, %s, train/val/test %s", data.name, data.modality, data.input_shape, what, sizes
+    )
 
 
 # ------------------------------------------------------------------------------------------- validation

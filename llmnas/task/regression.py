@@ -47,7 +47,12 @@ def _is_number(text: str) -> bool:
 
 
 def random_rows(
-    n: int, fractions: tuple[float, float], max_samples: int | None, rng: np.random.Generator, *, own_test: bool
+    n: int,
+    fractions: tuple[float, float],
+    max_samples: int | None,
+    rng: np.random.Generator,
+    *,
+    own_test: bool,
 ) -> list[np.ndarray]:
     """Row indices [train, validation, test] of a pool of ``n``, shuffled; with ``own_test`` (the source
     has its own test split) only [train, validation]. ``max_samples`` caps the pool before splitting."""
