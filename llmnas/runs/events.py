@@ -35,8 +35,10 @@ Shown = Annotated[str, AfterValidator(escape_controls)]  # text from candidates:
 REPORTED_ONLY = frozenset({"test_acc"})  # measured on the test split: never steers the search
 
 
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+def now(at: float | None = None) -> str:
+    """An event's time: now, or ``at`` (epoch seconds, from the run's clock), in UTC to the second."""
+    stamp = datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
+    return stamp.isoformat(timespec="seconds")
 
 
 class Metrics(BaseModel):
@@ -61,7 +63,9 @@ class Metrics(BaseModel):
     val_loss: NonNegative | None = None  # validation cross-entropy: breaks ties in val_acc
     test_acc: Fraction | None = None
     energy_kwh: NonNegative | None = None
+    carbon_g_per_kwh: NonNegative | None = None  # the grid's mean intensity while it ran
     co2_g: NonNegative | None = None
+    predicted_acc: Fraction | None = None  # --prescreen predictor's guess, before training
     proxies: dict[str, Finite | None] = {}
 
     @model_validator(mode="after")
@@ -144,6 +148,15 @@ class SandboxEvent(_Event):
     layers: dict[str, str]
 
 
+class PauseEvent(_Event):
+    """The run waits between rounds for a lower-carbon window (engine/carbon.py)."""
+
+    type: Literal["pause"] = "pause"
+    until: str
+    seconds: NonNegative
+    reason: Shown = ""
+
+
 class StoppedEvent(_Event):
     type: Literal["stopped"] = "stopped"
     reason: Shown
@@ -206,6 +219,7 @@ Event = Annotated[
     | RoundEvent
     | SandboxEvent
     | StoppedEvent
+    | PauseEvent
     | RefineEvent
     | LLMCallEvent
     | LLMReplyEvent

@@ -23,6 +23,7 @@ from llmnas.errors import UserError
 from llmnas.runs.events import (
     EvaluationEvent,
     LLMCallEvent,
+    PauseEvent,
     ProposalEvent,
     RefineEvent,
     RoundEvent,
@@ -100,6 +101,7 @@ class RunData:
     llm_calls: list[LLMCallEvent]
     last_event_time: str | None
     problems: list[str] = field(default_factory=list)  # log lines that could not be read
+    pauses: list[PauseEvent] = field(default_factory=list)  # carbon pacing's waits between rounds
 
     @property
     def passed(self) -> list[Candidate]:
@@ -180,6 +182,7 @@ def load_run(run_dir: Path) -> RunData:
         log_so_far.of(LLMCallEvent),
         last,
         log_so_far.problems,
+        log_so_far.of(PauseEvent),
     )
 
 
