@@ -134,7 +134,9 @@ class CarbonPacer:
         self.grid, self.deadline, self.clock = grid, deadline, clock
         self.round_started = clock.now()
         self.durations: list[float] = []
-        if not grid.covers(self.round_started, deadline):
+        if deadline <= self.round_started:
+            log.warning("the deadline %s has passed: rounds run without pausing", now(deadline))
+        elif not grid.covers(self.round_started, deadline):
             log.warning("the carbon forecast does not cover the time from now to the deadline")
 
     def __call__(self, search) -> None:

@@ -181,10 +181,14 @@ class Evaluator:
     def _prescreen(self, round_: int, todo: dict[int, tuple[str, str]]) -> dict[str, dict]:
         """Screen first (build, limits, proxies): only the round's top ``prescreen_keep`` fraction by the
         rule (``_scores``) goes on to training; the rest are final, at stage "proxy" (and leave ``todo``).
-        Screens of candidates done before a resume come from the log. Returns the predicted accuracy of
-        each candidate kept, to be logged with its evaluation."""
+        Screens of candidates done before a resume come from the log; one the log holds no proxies for
+        (it failed its screen, or failed in training) is screened again, so that the round ranks the same
+        candidates on the same scores as before. Returns the predicted accuracy of each candidate kept, to
+        be logged with its evaluation."""
         futures = {
-            i: self._submit(cid, code, screen=True) for i, (cid, code) in todo.items() if cid not in self.done
+            i: self._submit(cid, code, screen=True)
+            for i, (cid, code) in todo.items()
+            if cid not in self.done or not self.done[cid].metrics.proxies
         }
         screens: dict[int, dict] = {}
         for i, (cid, _) in list(todo.items()):
@@ -197,7 +201,8 @@ class Evaluator:
                 stage, message = (
                     (Stage.budget, "; ".join(over)) if result.ok else (result.stage, result.message)
                 )
-                self._record(failed(round_, cid, stage or Stage.crash, message))
+                if cid not in self.done:
+                    self._record(failed(round_, cid, stage or Stage.crash, message))
                 del todo[i]
                 continue
             screens[i] = {k: getattr(result.metrics, k) for k in ("params", "flops", "depth", "proxies")}
