@@ -66,6 +66,7 @@ def test_plan_starts_at_the_earliest_of_the_greenest_slots_and_never_misses_the_
     grid = Grid.from_csv(write_forecast(tmp_path / "f.csv"))
     deadline = T0 + 24 * HOUR
     assert plan(grid, T0, deadline, HOUR, rounds=2) == T0 + 10 * HOUR
+    assert plan(grid, T0, deadline, 1.5 * HOUR, rounds=2) == T0 + 10 * HOUR  # not the slot at 10.5 h
     assert plan(grid, T0, deadline, HOUR, rounds=6) == T0  # four green hours do not hold six rounds
     assert plan(grid, T0 + 11 * HOUR, deadline, HOUR, rounds=2) == T0 + 11 * HOUR  # green now: go
     assert plan(grid, T0, T0 + 3 * HOUR, HOUR, rounds=3) == T0  # no slack
@@ -157,3 +158,15 @@ def test_a_paced_run_evaluates_in_the_green_window_with_the_same_candidates(tmp_
     page = render_report(tmp_path / "paced").read_text()
     assert "Energy and CO2" in page and "1 pause(s)" in page
     assert (tmp_path / "paced" / "plots" / "carbon.png").stat().st_size > 1000
+
+
+def test_ctrl_c_during_a_pause_stops_the_run(tmp_path):
+    grid = Grid.from_csv(write_forecast(tmp_path / "f.csv"))
+    clock = SimClock(T0)
+    pacer = CarbonPacer(grid, T0 + 24 * HOUR, clock)
+    search = _Search(RunStore.create(tmp_path / "run", {}, "x"), budget=6, proposed=2, round_size=2)
+    clock.t += HOUR
+    search.stop.raised = True  # pressed once: the pause is a safe point
+    with pytest.raises(KeyboardInterrupt):
+        pacer(search)
+    assert clock.slept == 0

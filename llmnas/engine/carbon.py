@@ -113,16 +113,19 @@ def _is_time(text: str) -> bool:
 
 def plan(grid: Grid, start: float, deadline: float, round_s: float, rounds: int) -> float:
     """When the next round should start: cut the time to the deadline into round-long slots, take the
-    ``rounds`` slots of lowest mean intensity (earlier first on ties), and start at the earliest of them.
-    With no slack (no more slots than rounds, or no estimate of a round's length) that is ``start``."""
+    ``rounds`` slots of lowest mean intensity (earlier first on ties), and start at the earliest of them,
+    or at a change in the forecast just before it when a round from there is as green. With no slack (no
+    more slots than rounds, or no estimate of a round's length) that is ``start``."""
     if round_s <= 0 or rounds <= 0:
         return start
     slots = int((deadline - start) // round_s)
     if slots <= rounds:
         return start
     cost = [grid.mean(start + j * round_s, start + (j + 1) * round_s) for j in range(slots)]
-    chosen = sorted(range(slots), key=lambda j: (cost[j], j))[:rounds]
-    return start + min(chosen) * round_s
+    first = min(sorted(range(slots), key=lambda j: (cost[j], j))[:rounds])
+    at = start + first * round_s
+    earlier = [t for t in grid.times if at - round_s < t < at and grid.mean(t, t + round_s) <= cost[first]]
+    return earlier[0] if earlier else at
 
 
 class CarbonPacer:

@@ -315,7 +315,7 @@ def _carbon(run: RunData, png: bytes | None) -> str:
     cfg = run.info.get("config") if isinstance(run.info.get("config"), dict) else {}
     paused = sum(p.seconds for p in run.pauses)
     how = (
-        f"charged the forecast's intensity ({esc(cfg.get('carbon_forecast'))}) at its time; green bands: "
+        f"charged the forecast's intensity ({esc(cfg.get('carbon_forecast'))}) at its time; grey bands: "
         f"{len(run.pauses)} pause(s) for lower-carbon windows, {paused / 3600:.2f} h in all"
         if cfg.get("carbon_forecast")
         else f"charged the constant {fmt(cfg.get('carbon_g_per_kwh'), 'g')} gCO2/kWh"
@@ -324,7 +324,9 @@ def _carbon(run: RunData, png: bytes | None) -> str:
         '<section id="carbon"><h2>Energy and CO2</h2>'
         f"{_img(png, 'Estimated CO2 over time and the grid intensity each evaluation was charged')}"
         f'<p class="caption">Estimated {fmt(kwh * 1000, ".3g")} Wh and {fmt(grams, ".3g")} g CO2 in all: '
-        f"each evaluation's wall time in its worker times {fmt(cfg.get('power_watts'), 'g')} W, {how}.</p>"
+        f"each evaluation's wall time in its worker times {fmt(cfg.get('power_watts'), 'g')} W, {how}. "
+        "Black: CO2 so far; orange dots: the intensity each evaluation was charged (right axis), over the "
+        "forecast when there is one.</p>"
         "</section>"
     )
 

@@ -278,7 +278,7 @@ def carbon_png(run: RunData) -> bytes | None:
     ax.step(times, cumulative, where="post", color="#222222", linewidth=1.8, label="CO2 so far", zorder=4)
     for pause in run.pauses:
         start, until = datetime.fromisoformat(pause.time), datetime.fromisoformat(pause.until)
-        ax.axvspan(start, until, color="#55A868", alpha=0.12, linewidth=0, zorder=1)
+        ax.axvspan(start, until, color=GREY, alpha=0.25, linewidth=0, zorder=1)
     ax.set_ylim(bottom=0)
     ax.set_ylabel("estimated CO2 (g)", fontsize=10)
     ax.set_xlabel("time (UTC)", fontsize=10)
