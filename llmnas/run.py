@@ -155,6 +155,8 @@ def start(
     """A new run: check the model and the data, parse the spec, create the run folder, search. ``clock``
     (default: the system's) is what carbon pacing and event times read; tests simulate one."""
     chat = make_chat(cfg, api_key)
+    if cfg.carbon_forecast is not None:
+        Grid.from_csv(cfg.carbon_forecast)  # a bad forecast is an error before the run folder exists
     data = load_data(cfg)
     spec = make_spec(cfg, data, chat, announce)
     announce("Task spec:\n  " + spec.summary().replace("\n", "\n  "))

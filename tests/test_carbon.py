@@ -11,6 +11,7 @@ import pytest
 from conftest import logged
 from fakes.clock import SimClock
 
+from llmnas.cli import main
 from llmnas.config import RunConfig, deadline_at
 from llmnas.engine.carbon import CarbonPacer, Grid, plan
 from llmnas.engine.interrupt import StopFlag
@@ -170,3 +171,9 @@ def test_ctrl_c_during_a_pause_stops_the_run(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         pacer(search)
     assert clock.slept == 0
+
+
+def test_a_missing_forecast_is_an_error_before_the_run_folder_exists(tmp_path, capsys):
+    argv = ["search", "x", "--data", "digits", "--budget", "1", "--out", str(tmp_path / "run")]
+    assert main([*argv, "--carbon-forecast", str(tmp_path / "none.csv"), "--deadline", "2h"]) == 2
+    assert "--carbon-forecast" in capsys.readouterr().err and not (tmp_path / "run").exists()
