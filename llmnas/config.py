@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -37,6 +38,26 @@ def duration_seconds(text: str) -> float:
     if seconds <= 0:
         raise ValueError(f"time_limit {text!r} must be longer than zero")
     return seconds
+
+
+def parse_time(text: str) -> float:
+    """An ISO 8601 timestamp (UTC unless it names a zone) in epoch seconds; ValueError otherwise."""
+    stamp = datetime.fromisoformat(text.strip())
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
+
+
+def deadline_at(text: str, start: float) -> float:
+    """``--deadline``: an ISO time, or a duration (12h, 90m) counted from ``start``; ValueError otherwise."""
+    try:
+        return parse_time(text)
+    except ValueError:
+        pass
+    try:
+        return start + duration_seconds(text)
+    except ValueError:
+        raise ValueError(
+            f"deadline {text!r} is neither a time (2026-12-03T06:00) nor a duration (12h, 90m)"
+        ) from None
 
 
 def setting(default: Any = None, help: str = "", *, flag: str | None = None, group: str = "search", **kw):
@@ -105,14 +126,28 @@ class RunConfig(BaseModel):
     carbon_g_per_kwh: float = setting(
         475.0, "grid gCO2 per kWh, for the CO2 estimate", flag="carbon-intensity", group="train", ge=0
     )
+    carbon_forecast: str | None = setting(
+        None,
+        "CSV of timestamp,gCO2/kWh: pause between rounds to run them in the lowest-carbon windows before "
+        "--deadline, and charge each evaluation the intensity at its time",
+    )
+    deadline: str | None = setting(
+        None,
+        "with --carbon-forecast, when the run must be done: a time (2026-12-03T06:00, UTC unless it "
+        "says) or a duration from the session's start (12h)",
+    )
     finetune_every: int | None = setting(
         None, "with --llm hf:PATH, train a LoRA adapter on the best traces every K evaluations", ge=1
     )
     finetune_steps: int = setting(100, "steps per fine-tuning round", ge=1)
     finetune_top_fraction: float = setting(0.25, "share of the best traces fine-tuned on", gt=0, le=1)
     finetune_rank: int = setting(16, "LoRA rank", ge=1)
-    prescreen: Literal["synflow", "naswot", "grad_norm", "snip", "params", "flops"] | None = setting(
-        None, "rank each round's candidates by this zero-cost proxy and train only the best"
+    prescreen: Literal["synflow", "naswot", "grad_norm", "snip", "params", "flops", "predictor"] | None = (
+        setting(
+            None,
+            "rank each round's candidates by this zero-cost proxy, or by an accuracy predictor fitted on "
+            "the run's own evaluations (predictor), and train only the best",
+        )
     )
     prescreen_keep: float = setting(0.5, "fraction of each round trained after --prescreen", gt=0, le=1)
     llm_timeout_s: float = setting(120.0, "seconds per LLM call", flag="llm-timeout", gt=0)
@@ -136,6 +171,10 @@ class RunConfig(BaseModel):
     def _consistent(self) -> RunConfig:
         if self.time_limit is not None:
             duration_seconds(self.time_limit)  # a clear error now rather than at the first round
+        if (self.carbon_forecast is None) != (self.deadline is None):
+            raise ValueError("carbon_forecast and deadline (--carbon-forecast, --deadline) go together")
+        if self.deadline is not None:
+            deadline_at(self.deadline, 0.0)  # a clear error now rather than after the first round
         if self.finetune_every and not self.llm.startswith("hf:"):
             raise ValueError("finetune_every (--finetune-every) needs a local model: llm='hf:PATH'")
         if (self.ray_address or self.gpus_per_task) and self.executor != "ray":

@@ -11,7 +11,8 @@ from datetime import datetime
 from pathlib import Path
 
 from llmnas.candidate import checks
-from llmnas.config import RunConfig, duration_seconds
+from llmnas.config import RunConfig, deadline_at, duration_seconds
+from llmnas.engine.carbon import CarbonPacer, Clock, Grid, SystemClock
 from llmnas.engine.final import final_train
 from llmnas.engine.interrupt import TimeLimit
 from llmnas.engine.loop import Search, SearchResult
@@ -176,9 +177,13 @@ def start(
     api_key: str | None = None,
     progress: bool = True,
     announce=print,
+    clock: Clock | None = None,
 ) -> SearchResult:
-    """A new run: check the model and the data, parse the spec, create the run folder, search."""
+    """A new run: check the model and the data, parse the spec, create the run folder, search. ``clock``
+    (default: the system's) is what carbon pacing and event times read; tests simulate one."""
     chat = make_chat(cfg, api_key)
+    if cfg.carbon_forecast is not None:
+        Grid.from_csv(cfg.carbon_forecast)  # a bad forecast is an error before the run folder exists
     data = load_data(cfg)
     spec = make_spec(cfg, data, chat, announce)
     announce("Task spec:\n  " + spec.summary().replace("\n", "\n  "))
@@ -197,7 +202,7 @@ def start(
         cfg.requirements,
     )
     announce(f"Run folder: {folder}")
-    return _search(cfg, spec, data, store, chat, progress)
+    return _search(cfg, spec, data, store, chat, progress, clock=clock)
 
 
 def resume(
@@ -207,6 +212,7 @@ def resume(
     api_key: str | None = None,
     progress: bool = True,
     announce=print,
+    clock: Clock | None = None,
 ) -> SearchResult:
     """Continue a run from its folder: the last checkpoint plus the evaluations logged after it."""
     store = RunStore.open(folder)
@@ -217,7 +223,7 @@ def resume(
         store.update_run_info(config=cfg.model_dump(mode="json"))
     spec = TaskSpec.model_validate(info["spec"])
     announce(f"Resuming {folder}")
-    return _search(cfg, spec, load_data(cfg), store, make_chat(cfg, api_key), progress)
+    return _search(cfg, spec, load_data(cfg), store, make_chat(cfg, api_key), progress, clock=clock)
 
 
 def refine(
@@ -298,7 +304,10 @@ def _search(
     chat: ChatModel | None,
     progress: bool,
     between_rounds=None,
+    clock: Clock | None = None,
 ) -> SearchResult:
+    clock = clock or SystemClock()
+    grid, pacer = _carbon(cfg, clock)
     proposer = make_proposer(cfg, spec, store, chat)
     tuner = _finetuner(cfg, chat, store)
     listeners = [*([tuner] if tuner else []), *([between_rounds] if between_rounds else []), BestExport()]
@@ -309,7 +318,19 @@ def _search(
         with make_executor(cfg) as pool:
             data.write_worker_files(pool.data_dir)
             store.append(SandboxEvent(layers=containment()))
-            search = Search(cfg, spec, data, proposer, pool, store, progress=progress, listeners=listeners)
+            search = Search(
+                cfg,
+                spec,
+                data,
+                proposer,
+                pool,
+                store,
+                progress=progress,
+                listeners=listeners,
+                clock=clock,
+                grid=grid,
+                pacer=pacer,
+            )
             if tuner is not None:
                 tuner(search)  # catches up after a kill
             result = _with_usage(search.run(cfg.budget), store, chat)
@@ -332,6 +353,14 @@ def _search(
         store.close()
         if not failed:
             _write_report(store.folder)
+
+
+def _carbon(cfg: RunConfig, clock: Clock) -> tuple[Grid, CarbonPacer | None]:
+    """The grid's intensity (the forecast, else the constant) and, with a forecast, the round pacer."""
+    if cfg.carbon_forecast is None:
+        return Grid.constant(cfg.carbon_g_per_kwh), None
+    grid = Grid.from_csv(cfg.carbon_forecast)
+    return grid, CarbonPacer(grid, deadline_at(cfg.deadline, clock.now()), clock)
 
 
 def _with_usage(result: SearchResult, store: RunStore, chat: ChatModel | None) -> SearchResult:

@@ -9,6 +9,7 @@ evaluations already on disk are taken from the log instead of being run again.
 
 End-of-round work that the loop does not know by name (best/ export, fine-tuning, interactive
 refinement) plugs in as listeners: callables that get the Search and may return False to stop the run.
+A pacer (engine/carbon.py) runs after them when the run goes on: it may wait, never change a proposal.
 
 Over 400 lines as one cohesive thing: the steps of a round share the run's learning state (RNG, policy,
 archive, proposer, checkpoint), and reading them in order is the point of this file.
@@ -29,6 +30,7 @@ from tqdm import tqdm
 from llmnas.candidate import checks
 from llmnas.config import RunConfig
 from llmnas.engine.archive import Archive, Entry
+from llmnas.engine.carbon import Clock, Grid
 from llmnas.engine.evaluation import Evaluator
 from llmnas.engine.interrupt import StopFlag
 from llmnas.engine.pareto import objectives_for
@@ -100,6 +102,9 @@ class Search:
         *,
         progress: bool = True,
         listeners: Sequence[RoundListener] = (),
+        clock: Clock | None = None,
+        grid: Grid | None = None,
+        pacer: RoundListener | None = None,
     ):
         self.cfg, self.spec, self.data = cfg, spec, data
         self.proposer, self.store = proposer, store
@@ -125,11 +130,14 @@ class Search:
         self.budget = cfg.budget
         self.progress = progress
         self.listeners = list(listeners)
+        self.pacer = pacer
         self.stop = StopFlag()
         log_so_far = store.replay()
         self._logged = {(e.round, e.slot) for e in log_so_far.of(ProposalEvent)}
         done = {e.candidate_id: e for e in log_so_far.of(EvaluationEvent)}
-        self.evaluator = Evaluator(cfg, spec, data, executor, store, done, self.stop.as_completed)
+        self.evaluator = Evaluator(
+            cfg, spec, data, executor, store, done, self.stop.as_completed, clock=clock, grid=grid
+        )
         if self._restore():
             self.apply_spec(spec)
 
@@ -398,16 +406,17 @@ class Search:
         try:
             with self.stop.installed():
                 while self.proposed < budget:
-                    size = math.ceil(
-                        self.cfg.workers / (self.cfg.prescreen_keep if self.cfg.prescreen else 1)
-                    )
                     self.stop.check()
-                    self.run_round(min(size, budget - self.proposed), bar if self.progress else None)
+                    self.run_round(
+                        min(self.round_size, budget - self.proposed), bar if self.progress else None
+                    )
                     reason = self._end_round()
                     if reason and self.proposed < budget:
                         log.warning("%s", reason)
                         self.store.append(StoppedEvent(reason=reason))
                         break
+                    if self.pacer is not None:
+                        self.pacer(self)
         except BudgetExhausted as exc:
             log.warning("%s: the run ends here; finished work is saved (raise the budget and resume)", exc)
             self.store.append(StoppedEvent(reason=str(exc)))
@@ -426,6 +435,11 @@ class Search:
         answers = [listener(self) for listener in self.listeners]
         reasons = [a for a in answers if isinstance(a, str)]
         return reasons[0] if reasons else ("stopped by the user" if False in answers else None)
+
+    @property
+    def round_size(self) -> int:
+        """Proposals per round: one per worker, more when pre-screening drops some before training."""
+        return math.ceil(self.cfg.workers / (self.cfg.prescreen_keep if self.cfg.prescreen else 1))
 
     @property
     def finished(self) -> bool:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from llmnas import __version__
-from llmnas.report.plots import operator_colour, pareto_png, progress_png
+from llmnas.report.plots import carbon_png, operator_colour, pareto_png, progress_png
 from llmnas.runs.events import quality
 from llmnas.runs.layout import CODE, REPLY, RunLayout
 from llmnas.runs.read import (
@@ -344,6 +344,31 @@ def _plots(run: RunData, pareto: bytes, progress: bytes) -> str:
     )
 
 
+def _carbon(run: RunData, png: bytes | None) -> str:
+    """CO2 over time, when evaluations carry an estimate (every run since the estimate was added)."""
+    if png is None:
+        return ""
+    grams = sum(c.metric("co2_g") or 0.0 for c in run.candidates)
+    kwh = sum(c.metric("energy_kwh") or 0.0 for c in run.candidates)
+    cfg = run.info.get("config") if isinstance(run.info.get("config"), dict) else {}
+    paused = sum(p.seconds for p in run.pauses)
+    how = (
+        f"charged the forecast's intensity ({esc(cfg.get('carbon_forecast'))}) at its time; grey bands: "
+        f"{len(run.pauses)} pause(s) for lower-carbon windows, {paused / 3600:.2f} h in all"
+        if cfg.get("carbon_forecast")
+        else f"charged the constant {fmt(cfg.get('carbon_g_per_kwh'), 'g')} gCO2/kWh"
+    )
+    return (
+        '<section id="carbon"><h2>Energy and CO2</h2>'
+        f"{_img(png, 'Estimated CO2 over time and the grid intensity each evaluation was charged')}"
+        f'<p class="caption">Estimated {fmt(kwh * 1000, ".3g")} Wh and {fmt(grams, ".3g")} g CO2 in all: '
+        f"each evaluation's wall time in its worker times {fmt(cfg.get('power_watts'), 'g')} W, {how}. "
+        "Black: CO2 so far; orange dots: the intensity each evaluation was charged (right axis), over the "
+        "forecast when there is one.</p>"
+        "</section>"
+    )
+
+
 def _leaderboard(run: RunData, anchors: dict[str, str]) -> str:
     rows = leaderboard_rows(run)
     if not rows:
@@ -594,7 +619,7 @@ def live_sections(run: RunData, pareto: bytes, progress: bytes) -> str:
     )
 
 
-def render_html(run: RunData, pareto: bytes, progress: bytes) -> str:
+def render_html(run: RunData, pareto: bytes, progress: bytes, carbon: bytes | None = None) -> str:
     s = summary(run)
     anchors = _anchor(run)
     generated = datetime.now(UTC).isoformat(timespec="seconds")
@@ -604,6 +629,7 @@ def render_html(run: RunData, pareto: bytes, progress: bytes) -> str:
             ("requirements", "requirements"),
             ("pareto", "Pareto front"),
             ("progress", "progress"),
+            *([("carbon", "CO2")] if carbon is not None else []),
             ("leaderboard", "leaderboard"),
             ("operators", "operators"),
             ("candidates", "candidates"),
@@ -616,6 +642,7 @@ def render_html(run: RunData, pareto: bytes, progress: bytes) -> str:
         f"<title>llmnas report: {esc(s['run'])}</title><style>{CSS}</style></head><body><main>"
         f"{_header(run, s)}<p class='sub'>{nav}</p>"
         f"{_requirements(run)}{_best(run, anchors)}{_plots(run, pareto, progress)}"
+        f"{_carbon(run, carbon)}"
         f"{_leaderboard(run, anchors)}{_statistics(run)}{_candidates(run, anchors)}{_problems(run)}"
         f"<footer>Generated {esc(generated)} by llmnas {esc(__version__)} from {esc(run.folder)}</footer>"
         "</main></body></html>\n"
@@ -623,17 +650,20 @@ def render_html(run: RunData, pareto: bytes, progress: bytes) -> str:
 
 
 def render_report(run_dir: Path, out: Path | None = None) -> Path:
-    """Write ``out`` (default RUN/report.html) and RUN/plots/{pareto,progress}.png; returns the HTML path."""
+    """Write ``out`` (default RUN/report.html) and RUN/plots/{pareto,progress,carbon}.png; returns the HTML
+    path."""
     run = load_run(Path(run_dir))
-    pareto, progress = pareto_png(run), progress_png(run)
+    pareto, progress, carbon = pareto_png(run), progress_png(run), carbon_png(run)
     plots = RunLayout(run.folder).plots
     try:
         plots.mkdir(exist_ok=True)
         write_atomic(plots / "pareto.png", pareto)
         write_atomic(plots / "progress.png", progress)
+        if carbon is not None:
+            write_atomic(plots / "carbon.png", carbon)
     except OSError as exc:  # a read-only run folder still gets its report elsewhere
         log.warning("could not write plots into %s: %s", plots, exc)
     path = Path(out) if out is not None else RunLayout(run.folder).report
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, render_html(run, pareto, progress))
+    write_atomic(path, render_html(run, pareto, progress, carbon))
     return path

@@ -261,3 +261,63 @@ def progress_png(run: RunData) -> bytes:
     ax.set_ylabel(f"validation {run.score_name}", fontsize=10)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     return _png(fig)
+
+
+def carbon_png(run: RunData) -> bytes | None:
+    """CO2 over time: the cumulative estimate (left axis) and the grid intensity each evaluation was
+    charged (right axis), with carbon pacing's pauses shaded; None when no evaluation has a CO2 figure."""
+    from datetime import datetime
+
+    charged = sorted(
+        (datetime.fromisoformat(c.time), c.metric("co2_g"), c.metric("carbon_g_per_kwh"))
+        for c in run.candidates
+        if c.time and c.metric("co2_g") is not None
+    )
+    if not charged:
+        return None
+    fig = _figure(11, 3.6)
+    ax = fig.subplots()
+    _style(ax)
+    total, cumulative = 0.0, []
+    for _, grams, _ in charged:
+        total += grams
+        cumulative.append(total)
+    times = [t for t, _, _ in charged]
+    ax.step(times, cumulative, where="post", color="#222222", linewidth=1.8, label="CO2 so far", zorder=4)
+    for pause in run.pauses:
+        start, until = datetime.fromisoformat(pause.time), datetime.fromisoformat(pause.until)
+        ax.axvspan(start, until, color=GREY, alpha=0.25, linewidth=0, zorder=1)
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel("estimated CO2 (g)", fontsize=10)
+    ax.set_xlabel("time (UTC)", fontsize=10)
+    intensity = [(t, g) for t, _, g in charged if g is not None]
+    if intensity:
+        right = ax.twinx()
+        right.scatter(*zip(*intensity, strict=True), s=22, color=FRONT, label="intensity charged", zorder=3)
+        if forecast := _forecast(run, times[0], times[-1]):
+            right.step(*zip(*forecast, strict=True), where="post", color=FRONT, alpha=0.35, linewidth=1)
+        right.set_ylabel("gCO2/kWh", fontsize=10, color=FRONT)
+        right.set_ylim(bottom=0)
+        right.tick_params(colors=FRONT, labelsize=9)
+        right.spines["top"].set_visible(False)
+    fig.autofmt_xdate()
+    return _png(fig)
+
+
+def _forecast(run: RunData, first, last) -> list:
+    """The run's carbon forecast (when it has one and the file is still there) from ``first`` to ``last``."""
+    from datetime import UTC, datetime
+
+    from llmnas.engine.carbon import Grid
+    from llmnas.errors import UserError
+
+    path = (run.info.get("config") or {}).get("carbon_forecast")
+    if not isinstance(path, str):
+        return []
+    try:
+        grid = Grid.from_csv(path)
+    except UserError:
+        return []
+    a, b = first.timestamp(), last.timestamp()
+    edges = [a, *(t for t in grid.times if a < t < b), b]
+    return [(datetime.fromtimestamp(t, UTC), grid.at(t)) for t in edges]

@@ -43,8 +43,10 @@ def quality(metrics: Mapping[str, Any]) -> float | None:
     return next((v for k in QUALITY if (v := metrics.get(k)) is not None), None)
 
 
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+def now(at: float | None = None) -> str:
+    """An event's time: now, or ``at`` (epoch seconds, from the run's clock), in UTC to the second."""
+    stamp = datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
+    return stamp.isoformat(timespec="seconds")
 
 
 class Metrics(BaseModel):
@@ -75,7 +77,9 @@ class Metrics(BaseModel):
     test_rmse: NonNegative | None = None
     test_r2: UpToOne | None = None
     energy_kwh: NonNegative | None = None
+    carbon_g_per_kwh: NonNegative | None = None  # the grid's mean intensity while it ran
     co2_g: NonNegative | None = None
+    predicted_acc: Fraction | None = None  # --prescreen predictor's guess, before training
     proxies: dict[str, Finite | None] = {}
 
     @model_validator(mode="after")
@@ -171,6 +175,15 @@ class SandboxEvent(_Event):
     layers: dict[str, str]
 
 
+class PauseEvent(_Event):
+    """The run waits between rounds for a lower-carbon window (engine/carbon.py)."""
+
+    type: Literal["pause"] = "pause"
+    until: str
+    seconds: NonNegative
+    reason: Shown = ""
+
+
 class StoppedEvent(_Event):
     type: Literal["stopped"] = "stopped"
     reason: Shown
@@ -233,6 +246,7 @@ Event = Annotated[
     | RoundEvent
     | SandboxEvent
     | StoppedEvent
+    | PauseEvent
     | RefineEvent
     | LLMCallEvent
     | LLMReplyEvent

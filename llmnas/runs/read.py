@@ -25,6 +25,7 @@ from llmnas.runs.events import (
     EvaluationEvent,
     FinalEvent,
     LLMCallEvent,
+    PauseEvent,
     ProposalEvent,
     RefineEvent,
     RoundEvent,
@@ -110,6 +111,7 @@ class RunData:
     last_event_time: str | None
     problems: list[str] = field(default_factory=list)  # log lines that could not be read
     finals: list[FinalEvent] = field(default_factory=list)  # --final-train results, in log order
+    pauses: list[PauseEvent] = field(default_factory=list)  # carbon pacing's waits between rounds
 
     @property
     def passed(self) -> list[Candidate]:
@@ -196,6 +198,7 @@ def load_run(run_dir: Path) -> RunData:
         last,
         log_so_far.problems,
         log_so_far.of(FinalEvent),
+        log_so_far.of(PauseEvent),
     )
 
 
