@@ -211,16 +211,20 @@ is still parsing untrusted data: llmnas first loaded it in a separate, limited p
 ({note}; standard ONNX operators only, no custom operators or external data). Load it the same way:
 the default CPU provider, no custom-op libraries."""
 
-DECODE = {
-    "classification": (
-        "labels = np.asarray(pre.classes)[outputs.argmax(axis=1)]",
-        "logits for {num_classes} classes, in the order of `classes`",
-    ),
-    "regression": (
-        "values = preprocess.values(pre, outputs)   # in the target's units",
-        "one value per sample on the standardised target's scale (`preprocess.values` maps it back)",
-    ),
-}
+
+def decoding(pre, num_classes: int) -> dict[str, str]:
+    """ONNX_USE's last line and its output's description: labels from logits, or regression values."""
+    if pre is not None and pre.target:
+        return {
+            "decode": "values = preprocess.values(pre, outputs)   # in the target's units",
+            "output": "one value per sample on the standardised target's scale (`preprocess.values` maps "
+            "it back)",
+        }
+    return {
+        "decode": "labels = np.asarray(pre.classes)[outputs.argmax(axis=1)]",
+        "output": f"logits for {num_classes} classes, in the order of `classes`",
+    }
+
 
 NO_ONNX = """No `{onnx_file}` in this export: {note}. Without it, running the model means running
 `{code_file}` (below)."""

@@ -240,8 +240,7 @@ def export_candidate(
         "sample_shape": None if pre is None else pre.sample_shape,  # the checked ONNX needs the data
         "outside": None if pre is None else _outside(pre),
     }
-    decode, output = text.DECODE["regression" if pre is not None and pre.target else "classification"]
-    fmt |= {"decode": decode, "output": output.format(**fmt)}
+    fmt |= text.decoding(pre, num_classes)
     (out_dir / README_FILE).write_text(
         text.README.format(
             title=title,
