@@ -98,8 +98,9 @@ def _kill_worker(executor: RayExecutor, not_pid: int | None = None) -> int:
     """SIGKILL the (single) actor process of ``executor`` once it is up; its pid."""
     deadline = time.monotonic() + 60
     while True:
-        pid = executor.workers_info()[0]["pid"]
-        if pid != not_pid:
+        placed = executor.workers_info()
+        if placed and placed[0]["pid"] != not_pid:
+            pid = placed[0]["pid"]
             break
         assert time.monotonic() < deadline, "no replacement worker appeared"
         time.sleep(0.2)

@@ -29,21 +29,21 @@ def make_job(
     cfg: RunConfig,
     spec: TaskSpec,
     data: Dataset,
-    data_dir: Path,
+    executor: Executor,
     cid: str,
     code: str,
     *,
     screen: bool = False,
 ) -> Job:
-    """The sandbox job for one candidate: the spec's hard limits travel with it; ``screen`` stops after
-    the pre-screening proxy."""
+    """The sandbox job for one candidate on ``executor`` (its data folder and device): the spec's hard
+    limits travel with it; ``screen`` stops after the pre-screening proxy."""
     return Job(
         proxies=(cfg.prescreen,) if cfg.prescreen else (),
         screen_only=screen,
         save_weights=not screen,
         candidate_id=cid,
         code=code,
-        data_dir=str(data_dir),
+        data_dir=str(executor.data_dir),
         input_shape=data.input_shape,
         num_classes=data.num_classes,
         seed=cfg.seed,
@@ -52,7 +52,7 @@ def make_job(
         max_flops=spec.max_flops,
         max_latency_ms=spec.max_latency_ms,
         threads=cfg.threads,
-        device="cuda" if cfg.device == "cuda" else "cpu",
+        device=executor.device,
     )
 
 
@@ -73,7 +73,13 @@ def failed(round_: int, cid: str, stage: Stage | str, message: str, metrics: dic
 def judge(result: Result, folder: Path, data: Dataset, spec: TaskSpec, cfg: RunConfig, round_: int = 0):
     """Driver-side verdict on a sandbox result: scored predictions, checked size, hard limits, reward, and
     energy/CO2 estimated from the evaluation's wall time and the configured power and grid intensity."""
-    cid, extra = result.candidate_id, {"device": result.device, "wall_seconds": result.wall_seconds}
+    cid = result.candidate_id
+    extra = {
+        "device": result.device,
+        "wall_seconds": result.wall_seconds,
+        "node": result.node,
+        "retries": result.retries,
+    }
     if not result.ok:
         return failed(round_, cid, result.stage or Stage.crash, result.message, **extra)
     values = result.metrics.model_dump()
@@ -133,7 +139,7 @@ class Evaluator:
         return {i: self.done[cid] for i, (cid, _) in candidates.items()}
 
     def _submit(self, cid: str, code: str, screen: bool = False) -> Future[Result]:
-        job = make_job(self.cfg, self.spec, self.data, self.executor.data_dir, cid, code, screen=screen)
+        job = make_job(self.cfg, self.spec, self.data, self.executor, cid, code, screen=screen)
         return self.executor.submit(job, self.store.candidate_dir(cid))
 
     def _record(self, event: EvaluationEvent) -> None:

@@ -1,8 +1,10 @@
 """The search loop: choose → propose → check → evaluate → learn → record, one round at a time.
 
-Work proceeds in rounds of ``workers`` proposals. Proposals depend only on the seeded RNG and on
-rounds already processed (in submission order), so the same seed and the same model replies give the
-same run, whatever order the workers finish in. Each evaluation is appended to events.jsonl the moment
+Work proceeds in rounds of as many proposals as the executor can evaluate at once (asked at the start of
+each round: a Ray cluster's room changes as nodes join or leave). Proposals depend only on the seeded
+RNG, on rounds already processed (in submission order) and on those round sizes, so the same seed, the
+same model replies and the same sizes give the same run, whatever order the workers finish in. Each
+proposal logs its round's size, so a resumed round is replayed at the size it had. Each evaluation is appended to events.jsonl the moment
 it finishes (search/evaluation.py); the learning state is checkpointed after each round. Resume restores
 the last checkpoint and replays the interrupted round: its proposals come out the same, and the
 evaluations already on disk are taken from the log instead of being run again.
@@ -117,6 +119,8 @@ class Search:
         self.stop = StopFlag()
         log_so_far = store.replay()
         self._logged = {(e.round, e.slot) for e in log_so_far.of(ProposalEvent)}
+        self._sizes = {e.round: e.round_size for e in log_so_far.of(ProposalEvent) if e.round_size}
+        self._size = 0  # proposals the current round counts
         done = {e.candidate_id: e for e in log_so_far.of(EvaluationEvent)}
         self.evaluator = Evaluator(cfg, spec, data, executor, store, done, self.stop.as_completed)
         if self._restore():
@@ -270,6 +274,7 @@ class Search:
                 usage=p.usage,
                 decisions=list(p.decisions),
                 repairs=slot.attempts,
+                round_size=self._size,
             )
         )
 
@@ -278,6 +283,7 @@ class Search:
         """``n`` proposals that count against the budget. A duplicate is proposed again at once (up to
         REPROPOSALS times), and a candidate the sandbox finds over a hard limit before training is given
         back to the budget (at most ``budget`` of them in a run): neither wastes an evaluation."""
+        self._size = n
         seen: set[str] = set()
         slots: list[_Slot] = []
         ending: RunEnding | None = None  # the model's budget or endpoint ended the run mid-round
@@ -387,11 +393,8 @@ class Search:
         try:
             with self.stop.installed():
                 while self.proposed < budget:
-                    size = math.ceil(
-                        self.cfg.workers / (self.cfg.prescreen_keep if self.cfg.prescreen else 1)
-                    )
                     self.stop.check()
-                    self.run_round(min(size, budget - self.proposed), bar if self.progress else None)
+                    self.run_round(self._round_size(budget), bar if self.progress else None)
                     reason = self._end_round()
                     if reason and self.proposed < budget:
                         log.warning("%s", reason)
@@ -408,6 +411,15 @@ class Search:
         finally:
             bar.close()
         return self.result()
+
+    def _round_size(self, budget: int) -> int:
+        """Proposals this round counts: what the executor can evaluate at once now (more with a
+        pre-screen, which trains only a share), within the budget; a replayed round keeps its size."""
+        if self.round in self._sizes:
+            return min(self._sizes[self.round], budget - self.proposed)
+        capacity = self.evaluator.executor.capacity()
+        size = math.ceil(capacity / (self.cfg.prescreen_keep if self.cfg.prescreen else 1))
+        return min(size, budget - self.proposed)
 
     def _end_round(self) -> str | None:
         """Run every listener (each one, even after one asked to stop). A listener stops the run by
