@@ -15,7 +15,9 @@ from pathlib import Path
 
 import executor_contract as contract
 import pytest
+from conftest import logged
 
+from llmnas.cli import main
 from llmnas.errors import UserError
 from llmnas.execute.local import LocalPool
 from llmnas.execute.ray import RayExecutor, import_ray
@@ -156,9 +158,60 @@ def test_ray_worker_dying_twice_marks_the_candidate(make_executor, data, tmp_pat
 
 
 @needs_ray
+def test_ray_worker_that_stops_answering_is_replaced_at_the_deadline(make_executor, data, tmp_path):
+    """A frozen worker (SIGSTOP: no death Ray could notice) is given up on at the candidate's limit plus
+    the margin, and the candidate runs again on a new worker."""
+    with make_executor("ray", 1, Limits(timeout_s=4), deadline_margin_s=2) as ex:
+        assert contract.run(ex, data, contract.GOOD, tmp_path / "warm", "warm").ok
+        frozen = ex.workers_info()[0]["pid"]
+        os.kill(frozen, signal.SIGSTOP)
+        try:
+            start = time.monotonic()
+            result = contract.run(ex, data, contract.GOOD, tmp_path / "again", "again")
+            waited = time.monotonic() - start
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(frozen, signal.SIGKILL)
+        assert result.ok and result.retries == 1, result
+        assert 6 <= waited < 60, waited
+        assert ex.restarts == 1 and ex.workers_info()[0]["pid"] != frozen
+        assert contract.recorded(tmp_path / "again") == result
+
+
+@needs_ray
+def test_ray_slots_are_what_the_cluster_has_room_for_capped_by_workers(ray_instance):
+    """The 2-CPU instance at half a CPU per worker has room for 4; a cap of 1 is 1; the room counts what
+    Ray reports, not the CPUs of this machine."""
+    with RayExecutor(None, cpus_per_task=0.5) as ex:
+        assert ex.capacity() == 4 == ex.workers
+    with RayExecutor(1, cpus_per_task=0.5) as ex:
+        assert ex.capacity() == 1
+    with RayExecutor(None, cpus_per_task=0.25) as ex:
+        assert ex.capacity() == 8
+
+
+@needs_ray
 def test_ray_refuses_gpus_the_cluster_does_not_have(ray_instance):
     with pytest.raises(ValueError, match="not enough for one worker"):
         RayExecutor(1, gpus_per_task=1)
+    with pytest.raises(UserError, match="--device cuda: no CUDA device is visible in the Ray cluster"):
+        RayExecutor(1, device="cuda")
+    with RayExecutor(1, device="auto", cpus_per_task=0.5) as ex:
+        assert ex.device == "cpu"  # auto without GPUs in the cluster
+
+
+@needs_ray
+def test_cli_search_on_ray_logs_where_each_candidate_ran(ray_instance, tmp_path):
+    """--executor ray through the command line on the running instance: --workers 1 caps the rounds at one
+    candidate, and every evaluation names the Ray node that ran it."""
+    run = tmp_path / "run"
+    argv = ["search", "classify 8x8 digits", "--data", "digits", "--max-samples", "300", "--steps", "20"]
+    argv += ["--budget", "2", "--executor", "ray", "--workers", "1", "--out", str(run)]
+    assert main(argv) == 0
+    events = logged(run)
+    node = ray_instance.get_runtime_context().get_node_id()
+    assert [e["round_size"] for e in events if e["type"] == "proposal"] == [1, 1]
+    assert [(e["node"], e["retries"]) for e in events if e["type"] == "evaluation"] == [(node, 0)] * 2
 
 
 # -- no Ray needed ----------------------------------------------------------------------------------

@@ -230,7 +230,7 @@ class RayExecutor:
         self._actor_class = ray.remote(**options)(_Evaluator)
         self._limits_json = self.limits.model_dump_json()
         self._preload = tuple(preload)
-        self._lock = threading.RLock()  # Ray may call _placed back at once
+        self._lock = threading.Lock()
         self._closed = False
         self._data_box: list | None = None
         self._seats: list[_Seat] = []
@@ -275,7 +275,10 @@ class RayExecutor:
 
     def _start(self) -> _Seat:
         seat = _Seat(self._actor_class.remote(self._limits_json, self._preload))
-        seat.info_ref.future().add_done_callback(lambda answer: self._placed(seat, answer))
+        # Ray runs the callback on a thread of its own, where calling Ray again can deadlock.
+        seat.info_ref.future().add_done_callback(
+            lambda answer: threading.Thread(target=self._placed, args=(seat, answer), daemon=True).start()
+        )
         return seat
 
     def _placed(self, seat: _Seat, answer: Future) -> None:
