@@ -142,7 +142,6 @@ def test_ray_worker_death_retries_the_candidate(make_executor, data, tmp_path):
 
 
 @needs_ray
-@pytest.mark.slow
 def test_ray_worker_dying_twice_marks_the_candidate(make_executor, data, tmp_path):
     with make_executor("ray", 1, Limits(timeout_s=30)) as ex:
         out = tmp_path / "doomed"
@@ -158,24 +157,28 @@ def test_ray_worker_dying_twice_marks_the_candidate(make_executor, data, tmp_pat
 
 
 @needs_ray
-def test_ray_worker_that_stops_answering_is_replaced_at_the_deadline(make_executor, data, tmp_path):
-    """A frozen worker (SIGSTOP: no death Ray could notice) is given up on at the candidate's limit plus
-    the margin, and the candidate runs again on a new worker."""
-    with make_executor("ray", 1, Limits(timeout_s=4), deadline_margin_s=2) as ex:
-        assert contract.run(ex, data, contract.GOOD, tmp_path / "warm", "warm").ok
+def test_ray_worker_that_stops_answering_is_given_up_at_the_deadline(make_executor, data, tmp_path):
+    """A frozen worker (SIGSTOP: no death Ray could notice) is given up on at the deadline (the
+    candidate's limit plus a margin for starting actors and zygotes) and replaced; the executor goes on."""
+    with make_executor("ray", 1, Limits(timeout_s=4), retries=0) as ex:
+        assert contract.run(ex, data, contract.GOOD, tmp_path / "warm", "warm").ok  # zygote warm
+        margin, ex.deadline_s = ex.deadline_s, 6  # 4 s + 2 min by default: a test cannot wait that long
         frozen = ex.workers_info()[0]["pid"]
         os.kill(frozen, signal.SIGSTOP)
         try:
             start = time.monotonic()
-            result = contract.run(ex, data, contract.GOOD, tmp_path / "again", "again")
+            result = contract.run(ex, data, contract.GOOD, tmp_path / "frozen", "frozen")
             waited = time.monotonic() - start
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(frozen, signal.SIGKILL)
-        assert result.ok and result.retries == 1, result
-        assert 6 <= waited < 60, waited
-        assert ex.restarts == 1 and ex.workers_info()[0]["pid"] != frozen
-        assert contract.recorded(tmp_path / "again") == result
+        assert not result.ok and result.stage == Stage.crash, result
+        assert "ray worker died once" in result.message and "timed out" in result.message
+        assert 6 <= waited < 30, waited
+        assert contract.recorded(tmp_path / "frozen") == result and ex.restarts == 1
+        ex.deadline_s = margin
+        assert contract.run(ex, data, contract.GOOD, tmp_path / "after", "after").ok  # a new worker
+        assert ex.workers_info()[0]["pid"] != frozen
 
 
 @needs_ray

@@ -180,7 +180,6 @@ class RayExecutor:
         cpus_per_task: float = 1,
         retries: int = 1,
         preload: tuple[str, ...] = (),
-        deadline_margin_s: float = _DEADLINE_MARGIN_S,
         init_kwargs: dict | None = None,
     ):
         if (gpus_per_task or 0) < 0 or cpus_per_task <= 0 or retries < 0 or (workers or 1) < 1:
@@ -213,7 +212,8 @@ class RayExecutor:
         self.limits = limits or Limits()
         self.retries = retries
         self.restarts = 0
-        self._deadline_s = self.limits.timeout_s + deadline_margin_s
+        # How long one call may take before its worker counts as lost.
+        self.deadline_s = self.limits.timeout_s + _DEADLINE_MARGIN_S
         self.root = Path(tempfile.mkdtemp(prefix="llmnas-ray-"))
         self.data_dir = self.root / "data"
         self.data_dir.mkdir(mode=0o755)
@@ -331,7 +331,7 @@ class RayExecutor:
                 with self._lock:
                     placed = any(s.info for s in self._seats)
                 unplaced_s = 0.0 if placed else unplaced_s + _POLL_S
-                if unplaced_s >= self._deadline_s:
+                if unplaced_s >= self.deadline_s:
                     return None
                 if not placed:
                     self.capacity()  # a node may have joined since
@@ -420,11 +420,11 @@ class RayExecutor:
             seat = self._acquire()
             if seat is None:
                 closed = "the Ray executor was closed while this candidate was queued or running"
-                late = f"no Ray worker could be placed within {self._deadline_s:g} s ({self._resources()})"
+                late = f"no Ray worker could be placed within {self.deadline_s:g} s ({self._resources()})"
                 return crash_result(job, closed if self._closed else late, retries=len(deaths))
             try:
                 ref = seat.actor.evaluate.remote(job_json, box)
-                files = ray.get(ref, timeout=self._deadline_s)
+                files = ray.get(ref, timeout=self.deadline_s)
             except ray.exceptions.RayTaskError as exc:  # our code raised on the node: not a lost worker
                 self._release(seat)
                 return crash_result(job, f"ray worker error: {_first_line(exc.cause or exc)}")
