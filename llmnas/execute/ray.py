@@ -1,7 +1,7 @@
 """The Executor seam on Ray: a cluster evaluates candidates while one driver searches.
 
-Each worker slot is a Ray actor that wraps a one-slot :class:`~llmnas.execute.local.LocalPool` on its
-node, so every candidate still runs as a forked, confined child of a warm sandbox zygote there: Ray only
+Each worker slot is a Ray actor (:class:`~llmnas.execute.ray_node.NodeSlot`) that wraps a one-slot
+:class:`~llmnas.execute.local.LocalPool` on its node, so every candidate still runs as a forked, confined child of a warm sandbox zygote there: Ray only
 moves jobs and bytes. Actors (rather than plain tasks) keep the zygote warm and the data written once
 per slot; each actor holds ``cpus_per_task`` CPUs and ``gpus_per_task`` GPUs for its lifetime. The
 slots follow the cluster: at the start of each round the search asks :meth:`RayExecutor.capacity`,
@@ -22,13 +22,16 @@ the cluster has room for it) and the candidate runs again on the next free worke
 to ``retries`` times; after that the candidate is recorded as a crash with a message that says so. The
 result names the node that answered and how many workers were lost on the way. No candidate is lost
 and the future never raises.
+
+Over 400 lines as one cohesive thing: following the cluster, handing seats to candidates, losing a worker
+and retrying its candidate all change one set of seats under one lock; reading them together is how to
+check that no candidate is lost or run twice at once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import queue
 import shutil
 import tempfile
@@ -40,7 +43,7 @@ from typing import Any
 from llmnas.config import resolve_device
 from llmnas.errors import UserError
 from llmnas.execute.base import clear_outputs, crash_result, output_limits, verdict
-from llmnas.execute.stale import sweep_sandbox
+from llmnas.execute.ray_node import NodeSlot
 from sandbox.protocol import (
     DATA_FILES,
     RESULT_FILE,
@@ -66,84 +69,6 @@ def import_ray():
     except ImportError as exc:
         raise UserError(f"the Ray executor needs the `ray` package. {INSTALL_HINT}") from exc
     return ray
-
-
-class _Evaluator:
-    """Runs on a Ray node (wrapped by ``ray.remote`` at runtime): one warm sandbox slot."""
-
-    def __init__(self, limits_json: str, preload: tuple[str, ...]):
-        from llmnas.execute.local import LocalPool
-
-        self.limits = Limits.model_validate_json(limits_json)
-        self._gpu_ids = self._assigned_gpus()
-        self.pool = LocalPool(
-            1, self.limits, preload=preload, gpus=[",".join(self._gpu_ids)] if self._gpu_ids else 0
-        )
-        self._data_ready = False
-        self._outputs = output_limits(self.limits)
-
-    @staticmethod
-    def _assigned_gpus() -> list[str]:
-        """The GPUs Ray assigned to this actor: the sandbox's scrubbed environment gets exactly these."""
-        import ray
-
-        return [str(i) for i in ray.get_runtime_context().get_accelerator_ids().get("GPU", [])]
-
-    def info(self) -> dict:
-        import ray
-
-        from llmnas import __version__
-
-        return {
-            "pid": os.getpid(),
-            "node": ray.util.get_node_ip_address(),
-            "node_id": ray.get_runtime_context().get_node_id(),
-            "root": str(self.pool.root),
-            "gpus": self._gpu_ids,
-            "llmnas": __version__,
-        }
-
-    def sweep(self, node: str, root: str) -> bool:
-        """Clean up after a dead actor that ran on this node: kill what still runs in its sandbox
-        folder (its zygote and candidate outlive it) and remove the folder."""
-        import ray
-
-        return node == ray.util.get_node_ip_address() and sweep_sandbox(Path(root))
-
-    def _write_data(self, boxed: list) -> None:
-        import numpy as np
-        import ray
-
-        arrays = ray.get(boxed[0])
-        folder = self.pool.data_dir
-        folder.mkdir(parents=True, exist_ok=True)
-        folder.chmod(0o755)
-        for name in DATA_FILES:
-            path = folder / name
-            np.save(path, np.ascontiguousarray(arrays[name]), allow_pickle=False)
-            path.chmod(0o644)
-        self._data_ready = True
-
-    def evaluate(self, job_json: str, boxed_data: list) -> dict[str, bytes]:
-        """Evaluate one job in this node's sandbox; the bytes of what it left, by file name."""
-        if not self._data_ready:
-            self._write_data(boxed_data)
-        job = Job.model_validate_json(job_json)
-        job = job.model_copy(update={"data_dir": str(self.pool.data_dir)})
-        out = Path(tempfile.mkdtemp(prefix="out-", dir=self.pool.root))
-        try:
-            self.pool.submit(job, out).result()
-            files = {}
-            for name, limit in self._outputs.items():
-                path = out / name
-                if path.is_file() and not path.is_symlink() and path.stat().st_size <= limit:
-                    files[name] = path.read_bytes()
-            return files
-        finally:
-            shutil.rmtree(out, ignore_errors=True)
-
-    def close(self) -> None:
-        self.pool.close()
 
 
 class _Seat:
@@ -227,7 +152,7 @@ class RayExecutor:
         }
         if gpus:
             options["num_gpus"] = gpus
-        self._actor_class = ray.remote(**options)(_Evaluator)
+        self._actor_class = ray.remote(**options)(NodeSlot)
         self._limits_json = self.limits.model_dump_json()
         self._preload = tuple(preload)
         self._lock = threading.Lock()
