@@ -54,13 +54,13 @@ SUMMARY_PATTERN='passed|failed'
 step gpu-tests 150 "$PY" -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider
 if grep -q skipped "$WORK/gpu-tests.log"; then  # a skipped GPU test proves nothing
     FAILED=1
-    SUMMARY+=("FAIL  gpu-tests skipped some: $(grep -E 'passed|failed|skipped' "$WORK/gpu-tests.log" | tail -n 1)")
+    SUMMARY[${#SUMMARY[@]}-1]="FAIL  gpu-tests  (some skipped: $(grep -E 'skipped' "$WORK/gpu-tests.log" | tail -n 1))"
 fi
 
 SUMMARY_PATTERN='"evaluations"'
 step search-cuda 120 "$PY" -m llmnas.cli search "classify 8x8 digits; under 20k parameters" --data digits \
     --device cuda --budget 4 --workers 2 --steps 300 --out "$WORK/search" --json
-DEVICES=$("$PY" -c '
+[ -f "$WORK/search/events.jsonl" ] && DEVICES=$("$PY" -c '
 import json, sys
 events = [json.loads(line) for line in open(sys.argv[1])]
 done = [e for e in events if e["type"] == "evaluation"]
@@ -68,7 +68,7 @@ on, ok = sum(e["device"] == "cuda" for e in done), sum(e["ok"] for e in done)
 print(f"{on} of {len(done)} evaluations on cuda, {ok} passed")
 sys.exit(0 if done and on == len(done) else 1)
 ' "$WORK/search/events.jsonl" 2>&1)
-if [ $? -eq 0 ]; then SUMMARY+=("PASS  search-devices  $DEVICES"); else FAILED=1; SUMMARY+=("FAIL  search-devices  $DEVICES"); fi
+if [ $? -eq 0 ]; then SUMMARY+=("PASS  search-devices  $DEVICES"); else FAILED=1; SUMMARY+=("FAIL  search-devices  ${DEVICES:-no events.jsonl}"); fi
 
 SUMMARY_PATTERN='^fine-tuned on|^total'
 step lora-cuda 120 "$PY" bench/finetune_demo.py --proxy --device cuda --steps 100 --samples 8 --proposals 2 --out "$WORK/finetune"
