@@ -193,8 +193,8 @@ class RayExecutor:
                 self._retire(seat)
             for _ in range(room - len(live)):
                 self._seats.append(self._start())
-            self.workers = room
-        if room < 1:
+            was, self.workers = self.workers, room
+        if room < 1 <= was:  # once, when the room runs out: queued candidates wait for a node
             log.warning("the Ray cluster has %s: no room for a worker now", self._resources())
         return max(room, 1)
 
