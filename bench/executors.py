@@ -1,25 +1,35 @@
-"""Candidates per minute: the local pool vs the Ray executor, same machine, same candidates, one run.
+"""Candidates per minute: the local pool vs Ray on one node vs Ray on two nodes, same machine, same
+candidates; and the time Ray adds to each candidate.
 
-Each executor gets 2 workers and the same 16 small real candidates (MLPs and CNNs of varied width) on
-sklearn's digits with TrainConfig(max_steps=100). Start-up (Ray instance, actors, warm zygotes) is timed
-apart: each worker first runs one trivial candidate, then the 16 are submitted at once and timed until
-the last result lands in its run folder. Ray runs a private local instance (2 CPUs, no dashboard).
+Each executor gets 2 workers and the same small real candidates (MLPs and CNNs of varied width) on
+sklearn's digits with TrainConfig(max_steps=100). Start-up (cluster, actors, warm zygotes) is timed
+apart: each worker first runs one trivial candidate, then the candidates are submitted at once and timed
+until the last result lands in its run folder. Then ``--serial`` trivial candidates run one at a time:
+the median wall time per candidate, and its difference from the local pool's, is the overhead Ray adds
+(moving the job and the files, the actor call). Ray runs as real ``ray start`` nodes on this machine
+(tests/fakes/ray_cluster.py): one node with 2 CPUs, then a head and a second node with 1 CPU each.
 
-    python bench/executors.py [--workers 2] [--n 16]
+    python bench/executors.py [--n 16] [--serial 8]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
+import sys
 import tempfile
 import time
 from concurrent.futures import as_completed
 from pathlib import Path
 
-from llmnas.execute.local import LocalPool
-from llmnas.task.datasets import load_dataset
-from sandbox.protocol import Job, Limits, TrainConfig
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from fakes.ray_cluster import LocalCluster, cluster_env  # noqa: E402
+
+from llmnas.execute.local import LocalPool  # noqa: E402
+from llmnas.task.datasets import load_dataset  # noqa: E402
+from sandbox.protocol import Job, Limits, TrainConfig  # noqa: E402
 
 MLP = """
 import torch.nn as nn
@@ -59,7 +69,7 @@ def candidates(n: int) -> list[str]:
     return codes
 
 
-def measure(name: str, make, data, codes: list[str], workers: int) -> dict:
+def measure(name: str, make, data, codes: list[str], workers: int, serial: int) -> dict:
     t0 = time.perf_counter()
     with make() as ex, tempfile.TemporaryDirectory() as out:
         data.write_worker_files(ex.data_dir)
@@ -85,42 +95,66 @@ def measure(name: str, make, data, codes: list[str], workers: int) -> dict:
         ]
         results = [f.result() for f in as_completed(futures)]
         elapsed = time.perf_counter() - t1
+        nodes = {r.node for r in results}
+        each = []
+        for i in range(serial):
+            t2 = time.perf_counter()
+            if not ex.submit(job(f"s{i:02d}", TRIVIAL, 1), Path(out) / f"s{i:02d}").result().ok:
+                raise SystemExit(f"{name}: a serial candidate failed")
+            each.append(time.perf_counter() - t2)
     failed = [f"{r.candidate_id}: {r.stage}: {r.message}" for r in results if not r.ok]
     if failed:
         raise SystemExit(f"{name}: {len(failed)} candidates failed, e.g. {failed[0]}")
-    return {"startup": startup, "elapsed": elapsed, "rate": len(codes) / elapsed * 60}
+    return {
+        "startup": startup,
+        "elapsed": elapsed,
+        "rate": len(codes) / elapsed * 60,
+        "serial": statistics.median(each),
+        "nodes": len(nodes - {None}),
+    }
+
+
+def on_cluster(name: str, nodes: list[int], data, codes, limits, serial: int) -> dict:
+    """``measure`` on a fresh cluster of ``ray start`` nodes with these CPU counts (2 workers in all)."""
+    from llmnas.execute.ray import RayExecutor
+
+    os.environ.update({k: v for k, v in cluster_env().items() if k.startswith("RAY_")})
+    with LocalCluster() as cluster:
+        cluster.head(cpus=nodes[0])
+        for i, cpus in enumerate(nodes[1:]):
+            cluster.add(f"n{i + 1}", cpus=cpus)
+        cluster.wait_for(sum(nodes))
+        return measure(name, lambda: RayExecutor(2, limits, address=cluster.address), data, codes, 2, serial)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workers", type=int, default=2, help="workers per executor (and Ray CPUs)")
     ap.add_argument("--n", type=int, default=16, help="candidates")
+    ap.add_argument("--serial", type=int, default=8, help="trivial candidates run one at a time")
     args = ap.parse_args()
     data = load_dataset("digits", seed=0)
     codes = candidates(args.n)
     limits = Limits(timeout_s=120)
-
-    def make_ray():
-        from llmnas.execute.ray import RayExecutor
-
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local instance
-        ray_init = {"num_cpus": args.workers, "include_dashboard": False, "object_store_memory": 100 * 2**20}
-        return RayExecutor(args.workers, limits, address="local", init_kwargs=ray_init)
-
     rows = {
-        "local pool": measure("local", lambda: LocalPool(args.workers, limits), data, codes, args.workers),
-        "ray": measure("ray", make_ray, data, codes, args.workers),
+        "local pool": measure("local", lambda: LocalPool(2, limits), data, codes, 2, args.serial),
+        "ray 1 node": on_cluster("ray 1 node", [2], data, codes, limits, args.serial),
+        "ray 2 nodes": on_cluster("ray 2 nodes", [1, 1], data, codes, limits, args.serial),
     }
-    print(
-        f"{args.n} candidates, digits, TrainConfig(max_steps=100), {args.workers} workers, {os.cpu_count()} CPUs"
-    )
+    print(f"{args.n} candidates, digits, TrainConfig(max_steps=100), 2 workers, {os.cpu_count()} CPUs")
     for name, r in rows.items():
         print(
-            f"{name:10s}: {r['rate']:6.1f} candidates/min  ({r['elapsed']:.1f} s for {args.n}; "
-            f"start-up {r['startup']:.1f} s)"
+            f"{name:11s}: {r['rate']:6.1f} candidates/min  ({r['elapsed']:.1f} s for {args.n} on "
+            f"{r['nodes'] or 'this'} node(s); start-up {r['startup']:.1f} s); one at a time "
+            f"{r['serial'] * 1000:.0f} ms per candidate"
         )
-    ratio = rows["ray"]["rate"] / rows["local pool"]["rate"]
-    print(f"ratio ray/local: {ratio:.2f}   load average now: {os.getloadavg()[0]:.1f}")
+    local = rows["local pool"]
+    for name in ("ray 1 node", "ray 2 nodes"):
+        r = rows[name]
+        print(
+            f"{name}: rate ratio ray/local {r['rate'] / local['rate']:.2f}; per-candidate overhead "
+            f"{(r['serial'] - local['serial']) * 1000:+.0f} ms"
+        )
+    print(f"load average now: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -98,6 +98,9 @@ def main() -> None:
     ap.add_argument("--proposals", type=int, default=8, help="proposals through LLMProposer after")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: no OpenMP spin on a busy box)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--device", default="cpu", help="where the local model runs and is fine-tuned: cpu, cuda, auto"
+    )
     ap.add_argument("--out", type=Path, default=None, help="keep the run folder here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -121,7 +124,7 @@ def main() -> None:
     held_out = [c for c in programs("image", 64, seed=int(rng.integers(1 << 30))) if c not in known][:32]
 
     coder = build_tiny_coder(root / "coder")
-    chat = HFChat(str(coder), device="cpu")
+    chat = HFChat(str(coder), device=args.device)
     messages = next(t for t in traces if t.code).prompt_messages
     pairs = [(messages, f"```python\n{c.strip()}\n```") for c in held_out]
     before = sample(chat, messages, args.samples, args.seed)
@@ -181,7 +184,7 @@ def main() -> None:
     )
     print(f"through LLMProposer.propose after: {proposed_valid}/{args.proposals} valid")
     print(f"peak RSS: {peak_rss_mb():.0f} MiB (after the search {rss_search:.0f} MiB); adapter: {adapter}")
-    print(f"total {time.perf_counter() - t0:.0f}s; run folder: {run}")
+    print(f"total {time.perf_counter() - t0:.0f}s on {chat.device}; run folder: {run}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ have flags are listed in NESTED_FLAGS.
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -60,6 +59,18 @@ def deadline_at(text: str, start: float) -> float:
         ) from None
 
 
+def resolve_device(requested: str, cuda_available: bool, *, where: str = "here") -> str:
+    """``--device`` as cpu or cuda: auto is cuda when CUDA is available ``where`` it runs; cuda without
+    it is an error, never a quiet run on the CPU."""
+    if requested == "auto":
+        return "cuda" if cuda_available else "cpu"
+    if requested not in ("cpu", "cuda"):
+        raise UserError(f"--device {requested!r}: use cpu, cuda or auto")
+    if requested == "cuda" and not cuda_available:
+        raise UserError(f"--device cuda: no CUDA device is visible {where}; use --device cpu")
+    return requested
+
+
 def setting(default: Any = None, help: str = "", *, flag: str | None = None, group: str = "search", **kw):
     """A RunConfig field with its command-line face: ``group`` says which commands offer it (data and
     train: search and eval; search: search only; none: only --config and the Python API)."""
@@ -92,9 +103,10 @@ class RunConfig(BaseModel):
     )  # fmt: skip
     seed: int = setting(0, "seed of the one RNG the run uses", group="data")
     budget: int = setting(24, "candidates to evaluate", ge=1)
-    workers: int = setting(
-        help="parallel sandboxed workers (default: one per core)",
-        default_factory=lambda: os.cpu_count() or 1,
+    workers: int | None = setting(
+        None,
+        "parallel sandboxed workers, the size of a round (default: one per core; with --executor ray, "
+        "what the cluster has room for, followed as nodes join or leave; a number caps it)",
         ge=1,
     )
     threads: int = setting(1, "threads per worker", group="none", ge=1)
@@ -114,8 +126,12 @@ class RunConfig(BaseModel):
         "where candidates run: this machine, or a Ray cluster (pip install 'llmnas[ray]'; docs/ray.md)",
     )
     ray_address: str | None = setting(None, "Ray cluster for --executor ray: HOST:6379 or auto")
-    gpus_per_task: float | None = setting(None, "GPUs per Ray worker (default: 1 with --device cuda)", ge=0)
-    device: Literal["cpu", "cuda", "auto"] = setting("cpu", "where candidates train", group="train")
+    gpus_per_task: float | None = setting(
+        None, "GPUs per Ray worker (default: 1 when candidates train on cuda)", ge=0
+    )
+    device: Literal["cpu", "cuda", "auto"] = setting(
+        "cpu", "where candidates and an hf: model run (auto: cuda when there is one)", group="train"
+    )
     train: TrainConfig = setting(TrainConfig(), group="none")
     limits: Limits = setting(Limits(), group="none")
     extra_imports: tuple[str, ...] = setting(
@@ -155,7 +171,15 @@ class RunConfig(BaseModel):
     llm_concurrency: int = setting(4, "LLM calls in flight at once", ge=1)
     llm_max_tokens: int = setting(2048, "longest reply the model may write, in tokens", ge=16)
     max_tokens: int | None = setting(None, "end the run after this many LLM tokens", ge=1)
-    max_cost_usd: float | None = setting(None, "end the run after this LLM cost (USD)", flag="max-cost", gt=0)
+    max_cost_usd: float | None = setting(
+        None,
+        "end the run after this LLM cost (USD); a model whose price llmnas does not know needs "
+        "--price-in and --price-out",
+        flag="max-cost",
+        gt=0,
+    )
+    price_in: float | None = setting(None, "USD per million prompt tokens (overrides the price table)", ge=0)
+    price_out: float | None = setting(None, "USD per million completion tokens (with --price-in)", ge=0)
     final_train: bool = setting(
         False,
         "after the search, train the chosen model again on training + validation data and report its test "
@@ -177,6 +201,8 @@ class RunConfig(BaseModel):
             deadline_at(self.deadline, 0.0)  # a clear error now rather than after the first round
         if self.finetune_every and not self.llm.startswith("hf:"):
             raise ValueError("finetune_every (--finetune-every) needs a local model: llm='hf:PATH'")
+        if (self.price_in is None) != (self.price_out is None):
+            raise ValueError("price_in and price_out (--price-in, --price-out) go together")
         if (self.ray_address or self.gpus_per_task) and self.executor != "ray":
             raise ValueError(
                 "ray_address and gpus_per_task (--ray-address, --gpus-per-task) need executor='ray'"

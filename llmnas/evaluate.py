@@ -14,10 +14,10 @@ from llmnas.config import RunConfig
 from llmnas.engine.evaluation import judge, make_job
 from llmnas.errors import UserError
 from llmnas.execute.base import output_limits
-from llmnas.execute.local import LocalPool
+from llmnas.execute.local import default_workers
 from llmnas.propose.base import Action
 from llmnas.propose.offline import OfflineProposer
-from llmnas.run import load_data, make_chat, make_spec
+from llmnas.run import load_data, local_pool, make_chat, make_spec
 from llmnas.runs.export import check_eval_onnx, eval_file_lines
 from llmnas.runs.layout import refuse_overwrite
 from sandbox.cleanup import remove_tree
@@ -62,9 +62,9 @@ def evaluate_file(path: Path, cfg: RunConfig, out: Path | None = None, *, force:
 
 def _sandboxed(cfg: RunConfig, spec, data, candidate_id: str, code: str, folder: Path):
     """One candidate through a one-slot pool, exactly as a search runs it; its sandbox Result."""
-    with LocalPool(1, cfg.limits, preload=cfg.extra_imports) as pool:
+    with local_pool(cfg, 1) as pool:
         data.write_worker_files(pool.data_dir)
-        job = make_job(cfg, spec, data, pool.data_dir, candidate_id, code)
+        job = make_job(cfg, spec, data, pool, candidate_id, code)
         return pool.submit(job, folder).result()
 
 
@@ -77,7 +77,7 @@ def dry_run(cfg: RunConfig) -> list[str]:
     ``PROBE_STEPS`` steps in the sandbox: per-step time from its training, the rest as overhead)."""
     data = load_data(cfg)
     spec = make_spec(cfg, data, make_chat(cfg), announce=lambda _: None)
-    steps = cfg.train.max_steps
+    steps, workers = cfg.train.max_steps, default_workers(cfg.workers)
     lines = [
         "Task spec:",
         "  " + spec.summary().replace("\n", "\n  "),
@@ -89,7 +89,7 @@ def dry_run(cfg: RunConfig) -> list[str]:
             else f"regression target (train mean {data.target_mean:.4g}, sd {data.target_std:.4g})"
         ),
         f"Training: {steps:,} steps of batch {cfg.train.batch_size} per candidate; budget {cfg.budget} "
-        f"candidates on {cfg.workers} workers; proposer: {cfg.llm}",
+        f"candidates on {workers} workers; proposer: {cfg.llm}",
     ]
     proposal = OfflineProposer(spec.modality, cfg.seed).propose(
         Action("generate"), [], spec, np.random.default_rng(cfg.seed)
@@ -111,7 +111,7 @@ def dry_run(cfg: RunConfig) -> list[str]:
     per_step = result.metrics.train_seconds / trained
     overhead = max(wall - result.metrics.train_seconds, 0.0)
     each = overhead + per_step * steps
-    rounds = -(-cfg.budget // cfg.workers)
+    rounds = -(-cfg.budget // workers)
     lines.append(
         f"Estimate (one probe of {trained} steps on this machine, as loaded now): ~{each:.1f} s per candidate "
         f"({per_step * 1000:.1f} ms per step + {overhead:.1f} s outside training; the probe's includes the sandbox's start), "

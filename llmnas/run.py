@@ -11,18 +11,19 @@ from datetime import datetime
 from pathlib import Path
 
 from llmnas.candidate import checks
-from llmnas.config import RunConfig, deadline_at, duration_seconds
+from llmnas.config import RunConfig, deadline_at, duration_seconds, resolve_device
 from llmnas.engine.carbon import CarbonPacer, Clock, Grid, SystemClock
 from llmnas.engine.final import final_train
 from llmnas.engine.interrupt import TimeLimit
 from llmnas.engine.loop import Search, SearchResult
 from llmnas.errors import RunFailed, UserError
+from llmnas.execute.base import Executor
 from llmnas.execute.layers import containment
 from llmnas.execute.local import LocalPool
 from llmnas.llm.backends import parse_llm
 from llmnas.llm.chat import ChatModel, completion_mode
 from llmnas.llm.replay import ReplayChat
-from llmnas.llm.usage import Usage, UsageMeter
+from llmnas.llm.usage import Usage, UsageMeter, cost_rates
 from llmnas.propose.base import Proposer
 from llmnas.propose.llm import LLMProposer
 from llmnas.propose.offline import OfflineProposer, RandomProposer
@@ -52,7 +53,9 @@ def load_data(cfg: RunConfig) -> Dataset:
 
 
 def make_chat(cfg: RunConfig, api_key: str | None = None) -> ChatModel | None:
-    """The configured language model, or None for the offline proposer (checks --llm early)."""
+    """The configured language model, or None for the offline proposer (checks --llm, and that a cost
+    budget can be counted, early)."""
+    cost_rates(cfg.llm.strip(), cfg.price_in, cfg.price_out, cfg.max_cost_usd)
     return parse_llm(
         cfg.llm,
         api_key=api_key,
@@ -60,6 +63,7 @@ def make_chat(cfg: RunConfig, api_key: str | None = None) -> ChatModel | None:
         max_retries=cfg.llm_retries,
         concurrency=cfg.llm_concurrency,
         mode=cfg.llm_mode,
+        device=cfg.device,
     )
 
 
@@ -106,6 +110,7 @@ def make_proposer(cfg: RunConfig, spec: TaskSpec, store: RunStore, chat: ChatMod
         chat,
         max_tokens=cfg.max_tokens,
         max_cost_usd=cfg.max_cost_usd,
+        price_per_m=cost_rates(chat.name, cfg.price_in, cfg.price_out, cfg.max_cost_usd),
         usage=usage_so_far(log_so_far),
         on_call=lambda record: store.append(LLMCallEvent(**record)),
     )
@@ -114,30 +119,30 @@ def make_proposer(cfg: RunConfig, spec: TaskSpec, store: RunStore, chat: ChatMod
     return LLMProposer(replay, checks.allowed_imports(cfg.extra_imports), max_tokens=cfg.llm_max_tokens)
 
 
-def make_executor(cfg: RunConfig):
-    """The local pool, or Ray (one GPU per worker when candidates train on cuda)."""
+def make_executor(cfg: RunConfig) -> Executor:
+    """The local pool, or Ray (the cluster's room, capped by --workers; one GPU per worker on cuda)."""
     if cfg.executor == "ray":
         from llmnas.execute.ray import RayExecutor
 
-        gpus = cfg.gpus_per_task if cfg.gpus_per_task is not None else (1 if cfg.device == "cuda" else 0)
-        workers = cfg.workers if "workers" in cfg.model_fields_set else None  # None: the cluster's room
         return RayExecutor(
-            workers, cfg.limits, address=cfg.ray_address, gpus_per_task=gpus, preload=cfg.extra_imports
+            cfg.workers,
+            cfg.limits,
+            address=cfg.ray_address,
+            device=cfg.device,
+            gpus_per_task=cfg.gpus_per_task,
+            preload=cfg.extra_imports,
         )
-    gpus = _cuda_devices(cfg.device)
-    return LocalPool(cfg.workers, cfg.limits, preload=cfg.extra_imports, gpus=gpus)
+    return local_pool(cfg)
 
 
-def _cuda_devices(device: str) -> int:
-    """GPUs the local pool spreads workers over (one per worker); ``--device cuda`` without one is an error."""
-    if device == "cpu":
-        return 0
+def local_pool(cfg: RunConfig, workers: int | None = None) -> LocalPool:
+    """Sandboxed workers on this machine; on cuda (``--device cuda``, or auto with a GPU here) they are
+    spread over the GPUs visible here, one per worker."""
     import torch
 
     count = torch.cuda.device_count()
-    if device == "cuda" and count == 0:
-        raise UserError("--device cuda: no CUDA device is visible here; use --device cpu or auto")
-    return count
+    gpus = count if resolve_device(cfg.device, count > 0) == "cuda" else 0
+    return LocalPool(workers or cfg.workers, cfg.limits, preload=cfg.extra_imports, gpus=gpus)
 
 
 def usage_so_far(log_so_far: Replay) -> Usage:

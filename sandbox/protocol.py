@@ -176,7 +176,8 @@ class Metrics(_Frozen):
 
 
 class Result(_Frozen):
-    """What the worker reports. Accuracy is absent on purpose: the driver scores predictions."""
+    """What the worker reports (and the executor adds). Accuracy is absent on purpose: the driver scores
+    predictions."""
 
     candidate_id: str
     ok: bool
@@ -185,6 +186,10 @@ class Result(_Frozen):
     metrics: Metrics | None = None
     device: str = "cpu"
     wall_seconds: float = Field(0.0, ge=0, allow_inf_nan=False)
+    # Set by the executor on the driver (whatever a worker writes here is replaced): the Ray node that
+    # answered, and how many times the candidate was run again after its worker died.
+    node: str | None = Field(None, max_length=64)
+    retries: int = Field(0, ge=0)
 
 
 def invalid_fields(exc: ValidationError) -> str:

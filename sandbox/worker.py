@@ -73,13 +73,21 @@ TIMEOUT_HINT = "raise the time limit (--timeout) or lower the step budget (--ste
 
 
 def _device(job: Job) -> torch.device:
-    return torch.device(job.device if job.device != "cuda" or torch.cuda.is_available() else "cpu")
+    """The job's device; a CUDA job on a worker that sees no GPU fails, it never trains on the CPU."""
+    if job.device == "cuda" and not torch.cuda.is_available():
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        raise CandidateFailure(
+            Stage.crash,
+            f"this worker sees no CUDA device (CUDA_VISIBLE_DEVICES={visible!r}) but the run trains on "
+            "cuda: give every worker a GPU, or use --device cpu",
+        )
+    return torch.device(job.device)
 
 
 def _result(job: Job, start: float, **fields) -> Result:
     return Result(
         candidate_id=job.candidate_id,
-        device=_device(job).type,
+        device=job.device,
         wall_seconds=_CLOCK() - start,
         **fields,
     )
@@ -119,7 +127,6 @@ def train_stage(job: Job, workdir: Path, deadline: float | None = None) -> Resul
 
     ``deadline`` (``time.monotonic()``) is the safety limit on training (stage timeout)."""
     start = _CLOCK()
-    device = _device(job)
     torch.set_num_threads(job.threads)
     torch.manual_seed(job.seed)
     np.random.seed(job.seed % 2**32)
@@ -127,6 +134,7 @@ def train_stage(job: Job, workdir: Path, deadline: float | None = None) -> Resul
     x, y = (torch.from_numpy(np.load(Path(job.data_dir) / f, allow_pickle=False)) for f in TRAIN_DATA)
     x, y = x.float(), (y.long() if job.task == "classification" else y.float())
     try:
+        device = _device(job)
         model = guard(Stage.build, build, job)
         guard(Stage.build, model.to, device)
         guard(Stage.shape, check_shape, model, x[:2].to(device), job.num_classes)

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import executor_contract as contract
 import pytest
+from conftest import logged
 
+from llmnas.cli import main
 from llmnas.errors import UserError
 from llmnas.execute.local import LocalPool
 from llmnas.execute.ray import RayExecutor, import_ray
@@ -98,8 +100,9 @@ def _kill_worker(executor: RayExecutor, not_pid: int | None = None) -> int:
     """SIGKILL the (single) actor process of ``executor`` once it is up; its pid."""
     deadline = time.monotonic() + 60
     while True:
-        pid = executor.workers_info()[0]["pid"]
-        if pid != not_pid:
+        placed = executor.workers_info()
+        if placed and placed[0]["pid"] != not_pid:
+            pid = placed[0]["pid"]
             break
         assert time.monotonic() < deadline, "no replacement worker appeared"
         time.sleep(0.2)
@@ -139,7 +142,6 @@ def test_ray_worker_death_retries_the_candidate(make_executor, data, tmp_path):
 
 
 @needs_ray
-@pytest.mark.slow
 def test_ray_worker_dying_twice_marks_the_candidate(make_executor, data, tmp_path):
     with make_executor("ray", 1, Limits(timeout_s=30)) as ex:
         out = tmp_path / "doomed"
@@ -155,9 +157,64 @@ def test_ray_worker_dying_twice_marks_the_candidate(make_executor, data, tmp_pat
 
 
 @needs_ray
+def test_ray_worker_that_stops_answering_is_given_up_at_the_deadline(make_executor, data, tmp_path):
+    """A frozen worker (SIGSTOP: no death Ray could notice) is given up on at the deadline (the
+    candidate's limit plus a margin for starting actors and zygotes) and replaced; the executor goes on."""
+    with make_executor("ray", 1, Limits(timeout_s=4), retries=0) as ex:
+        assert contract.run(ex, data, contract.GOOD, tmp_path / "warm", "warm").ok  # zygote warm
+        margin, ex.deadline_s = ex.deadline_s, 6  # 4 s + 2 min by default: a test cannot wait that long
+        frozen = ex.workers_info()[0]["pid"]
+        os.kill(frozen, signal.SIGSTOP)
+        try:
+            start = time.monotonic()
+            result = contract.run(ex, data, contract.GOOD, tmp_path / "frozen", "frozen")
+            waited = time.monotonic() - start
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(frozen, signal.SIGKILL)
+        assert not result.ok and result.stage == Stage.crash, result
+        assert "ray worker died once" in result.message and "timed out" in result.message
+        assert 6 <= waited < 30, waited
+        assert contract.recorded(tmp_path / "frozen") == result and ex.restarts == 1
+        ex.deadline_s = margin
+        assert contract.run(ex, data, contract.GOOD, tmp_path / "after", "after").ok  # a new worker
+        assert ex.workers_info()[0]["pid"] != frozen
+
+
+@needs_ray
+def test_ray_slots_are_what_the_cluster_has_room_for_capped_by_workers(ray_instance):
+    """The 2-CPU instance at half a CPU per worker has room for 4; a cap of 1 is 1; the room counts what
+    Ray reports, not the CPUs of this machine."""
+    with RayExecutor(None, cpus_per_task=0.5) as ex:
+        assert ex.capacity() == 4 == ex.workers
+    with RayExecutor(1, cpus_per_task=0.5) as ex:
+        assert ex.capacity() == 1
+    with RayExecutor(None, cpus_per_task=0.25) as ex:
+        assert ex.capacity() == 8
+
+
+@needs_ray
 def test_ray_refuses_gpus_the_cluster_does_not_have(ray_instance):
     with pytest.raises(ValueError, match="not enough for one worker"):
         RayExecutor(1, gpus_per_task=1)
+    with pytest.raises(UserError, match="--device cuda: no CUDA device is visible in the Ray cluster"):
+        RayExecutor(1, device="cuda")
+    with RayExecutor(1, device="auto", cpus_per_task=0.5) as ex:
+        assert ex.device == "cpu"  # auto without GPUs in the cluster
+
+
+@needs_ray
+def test_cli_search_on_ray_logs_where_each_candidate_ran(ray_instance, tmp_path):
+    """--executor ray through the command line on the running instance: --workers 1 caps the rounds at one
+    candidate, and every evaluation names the Ray node that ran it."""
+    run = tmp_path / "run"
+    argv = ["search", "classify 8x8 digits", "--data", "digits", "--max-samples", "300", "--steps", "20"]
+    argv += ["--budget", "2", "--executor", "ray", "--workers", "1", "--out", str(run)]
+    assert main(argv) == 0
+    events = logged(run)
+    node = ray_instance.get_runtime_context().get_node_id()
+    assert [e["round_size"] for e in events if e["type"] == "proposal"] == [1, 1]
+    assert [(e["node"], e["retries"]) for e in events if e["type"] == "evaluation"] == [(node, 0)] * 2
 
 
 # -- no Ray needed ----------------------------------------------------------------------------------

@@ -9,10 +9,12 @@ import pytest
 from fakes.openai_server import FakeOpenAI, drop, empty_choices, error, malformed, ok, slow
 from fakes.tiny_hf import build_tiny_hf
 
+from llmnas.cli import main
+from llmnas.errors import UserError
 from llmnas.llm.backends import parse_llm
 from llmnas.llm.chat import BudgetExhausted, Completion, LLMError, OpenAIChat
 from llmnas.llm.local import HFChat
-from llmnas.llm.usage import Usage, UsageMeter, known_price
+from llmnas.llm.usage import Usage, UsageMeter, cost_rates, known_price
 
 MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "write a model"}]
 
@@ -219,10 +221,30 @@ def test_usage_meter_refuses_calls_once_the_budget_is_spent():
         costly.complete(MESSAGES, temperature=0.5)
 
 
-def test_local_models_cost_nothing():
-    assert known_price("http://localhost:8000/v1#gpt-4o") == (0.0, 0.0)
+def test_prices_are_known_for_local_models_and_listed_openai_models_only():
     assert known_price("hf:/models/x") == (0.0, 0.0)
     assert known_price("openai:gpt-4o-2024-08-06") == (2.50, 10.00)
+    for unknown in ("http://localhost:8000/v1#gpt-4o", "openai:o1", "openai:gpt-4-turbo", "openai:gpt-5-pro"):
+        assert known_price(unknown) is None, unknown  # a prefix (gpt-5 of gpt-5-pro) is not a match
+
+
+@pytest.mark.parametrize("llm", ["openai:o1", "openai:gpt-3.5-turbo", "https://api.example.com/v1#big-model"])
+def test_a_cost_budget_on_a_model_of_unknown_price_is_refused_unless_priced(llm, capsys, tmp_path):
+    argv = ["search", "classify digits", "--llm", llm, "--max-cost", "2", "--out", str(tmp_path / "r")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--max-cost" in err and "--price-in and --price-out" in err and llm in err
+    assert not (tmp_path / "r").exists()
+    assert cost_rates(llm, 3.0, 12.0, 2.0) == (3.0, 12.0)  # given prices: counted, and the budget holds
+    assert cost_rates(llm, None, None, None) == (0.0, 0.0)  # no budget: nothing to refuse
+    assert main([*argv[:-2], "--price-in", "3", "--out", str(tmp_path / "r")]) == 2
+    assert "--price-in, --price-out" in capsys.readouterr().err  # one price without the other
+
+
+def test_given_prices_are_what_a_run_counts(tmp_path):
+    meter = UsageMeter(Scripted([Completion("a", 1_000_000, 500_000)]), price_per_m=cost_rates("x", 3, 12, 1))
+    meter.complete(MESSAGES, temperature=0.5)
+    assert meter.usage.cost_usd == pytest.approx(3 + 6)
 
 
 @pytest.fixture(scope="module")
@@ -266,3 +288,16 @@ def test_hf_chat_loads_a_lora_adapter(tiny_model, tmp_path):
     assert isinstance(model.model, PeftModel)
     assert list(model.model.peft_config) == ["round2"]
     assert len(model.complete(MESSAGES, temperature=0.7)) == 1
+
+
+def test_a_local_model_runs_where_device_says(tiny_model):
+    """--device reaches an hf: model: cpu is cpu, auto is cuda only when there is one, and cuda
+    without one is an error rather than a quiet run on the CPU."""
+    import torch
+
+    assert parse_llm(f"hf:{tiny_model}", device="cpu").device == "cpu"
+    here = "cuda" if torch.cuda.is_available() else "cpu"
+    assert parse_llm(f"hf:{tiny_model}", device="auto").device == here
+    if here == "cpu":
+        with pytest.raises(UserError, match="--device cuda: no CUDA device is visible here"):
+            parse_llm(f"hf:{tiny_model}", device="cuda")

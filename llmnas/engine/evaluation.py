@@ -36,14 +36,14 @@ def make_job(
     cfg: RunConfig,
     spec: TaskSpec,
     data: Dataset,
-    data_dir: Path,
+    executor: Executor,
     cid: str,
     code: str,
     *,
     screen: bool = False,
 ) -> Job:
-    """The sandbox job for one candidate: the spec's hard limits travel with it; ``screen`` stops after
-    the pre-screening proxy."""
+    """The sandbox job for one candidate on ``executor`` (its data folder and device): the spec's hard
+    limits travel with it; ``screen`` stops after the pre-screening proxy."""
     proxies = predictor.PROXIES if cfg.prescreen == "predictor" else (cfg.prescreen,) if cfg.prescreen else ()
     return Job(
         proxies=proxies,
@@ -51,7 +51,7 @@ def make_job(
         save_weights=not screen,
         candidate_id=cid,
         code=code,
-        data_dir=str(data_dir),
+        data_dir=str(executor.data_dir),
         input_shape=data.input_shape,
         num_classes=data.num_classes,
         task=data.task,
@@ -61,7 +61,7 @@ def make_job(
         max_flops=spec.max_flops,
         max_latency_ms=spec.max_latency_ms,
         threads=cfg.threads,
-        device="cuda" if cfg.device == "cuda" else "cpu",
+        device=executor.device,
     )
 
 
@@ -94,7 +94,13 @@ def judge(
     the energy estimate, energy_kwh = wall_seconds x power_watts (the evaluation's wall time in its worker
     times the configured draw per worker), charged ``intensity`` gCO2/kWh (default: the configured
     constant) into co2_g. ``extra_metrics`` (the pre-screen's prediction) join the metrics."""
-    cid, extra = result.candidate_id, {"device": result.device, "wall_seconds": result.wall_seconds}
+    cid = result.candidate_id
+    extra = {
+        "device": result.device,
+        "wall_seconds": result.wall_seconds,
+        "node": result.node,
+        "retries": result.retries,
+    }
     if not result.ok:
         return failed(round_, cid, result.stage or Stage.crash, result.message, **extra)
     values = result.metrics.model_dump() | (extra_metrics or {})
@@ -171,7 +177,7 @@ class Evaluator:
         return {i: self.done[cid] for i, (cid, _) in candidates.items()}
 
     def _submit(self, cid: str, code: str, screen: bool = False) -> Future[Result]:
-        job = make_job(self.cfg, self.spec, self.data, self.executor.data_dir, cid, code, screen=screen)
+        job = make_job(self.cfg, self.spec, self.data, self.executor, cid, code, screen=screen)
         return self.executor.submit(job, self.store.candidate_dir(cid))
 
     def _record(self, event: EvaluationEvent) -> None:

@@ -41,7 +41,7 @@ def final_train(
     merged.write_worker_files(executor.data_dir)
     code = (store.paths.candidate(candidate_id) / CODE).read_text()
     out = store.paths.final / candidate_id
-    job = make_job(cfg, spec, merged, executor.data_dir, candidate_id, code)
+    job = make_job(cfg, spec, merged, executor, candidate_id, code)
     verdict = judge(executor.submit(job, out).result(), out, merged, spec, cfg)
     kept = {k: v for k, v in verdict.metrics.model_dump().items() if not k.startswith("val_")}
     event = FinalEvent(

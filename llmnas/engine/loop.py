@@ -1,8 +1,10 @@
 """The search loop: choose → propose → check → evaluate → learn → record, one round at a time.
 
-Work proceeds in rounds of ``workers`` proposals. Proposals depend only on the seeded RNG and on
-rounds already processed (in submission order), so the same seed and the same model replies give the
-same run, whatever order the workers finish in. Each evaluation is appended to events.jsonl the moment
+Work proceeds in rounds of as many proposals as the executor can evaluate at once (asked at the start of
+each round: a Ray cluster's room changes as nodes join or leave). Proposals depend only on the seeded
+RNG, on rounds already processed (in submission order) and on those round sizes, so the same seed, the
+same model replies and the same sizes give the same run, whatever order the workers finish in. Each
+proposal logs its round's size, so a resumed round is replayed at the size it had. Each evaluation is appended to events.jsonl the moment
 it finishes (search/evaluation.py); the learning state is checkpointed after each round. Resume restores
 the last checkpoint and replays the interrupted round: its proposals come out the same, and the
 evaluations already on disk are taken from the log instead of being run again.
@@ -134,6 +136,8 @@ class Search:
         self.stop = StopFlag()
         log_so_far = store.replay()
         self._logged = {(e.round, e.slot) for e in log_so_far.of(ProposalEvent)}
+        self._sizes = {e.round: e.round_size for e in log_so_far.of(ProposalEvent) if e.round_size}
+        self._size = 0  # proposals the current round counts
         done = {e.candidate_id: e for e in log_so_far.of(EvaluationEvent)}
         self.evaluator = Evaluator(
             cfg, spec, data, executor, store, done, self.stop.as_completed, clock=clock, grid=grid
@@ -289,6 +293,7 @@ class Search:
                 usage=p.usage,
                 decisions=list(p.decisions),
                 repairs=slot.attempts,
+                round_size=self._size,
             )
         )
 
@@ -297,6 +302,7 @@ class Search:
         """``n`` proposals that count against the budget. A duplicate is proposed again at once (up to
         REPROPOSALS times), and a candidate the sandbox finds over a hard limit before training is given
         back to the budget (at most ``budget`` of them in a run): neither wastes an evaluation."""
+        self._size = n
         seen: set[str] = set()
         slots: list[_Slot] = []
         ending: RunEnding | None = None  # the model's budget or endpoint ended the run mid-round
@@ -407,9 +413,7 @@ class Search:
             with self.stop.installed():
                 while self.proposed < budget:
                     self.stop.check()
-                    self.run_round(
-                        min(self.round_size, budget - self.proposed), bar if self.progress else None
-                    )
+                    self.run_round(self._round_size(budget), bar if self.progress else None)
                     reason = self._end_round()
                     if reason and self.proposed < budget:
                         log.warning("%s", reason)
@@ -429,6 +433,13 @@ class Search:
             bar.close()
         return self.result()
 
+    def _round_size(self, budget: int) -> int:
+        """Proposals this round counts: what the executor can evaluate at once now (more with a
+        pre-screen, which trains only a share), within the budget; a replayed round keeps its size."""
+        if self.round in self._sizes:
+            return min(self._sizes[self.round], budget - self.proposed)
+        return min(self.round_size, budget - self.proposed)
+
     def _end_round(self) -> str | None:
         """Run every listener (each one, even after one asked to stop). A listener stops the run by
         answering False (the user said so) or a reason; the reason to stop, or None."""
@@ -438,8 +449,10 @@ class Search:
 
     @property
     def round_size(self) -> int:
-        """Proposals per round: one per worker, more when pre-screening drops some before training."""
-        return math.ceil(self.cfg.workers / (self.cfg.prescreen_keep if self.cfg.prescreen else 1))
+        """Proposals per round: what the executor can evaluate at once now, more when pre-screening drops
+        some before training."""
+        capacity = self.evaluator.executor.capacity()
+        return math.ceil(capacity / (self.cfg.prescreen_keep if self.cfg.prescreen else 1))
 
     @property
     def finished(self) -> bool:

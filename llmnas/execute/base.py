@@ -43,10 +43,16 @@ _SIGNALS = {
 class Executor(Protocol):
     """Runs jobs somewhere safe; artefacts land in ``out_dir``; the future never raises.
 
-    ``data_dir`` is where the run writes the worker's .npy files before the first submit.
+    ``data_dir`` is where the run writes the worker's .npy files before the first submit; ``device``
+    (cpu or cuda) is where its workers train candidates.
     """
 
     data_dir: Path
+    device: str
+
+    def capacity(self) -> int:
+        """Candidates it can evaluate at once now (at least 1): the size of a search round."""
+        ...
 
     def submit(self, job: Job, out_dir: Path) -> Future[Result]: ...
 
@@ -82,9 +88,9 @@ def clear_outputs(out_dir: Path) -> None:
         (out_dir / name).unlink(missing_ok=True)
 
 
-def crash_result(job: Job, message: str) -> Result:
+def crash_result(job: Job, message: str, **fields) -> Result:
     """A crash-stage failure decided by the executor."""
-    return Result(candidate_id=job.candidate_id, ok=False, stage=Stage.crash, message=message)
+    return Result(candidate_id=job.candidate_id, ok=False, stage=Stage.crash, message=message, **fields)
 
 
 def verdict(job: Job, out_dir: Path, missing: Callable[[], Result]) -> Result:
@@ -104,6 +110,7 @@ def verdict(job: Job, out_dir: Path, missing: Callable[[], Result]) -> Result:
             result = crash_result(job, "the worker reported another candidate's id")
     else:
         result = missing()
+    result = result.model_copy(update={"node": None, "retries": 0})  # the executor's to say, not the worker's
     if result.ok and not job.screen_only:
         lost = next((n for n in (*PRED_FILES.values(), WEIGHTS_FILE) if not (out_dir / n).is_file()), None)
         if lost:

@@ -89,6 +89,11 @@ def _devices(gpus: int | Sequence[str]) -> list[str]:
     return (visible or [str(d) for d in range(gpus)])[:gpus]
 
 
+def default_workers(workers: int | None) -> int:
+    """Worker slots on this machine: ``workers``, or one per core."""
+    return workers or os.cpu_count() or 1
+
+
 _POOLS = itertools.count()
 
 
@@ -201,10 +206,11 @@ class LocalPool:
         gpus: int | Sequence[str] = 0,
         preload: tuple[str, ...] = (),
     ):
-        """``gpus``: a count (slot i gets device i mod count) or the device ids to spread slots over."""
+        """``gpus``: a count (slot i gets device i mod count) or the device ids to spread slots over;
+        with any, candidates train on cuda."""
         if mode not in ("zygote", "fresh"):
             raise ValueError(f"unknown executor mode {mode!r}: use 'zygote' or 'fresh'")
-        self.workers = workers or os.cpu_count() or 1
+        self.workers = default_workers(workers)
         self.limits = limits or Limits()
         for swept in stale.sweep_stale():
             log.warning("removed the sandbox folder %s left by a driver that died", swept)
@@ -216,6 +222,8 @@ class LocalPool:
         self._owner = stale.claim(self.root, uids)
         self._slots: queue.Queue[_Slot] = queue.Queue()
         self._all: list[_Slot] = []
+        devices = _devices(gpus)
+        self.device = "cuda" if devices else "cpu"
         for i in range(self.workers):
             home = self.root / f"slot{i}"
             home.mkdir(mode=0o711)
@@ -223,7 +231,6 @@ class LocalPool:
             env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
             env["LLMNAS_PRELOAD"] = ",".join(preload)
             env.update(isolation_env(self.root))
-            devices = _devices(gpus)
             if devices:
                 env["CUDA_VISIBLE_DEVICES"] = devices[i % len(devices)]
             self._all.append(_Slot(self.root, None if base is None else base + i, env, mode == "zygote"))
@@ -232,6 +239,9 @@ class LocalPool:
         self._counter = 0
         self._lock = threading.Lock()
         self._closing = False
+
+    def capacity(self) -> int:
+        return self.workers
 
     def submit(self, job: Job, out_dir: Path) -> Future[Result]:
         return self._pool.submit(self._run, job, Path(out_dir))

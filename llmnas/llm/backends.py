@@ -15,9 +15,11 @@ def parse_llm(
     max_retries: int = 5,
     concurrency: int = 4,
     mode: str = "auto",
+    device: str = "auto",
 ) -> ChatModel | None:
     """Build the backend named by ``--llm``: offline | openai:MODEL | URL#MODEL | hf:PATH (a model
-    folder or hub id, FILE.gguf or a folder with one); ``mode``: auto | chat | completion."""
+    folder or hub id, FILE.gguf or a folder with one); ``mode``: auto | chat | completion; ``device``
+    (cpu, cuda, auto) is where a local model runs."""
     spec = spec.strip()
     forms = "offline, openai:MODEL, http(s)://HOST/v1#MODEL or hf:PATH"
     http = {
@@ -39,5 +41,5 @@ def parse_llm(
             )
         return OpenAIChat(model.strip(), base_url=url, **http)
     if spec.startswith("hf:") and spec[3:].strip():
-        return HFChat(spec[3:].strip(), mode=mode)
+        return HFChat(spec[3:].strip(), device=device, mode=mode)
     raise UserError(f"--llm {spec!r} is not understood; use one of: {forms}")

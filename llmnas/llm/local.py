@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from llmnas.config import resolve_device
 from llmnas.llm.chat import Completion, LLMError, Messages, check_mode, transcript
 
 log = logging.getLogger("llmnas.llm.local")
@@ -18,7 +19,8 @@ class HFChat:
 
     ``path`` is a model folder or hub id, a ``.gguf`` file, or a folder holding one ``.gguf`` file
     (GGUF weights are de-quantised by transformers; needs ``pip install 'llmnas[gguf]'``). In auto mode
-    a tokenizer with no chat template (a base model) puts it in completion mode."""
+    a tokenizer with no chat template (a base model) puts it in completion mode. ``device``: cpu, cuda
+    or auto (cuda when there is one)."""
 
     def __init__(
         self,
@@ -38,7 +40,7 @@ class HFChat:
         self._torch = torch
         self.name = f"hf:{path}"
         self.path = path
-        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.device = resolve_device(device, torch.cuda.is_available())
         if dtype == "auto":
             cuda_bf16 = self.device.startswith("cuda") and torch.cuda.is_bf16_supported()
             dtype = "bfloat16" if cuda_bf16 else "float32"

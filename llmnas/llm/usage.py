@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from llmnas.errors import UserError
 from llmnas.llm.chat import BudgetExhausted, ChatModel, Completion, EndpointDown, LLMError, Messages
 
-# US dollars per 1M input / output tokens, for cost estimates only (longest prefix wins).
+# US dollars per 1M input / output tokens, for cost estimates and --max-cost. A name matches its entry
+# exactly or as a dated snapshot (gpt-4o-2024-08-06), never as a prefix: gpt-5-pro is not gpt-5.
 PRICES_PER_M: dict[str, tuple[float, float]] = {
     "gpt-4o-mini": (0.15, 0.60),
     "gpt-4o": (2.50, 10.00),
@@ -23,15 +26,33 @@ PRICES_PER_M: dict[str, tuple[float, float]] = {
     "o4-mini": (1.10, 4.40),
     "o3": (2.00, 8.00),
 }
+_SNAPSHOT = re.compile(r"(.+?)(-\d{4}-\d{2}-\d{2})?")
 
 
-def known_price(name: str) -> tuple[float, float]:
-    """$ per 1M (input, output) tokens for an ``openai:MODEL`` name; 0 for anything else (local)."""
-    if not name.startswith("openai:"):
+def known_price(name: str) -> tuple[float, float] | None:
+    """$ per 1M (input, output) tokens of a model by its ``--llm`` name: the table's for an
+    ``openai:MODEL``, nothing for a local ``hf:`` model, None when unknown (any other name)."""
+    if name.startswith("hf:"):
         return (0.0, 0.0)
-    model = name[len("openai:") :]
-    matches = [k for k in PRICES_PER_M if model.startswith(k)]
-    return PRICES_PER_M[max(matches, key=len)] if matches else (0.0, 0.0)
+    if not name.startswith("openai:"):
+        return None
+    return PRICES_PER_M.get(_SNAPSHOT.fullmatch(name[len("openai:") :]).group(1))
+
+
+def cost_rates(
+    name: str, price_in: float | None, price_out: float | None, max_cost_usd: float | None
+) -> tuple[float, float]:
+    """The $ per 1M (input, output) tokens a run counts: the given prices, else the known ones. A cost
+    budget on a model of unknown price is refused: it would count nothing and never end the run."""
+    if price_in is not None and price_out is not None:
+        return (price_in, price_out)
+    known = known_price(name)
+    if known is None and max_cost_usd is not None:
+        raise UserError(
+            f"--max-cost: llmnas does not know the price of {name}; give it with --price-in and "
+            "--price-out (USD per million prompt and completion tokens)"
+        )
+    return known or (0.0, 0.0)
 
 
 @dataclass
@@ -72,7 +93,7 @@ class UsageMeter:
         self.name = chat.name
         self.max_tokens = max_tokens
         self.max_cost_usd = max_cost_usd
-        self.price_per_m = price_per_m if price_per_m is not None else known_price(chat.name)
+        self.price_per_m = price_per_m if price_per_m is not None else known_price(chat.name) or (0.0, 0.0)
         self.on_call = on_call
         self.usage = usage or Usage()
         self._lock = threading.Lock()

@@ -228,7 +228,7 @@ def _requirements(run: RunData) -> str:
         ("data", esc(cfg.get("data"))),
         ("proposer", esc(cfg.get("llm")) + (f" ({esc(cfg.get('strategy'))})" if cfg.get("strategy") else "")),
         ("budget", esc(cfg.get("budget"))),
-        ("workers", esc(cfg.get("workers"))),
+        ("workers", esc(cfg.get("workers") or "what the executor has room for")),
         ("device", esc(cfg.get("device"))),
         (
             "training",

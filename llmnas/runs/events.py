@@ -130,6 +130,7 @@ class ProposalEvent(_Event):
     usage: dict[str, Any] = {}
     decisions: list[int] = []
     repairs: int = Field(0, ge=0)
+    round_size: int | None = Field(None, ge=1)  # proposals the round counts: a resume replays as many
 
 
 class EvaluationEvent(_Event):
@@ -145,6 +146,8 @@ class EvaluationEvent(_Event):
     device: str = "cpu"
     wall_seconds: NonNegative = 0.0
     reward: Finite
+    node: str | None = None  # the Ray node that evaluated it (None: this machine)
+    retries: int = Field(0, ge=0)  # times it ran again after its worker died
 
 
 class FinalEvent(_Event):
