@@ -180,6 +180,8 @@ class Search:
             front = sorted(self.archive.front(), key=lambda e: rank_key(e.metrics))
             scales = raised and "scale" in self.proposer.operators
             self.to_scale = [e.candidate_id for e in front] if scales else []
+            if self.to_scale:
+                log.info("parameter limit raised: compound-scaling the %d front members first", len(front))
 
     # ------------------------------------------------------------------ choose, propose, check
     def _parent(self, entry: Entry) -> Parent:
