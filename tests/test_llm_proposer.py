@@ -265,3 +265,13 @@ def test_json_object_finds_the_first_object():
     assert json_object('prose {"a": {"b": 1}} more {"c": 2}') == {"a": {"b": 1}}
     assert json_object('```\n[1, 2]\n```\nthen {"x": 1}') == {"x": 1}
     assert json_object("{broken") is None
+
+
+def test_scale_is_a_code_transformation_without_a_model_call():
+    class NoCalls:
+        def __getattr__(self, name):
+            raise AssertionError(f"the model was asked ({name})")
+
+    p = LLMProposer(NoCalls()).propose(Action("scale"), [PARENT_A], SPEC, RNG)
+    assert p.stage is None and p.parent_ids == ("aaa111",) and p.notes[0].startswith("scale: phi ")
+    assert p.code != PARENT_A.code and "nn.Linear(64, " in p.code

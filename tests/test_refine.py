@@ -12,8 +12,11 @@ import pytest
 from conftest import logged
 
 from llmnas.config import RunConfig
-from llmnas.run import refine, start
+from llmnas.engine.loop import archive_for
+from llmnas.engine.pareto import rank_key
+from llmnas.run import refine, resume, start
 from llmnas.runs.read import leaderboard
+from llmnas.task.spec import TaskSpec
 from sandbox.protocol import TrainConfig
 
 QUIET = {"progress": False, "announce": lambda _: None}
@@ -102,3 +105,30 @@ def test_refine_refuses_empty_words_without_touching_the_run(run: Path):
     with pytest.raises(ValueError, match="empty"):
         refine(run, "   ", **QUIET)
     assert (run / "requirements.md").read_text() == text
+
+
+def test_raised_limit_scales_the_front_up_first(run: Path):
+    """'now under 50k parameters' after a 20k run: the Pareto front's members, best first, are compound
+    scaled (operator "scale") before anything else is proposed; the queue survives a stop and resume."""
+    state = _state(run)
+    archive = archive_for(TaskSpec(max_params=20_000))
+    archive.load_state_dict(state["archive"])
+    front = [e.candidate_id for e in sorted(archive.front(), key=lambda e: rank_key(e.metrics))]
+    params = {e.candidate_id: e.metrics["params"] for e in archive.all_entries}
+    assert len(front) >= 2
+    refine(run, "now under 50k parameters", budget=1, **QUIET)
+    assert _state(run)["to_scale"] == front[1:]
+    resume(run, budget=state["proposed"] + len(front), **QUIET)
+
+    events = logged(run)
+    refined_at = next(i for i, e in enumerate(events) if e["type"] == "refine")
+    proposals = [e for e in events[refined_at:] if e["type"] == "proposal"]
+    assert [e["operator"] for e in proposals[: len(front)]] == ["scale"] * len(front)
+    assert [e["parents"] for e in proposals[: len(front)]] == [[cid] for cid in front]
+    scaled = {e["candidate_id"]: e["parents"][0] for e in proposals if e["candidate_id"] and not e["stage"]}
+    assert scaled, [e["message"] for e in proposals]
+    done = {e["candidate_id"]: e for e in events[refined_at:] if e["type"] == "evaluation"}
+    for cid, parent in scaled.items():
+        assert done[cid]["ok"], done[cid]["message"]
+        assert params[parent] < done[cid]["metrics"]["params"] <= 50_000
+    assert _state(run)["to_scale"] == []

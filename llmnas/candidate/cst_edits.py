@@ -17,6 +17,17 @@ def apply_edits(module: cst.Module, edits: dict[cst.CSTNode, Edit]) -> cst.Modul
     return module.visit(_Replace(edits))
 
 
+def chain(*edits: Edit) -> Edit:
+    """One edit that applies ``edits`` in order."""
+
+    def apply(node: cst.CSTNode) -> cst.CSTNode:
+        for edit in edits:
+            node = edit(node)
+        return node
+
+    return apply
+
+
 class _Replace(cst.CSTTransformer):
     """The transformer behind `apply_edits`."""
 

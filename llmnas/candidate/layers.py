@@ -15,6 +15,7 @@ from llmnas.candidate.cst_edits import (
     after_imports,
     apply_edits,
     bound_arg,
+    chain,
     same_ints,
     splice_items,
 )
@@ -291,6 +292,29 @@ class Parsed:
         new = [make(value=self.expr(text)) for text in texts]
         key = "args" if isinstance(seq.node, cst.Call) else "elements"
         return {seq.node: lambda u: u.with_changes(**{key: splice_items(getattr(u, key), start, stop, new)})}
+
+    def deepen(self, copies: dict[Layer, tuple[str, int]]) -> dict[cst.CSTNode, Edit]:
+        """After each layer's block, ``n`` copies of a new layer written ``text`` (without the torch.nn
+        prefix), each followed by the block's norms, activations and dropouts (a ReLU when it has none).
+        A standalone layer becomes ``nn.Sequential(layer, nn.ReLU(), copy, ...)``."""
+        edits: dict[cst.CSTNode, Edit] = {}
+        inserts: dict[Seq, list[tuple[int, list[str]]]] = {}
+        for layer, (text, n) in copies.items():
+            new = f"{self.nn}.{text}"
+            if layer.seq is None:
+                copied = ", ".join([f"{self.nn}.ReLU(), {new}"] * n)
+                edits |= self.replace(layer, f"{self.nn}.Sequential({{}}, {copied})")
+                continue
+            stop = self.block_end(layer)
+            tail = [self.code(item.value) for item in layer.seq.items[layer.index + 1 : stop]]
+            block = [new, *(tail or [f"{self.nn}.ReLU()"])]
+            inserts.setdefault(layer.seq, []).append((stop, block * n))
+        for seq, at in inserts.items():  # the last position first, so earlier indices stay valid
+            splices = [
+                self.splice(seq, stop, stop, texts)[seq.node] for stop, texts in sorted(at, reverse=True)
+            ]
+            edits[seq.node] = chain(*splices)
+        return edits
 
     def replace(self, layer: Layer, template: str) -> dict[cst.CSTNode, Edit]:
         """Replace a standalone layer call by ``template`` with ``{}`` standing for the call."""

@@ -57,6 +57,16 @@ def choice(rng: np.random.Generator, options: Sequence):
 
 
 def _width_sites(ctx: Parsed) -> dict[str, list[Site]]:
+    sites: list[Site] = []
+    for v, (word, nodes, step) in width_plans(ctx).items():
+        news = sorted({rounded(v * f, step) for f in _FACTORS} - {v})
+        sites.append(partial(_width_apply, v, word, nodes, news))
+    return {"width": sites}
+
+
+def width_plans(ctx: Parsed) -> dict[int, tuple[str, list[cst.Integer], int]]:
+    """Each hidden width that can change safely (not the classes, not the input's size), in increasing
+    order: (its word, the literals that scale with it, the multiple its new values keep)."""
     final = {int_value(ctx.out(layer)) for layer in ctx.classifiers}
     tied = int_value(ctx.inn(ctx.sized[0])) if ctx.sized else None
     words: dict[int, str] = {}
@@ -64,14 +74,18 @@ def _width_sites(ctx: Parsed) -> dict[str, list[Site]]:
         v = int_value(ctx.out(layer))
         if v and layer not in ctx.classifiers and v not in final and v != tied:
             words.setdefault(v, "channels" if dims(layer.name) else "features")
-    sites: list[Site] = []
-    for v in sorted(words):
-        plan = _width_plan(ctx, v)
-        if plan is not None:
-            nodes, step = plan
-            news = sorted({max(step, math.floor(v * f / step + 0.5) * step) for f in _FACTORS} - {v})
-            sites.append(partial(_width_apply, v, words[v], nodes, news))
-    return {"width": sites}
+    plans = {v: _width_plan(ctx, v) for v in sorted(words)}
+    return {v: (words[v], *plan) for v, plan in plans.items() if plan is not None}
+
+
+def rounded(width: float, step: int) -> int:
+    """``width`` to the nearest multiple of ``step`` (at least ``step``)."""
+    return max(step, math.floor(width / step + 0.5) * step)
+
+
+def width_edits(nodes: list[cst.Integer], v: int, new: int) -> dict[cst.CSTNode, Edit]:
+    """Edits that turn width ``v`` into ``new`` in every literal of its plan."""
+    return {n: lambda u: u.with_changes(value=str(u.evaluated_value // v * new)) for n in nodes}
 
 
 def _width_plan(ctx: Parsed, v: int) -> tuple[list[cst.Integer], int] | None:
@@ -136,10 +150,7 @@ def _width_apply(
     v: int, word: str, nodes: list[cst.Integer], news: list[int], rng: np.random.Generator
 ) -> Change:
     new = choice(rng, news)
-    edits: dict[cst.CSTNode, Edit] = {
-        n: lambda u: u.with_changes(value=str(u.evaluated_value // v * new)) for n in nodes
-    }
-    return Change(f"width: {v} -> {new} {word}", edits)
+    return Change(f"width: {v} -> {new} {word}", width_edits(nodes, v, new))
 
 
 # kernel --------------------------------------------------------------------------------------------------
@@ -200,13 +211,7 @@ def _depth_sites(ctx: Parsed) -> dict[str, list[Site]]:
 def _depth_add(ctx: Parsed, layer: Layer, out: cst.BaseExpression, rng: np.random.Generator) -> Change:
     c, d = ctx.code(out), dims(layer.name)
     new = f"Conv{d}d({c}, {c}, 3, padding=1)" if d else f"Linear({c}, {c})"
-    what = f"depth: add {new} after {layer.name}"
-    new = f"{ctx.nn}.{new}"
-    if layer.seq is None:
-        return Change(what, ctx.replace(layer, f"{ctx.nn}.Sequential({{}}, {ctx.nn}.ReLU(), {new})"))
-    stop = ctx.block_end(layer)
-    tail = [ctx.code(item.value) for item in layer.seq.items[layer.index + 1 : stop]] or [f"{ctx.nn}.ReLU()"]
-    return Change(what, ctx.splice(layer.seq, stop, stop, [new, *tail]))
+    return Change(f"depth: add {new} after {layer.name}", ctx.deepen({layer: (new, 1)}))
 
 
 def _depth_remove(ctx: Parsed, layer: Layer, rng: np.random.Generator) -> Change:

@@ -35,7 +35,7 @@ from llmnas.engine.archive import Archive, Entry
 from llmnas.engine.carbon import Clock, Grid
 from llmnas.engine.evaluation import Evaluator
 from llmnas.engine.interrupt import StopFlag
-from llmnas.engine.pareto import objectives_for
+from llmnas.engine.pareto import objectives_for, rank_key
 from llmnas.engine.policy import Policy
 from llmnas.engine.reward import failure_reward, reward, violations
 from llmnas.errors import RunFailed
@@ -129,6 +129,7 @@ class Search:
             "refunded": 0,  # over a hard limit before training: given back to the budget
         }
         self.best_id: str | None = None
+        self.to_scale: list[str] = []  # front members a raised parameter limit leaves room to scale up
         self.budget = cfg.budget
         self.progress = progress
         self.listeners = list(listeners)
@@ -160,6 +161,8 @@ class Search:
             "failures": list(self.failures),
             "stats": self.stats,
             "best_id": self.best_id,
+            "spec": self.spec.model_dump(mode="json"),
+            "to_scale": self.to_scale,
         }, blob
 
     def _restore(self) -> bool:
@@ -177,11 +180,16 @@ class Search:
         self.failures = deque(state["failures"], maxlen=16)
         self.stats |= state["stats"]
         self.best_id = state["best_id"]
+        self.to_scale = state.get("to_scale", [])
+        if "spec" in state:  # the spec the checkpoint ran under, so that apply_spec sees what changed
+            self.spec = TaskSpec.model_validate(state["spec"])
         return True
 
     def apply_spec(self, spec: TaskSpec) -> None:
         """A refined spec: rebuild the archive from every passing evaluation under the new limits and
-        rewards (over-limit candidates leave the grid and the front; a later loosening brings them back)."""
+        rewards (over-limit candidates leave the grid and the front; a later loosening brings them back).
+        A raised parameter limit queues the front's members, best first, for compound scaling."""
+        before = self.spec.max_params
         self.spec = self.evaluator.spec = spec
         self.archive = archive_for(spec)
         for cid in self.known:
@@ -190,6 +198,13 @@ class Search:
                 self.archive.add(_entry(e, reward(e.metrics.numbers(), spec)))
         best = self.archive.best()
         self.best_id = best.candidate_id if best else None
+        if spec.max_params != before:  # an unchanged limit keeps the queue (a resume mid-way through it)
+            raised = before is not None and spec.max_params is not None and spec.max_params > before
+            front = sorted(self.archive.front(), key=lambda e: rank_key(e.metrics))
+            scales = raised and "scale" in self.proposer.operators
+            self.to_scale = [e.candidate_id for e in front] if scales else []
+            if self.to_scale:
+                log.info("parameter limit raised: compound-scaling the %d front members first", len(front))
 
     # ------------------------------------------------------------------ choose, propose, check
     def _parent(self, entry: Entry) -> Parent:
@@ -203,6 +218,8 @@ class Search:
         )
 
     def _operators(self) -> list[str]:
+        if self.to_scale:  # a raised limit: the front is scaled up before anything else
+            return ["scale"]
         ops = [op for op in self.proposer.operators if op in ("generate", "repair")]
         n = len(self.archive.all_entries)
         if n >= MIN_POPULATION:
@@ -217,6 +234,9 @@ class Search:
             parents = [Parent(f["candidate_id"], f["code"], stage=f["stage"], message=f["message"])]
         elif action.operator == "generate":  # from scratch: no parents, and no draw from the RNG for them
             parents = []
+        elif action.operator == "scale":
+            cid = self.to_scale.pop(0)
+            parents = [self._parent(e) for e in self.archive.all_entries if e.candidate_id == cid]
         else:
             parents = [self._parent(e) for e in self.archive.select(action.selector, PARENTS, self.rng)]
         return self.proposer.propose(action, parents, self.spec, self.rng)

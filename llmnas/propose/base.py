@@ -10,7 +10,7 @@ import numpy as np
 
 from llmnas.task.spec import TaskSpec
 
-OPERATORS = ("generate", "mutate", "crossover", "simplify", "repair")
+OPERATORS = ("generate", "mutate", "crossover", "simplify", "repair", "scale")
 
 
 @dataclass(frozen=True)

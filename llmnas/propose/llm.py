@@ -21,6 +21,7 @@ from llmnas.llm.chat import ChatModel, Completion, LLMError, NoChatTemplate, Run
 from llmnas.llm.prompts import format_metrics, format_spec, render
 from llmnas.propose.base import OPERATORS, Action, Parent, Proposal
 from llmnas.propose.instructions import InstructionArchive
+from llmnas.propose.scaling import scale_proposal
 from llmnas.task.spec import TaskSpec
 
 log = logging.getLogger("llmnas.propose.llm")
@@ -61,7 +62,10 @@ class LLMProposer:
     def propose(
         self, action: Action, parents: Sequence[Parent], spec: TaskSpec, rng: np.random.Generator
     ) -> Proposal:
-        """One proposal; a failed model call or reply is a Proposal with a stage, only BudgetExhausted raises."""
+        """One proposal; a failed model call or reply is a Proposal with a stage, only BudgetExhausted raises.
+        ``scale`` needs no model: it is a code transformation."""
+        if action.operator == "scale" and parents:
+            return scale_proposal(action, parents[0], spec)
         op, notes = _effective(action.operator, parents)
         values: dict[str, object] = {"spec": format_spec(spec), "contract": self._contract}
         used = parents[: {"generate": 0, "crossover": 2}.get(op, 1)]

@@ -10,15 +10,17 @@ from llmnas.candidate.mutate import MUTATIONS, MutationError, applicable, mutate
 from llmnas.propose import space
 from llmnas.propose.base import Action, Parent, Proposal
 from llmnas.propose.controller import Controller
+from llmnas.propose.scaling import scale_proposal
 from llmnas.task.spec import TaskSpec
 
-OFFLINE_OPERATORS = ("generate", "mutate", "crossover", "simplify")
+OFFLINE_OPERATORS = ("generate", "mutate", "crossover", "simplify", "scale")
 SAMPLE_TRIES = 64
 
 
 class OfflineProposer:
     """Zoph & Le controller for ``generate``; libcst mutations for ``mutate``/``simplify``;
-    decision-level uniform crossover of two controller-born parents for ``crossover``."""
+    decision-level uniform crossover of two controller-born parents for ``crossover``; compound
+    scaling for ``scale``."""
 
     operators = OFFLINE_OPERATORS
     variants = MUTATIONS
@@ -44,6 +46,8 @@ class OfflineProposer:
         self, action: Action, parents: Sequence[Parent], spec: TaskSpec, rng: np.random.Generator
     ) -> Proposal:
         op = action.operator
+        if op == "scale" and parents:
+            return scale_proposal(action, parents[0], spec)
         if op == "crossover" and len(parents) >= 2:
             a, b = parents[0].decisions, parents[1].decisions
             if a and b:

@@ -16,6 +16,7 @@ OPERATOR_COLOURS = {
     "crossover": "#55A868",
     "simplify": "#8172B3",
     "repair": "#C44E52",
+    "scale": "#2A9D8F",
 }
 _EXTRA_COLOURS = ("#937860", "#DA8BC3", "#8C8C8C", "#CCB974", "#64B5CD")
 FRONT = "#E4572E"
