@@ -13,7 +13,7 @@ from pathlib import Path
 from llmnas.candidate import checks
 from llmnas.config import RunConfig, deadline_at, duration_seconds, resolve_device
 from llmnas.engine.carbon import CarbonPacer, Clock, Grid, SystemClock
-from llmnas.engine.final import final_train
+from llmnas.engine.final import final_train, small_validation_note
 from llmnas.engine.interrupt import TimeLimit
 from llmnas.engine.loop import Search, SearchResult
 from llmnas.errors import RunFailed, UserError
@@ -78,25 +78,6 @@ def make_spec(cfg: RunConfig, data: Dataset, chat: ChatModel | None = None, anno
             announce(f"spec: {line}")
     return spec.resolve(
         input_shape=data.input_shape, num_classes=data.num_classes, modality=data.modality, task=data.task
-    )
-
-
-SMALL_VALIDATION = 100  # below this many validation samples, the run says how it breaks ties
-
-
-def small_validation_note(n: int, task: str) -> str | None:
-    """The ranking rule on a small validation set, said once at the start (None for a large one)."""
-    if n >= SMALL_VALIDATION:
-        return None
-    step = (
-        f"accuracy moves in steps of {1 / n:.3f}, so many candidates tie; "
-        if task == "classification"
-        else ""
-    )
-    return (
-        f"Note: the validation set has {n} samples (< {SMALL_VALIDATION}): {step}ties are ranked by "
-        "validation loss, then fewer parameters. --final-train retrains the choice on train + validation; "
-        "--val-fraction enlarges the validation set."
     )
 
 

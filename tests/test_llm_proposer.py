@@ -244,7 +244,7 @@ def test_spec_from_llm_fills_numbers_the_model_left_out(server):
     [
         (ok("I cannot help with that."), "no JSON object"),
         (ok('{"num_classes": 1, "task": "classification"}'), "invalid"),
-        (ok('{"task": "regression"}'), "invalid"),
+        (ok('{"task": "detection"}'), "invalid"),
         (error(404), "rule-based parser"),
     ],
 )
@@ -253,6 +253,13 @@ def test_spec_from_llm_falls_back_to_rules(server, reply, reason):
     spec, warnings = spec_from_llm(REQUIREMENTS, chat_for(server))
     assert spec.max_params == 20_000 and spec.num_classes == 10
     assert len(warnings) == 1 and reason in warnings[0]
+
+
+def test_spec_from_llm_keeps_the_task_the_text_names(server):
+    server.default = ok('{"task": "regression", "num_classes": 1, "max_params": 20000, "max_latency_ms": 1}')
+    spec, warnings = spec_from_llm(REQUIREMENTS, chat_for(server))
+    assert spec.task == "classification" and spec.num_classes == 10
+    assert "task: the model said regression, the text says classification" in warnings[0]
 
 
 def test_spec_from_llm_stops_on_bad_credentials(server):

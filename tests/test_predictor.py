@@ -141,6 +141,7 @@ class _ScreenOnly:
     """An executor that only screens: a candidate's code names its measured metrics (None: build fails)."""
 
     data_dir = Path("unused")
+    device = "cpu"
 
     def __init__(self, screens: dict[str, dict | None]):
         self.screens = screens

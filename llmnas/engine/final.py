@@ -1,5 +1,6 @@
-"""`--final-train`: once the search has chosen, the chosen model is trained again on training +
-validation data and its test score is reported once (final/<id>/, a "final" event).
+"""Small validation sets: the rule that ranks on them, said at the start; and `--final-train`: once the
+search has chosen, the chosen model is trained again on training + validation data and its test score
+is reported once (final/<id>/, a "final" event).
 
 Validation labels reach a worker only here, in an executor of its own started after the search has
 ended: nothing it learns can steer a choice already made. Its validation scores are of data it trained
@@ -20,6 +21,24 @@ from llmnas.runs.layout import CODE
 from llmnas.runs.store import RunStore
 from llmnas.task.datasets import Dataset
 from llmnas.task.spec import TaskSpec
+
+SMALL_VALIDATION = 100  # below this many validation samples, the run says how it breaks ties
+
+
+def small_validation_note(n: int, task: str) -> str | None:
+    """The ranking rule on a small validation set, said once at the start (None for a large one)."""
+    if n >= SMALL_VALIDATION:
+        return None
+    step = (
+        f"accuracy moves in steps of {1 / n:.3f}, so many candidates tie; "
+        if task == "classification"
+        else ""
+    )
+    return (
+        f"Note: the validation set has {n} samples (< {SMALL_VALIDATION}): {step}ties are ranked by "
+        "validation loss, then fewer parameters. --final-train retrains the choice on train + validation; "
+        "--val-fraction enlarges the validation set."
+    )
 
 
 def train_and_validation(data: Dataset) -> Dataset:

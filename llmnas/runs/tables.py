@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from llmnas.runs.events import quality
 from llmnas.safe_text import escape_controls
 
 
@@ -83,3 +84,19 @@ def scores_text(metrics: Mapping[str, Any], splits: tuple[str, ...] = ("val", "t
         else f"{split} {_f(metrics.get(f'{split}_acc'), '.4f')}"
         for split in splits
     )
+
+
+def format_runs(rows: list[dict]) -> str:
+    """`llmnas list` output."""
+    if not rows:
+        return "no runs"
+    flat = [
+        r
+        | {
+            "best_val": quality(r.get("best") or {}),
+            "best_params": (r.get("best") or {}).get("params"),
+            "requirements": str(r.get("requirements") or r.get("error") or "")[:60],
+        }
+        for r in rows
+    ]
+    return format_table(flat, RUNS_COLUMNS)

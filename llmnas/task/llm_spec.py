@@ -14,7 +14,17 @@ from llmnas.task.spec import TaskSpec, parse_requirements
 
 # Fields the model may not set: the user's text is kept verbatim, reward weights stay with the config.
 _NOT_FROM_MODEL = ("text", "reward_alpha", "reward_beta")
-_NUMBERS = ("num_classes", "max_params", "max_latency_ms", "max_flops", "target_params", "target_latency_ms")
+_NUMBERS = (
+    "num_classes",
+    "max_params",
+    "max_latency_ms",
+    "max_flops",
+    "target_params",
+    "target_latency_ms",
+    "target_mae",
+    "target_rmse",
+    "target_r2",
+)
 
 
 def spec_schema() -> dict:
@@ -29,7 +39,8 @@ def spec_schema() -> dict:
 
 
 def spec_from_llm(text: str, chat: ChatModel) -> tuple[TaskSpec, list[str]]:
-    """Ask the model for the spec; numbers the rule parser found win. Any model failure falls back to rules.
+    """Ask the model for the spec; numbers (and a task) the rule parser found win. Any model failure falls
+    back to rules.
 
     Returns the spec and warning lines. Raises SpecError (from the rule parser) and EndpointDown when the
     endpoint refuses our credentials: no search can run then.
@@ -57,6 +68,9 @@ def spec_from_llm(text: str, chat: ChatModel) -> tuple[TaskSpec, list[str]]:
         where = ".".join(map(str, first["loc"]))
         return rules, [f"the model's spec is invalid ({where}: {first['msg']}); used the rule-based parser"]
     fixed: dict[str, object] = {}
+    if "task" in rules.model_fields_set and spec.task != rules.task:  # the words the user wrote win
+        fixed["task"] = rules.task
+        warnings.append(f"task: the model said {spec.task}, the text says {rules.task}; kept {rules.task}")
     for field in _NUMBERS:
         ours, theirs = getattr(rules, field), getattr(spec, field)
         if ours is None or (theirs is not None and math.isclose(ours, theirs, rel_tol=1e-6)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llmnas.errors import UserError
 
@@ -36,6 +36,12 @@ class TaskSpec(BaseModel):
     notes: tuple[str, ...] = ()
     reward_alpha: float = -0.07
     reward_beta: float = -0.07
+
+    @model_validator(mode="after")
+    def _outputs_fit_task(self) -> TaskSpec:
+        if self.num_classes is not None and (self.num_classes == 1) != (self.task == "regression"):
+            raise ValueError("classification needs at least 2 classes; regression has one output")
+        return self
 
     def resolve(
         self, *, input_shape: tuple[int, ...], num_classes: int, modality: str, task: str = "classification"
