@@ -11,7 +11,7 @@ candidates needed to reach ``--target`` test accuracy on that curve, and what th
 
     python bench/search_efficiency.py [--data digits|mnist1d] [--seeds 10] [--budget 40] [--steps N]
                                       [--target T] [--out DIR]
-    python bench/search_efficiency.py --from DIR     # summarise the runs of an earlier call again
+    python bench/search_efficiency.py --from DIR|FILE   # summarise an earlier call's summary.json again
 """
 
 from __future__ import annotations
@@ -137,8 +137,8 @@ def report(rows: list[dict], budget: int, target: float) -> str:
     out = [
         f"{len(seeds)} seeds x {STRATEGIES}, budget {budget}; test accuracy of the model chosen by validation "
         "accuracy after k candidates: median [bootstrap 95% interval of the median]; rl - random: mean "
-        "paired difference [95% interval]",
-        f"{'k':>4} {'rl':>24} {'random':>24} {'rl - random':>26}",
+        "paired difference [95% interval]; seeds where rl is better/equal/worse",
+        f"{'k':>4} {'rl':>24} {'random':>24} {'rl - random':>26} {'b/e/w':>8}",
     ]
     for k in sorted({5, 10, 20, 40, budget} & set(range(1, budget + 1))):
         test = {s: np.array([r["test"][k - 1] for r in by[s]]) for s in STRATEGIES}
@@ -149,7 +149,8 @@ def report(rows: list[dict], budget: int, target: float) -> str:
         diff = test["rl"] - test["random"]
         lo, hi = interval(diff, np.nanmean, rng)
         cells.append(f"{np.nanmean(diff):+.4f} [{lo:+.4f}, {hi:+.4f}]")
-        out.append(f"{k:>4} " + " ".join(f"{c:>24}" for c in cells))
+        cells.append(f"{(diff > 0).sum()}/{(diff == 0).sum()}/{(diff < 0).sum()}")
+        out.append(f"{k:>4} {cells[0]:>24} {cells[1]:>24} {cells[2]:>26} {cells[3]:>8}")
     never = budget + 1
     out.append(
         f"\ncandidates until the val-chosen model's test accuracy >= {target} (not reached = {never}):"
@@ -187,10 +188,13 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--target", type=float, help="test accuracy for candidates-to-target (default: TARGETS)")
     ap.add_argument("--out", type=Path, help="keep the runs and summary.json here")
-    ap.add_argument("--from", dest="again", type=Path, help="summarise the runs in this folder again")
+    ap.add_argument(
+        "--from", dest="again", type=Path, help="summarise again: an --out folder or its summary.json"
+    )
     args = ap.parse_args()
     if args.again:
-        saved = json.loads((args.again / "summary.json").read_text())
+        path = args.again / "summary.json" if args.again.is_dir() else args.again
+        saved = json.loads(path.read_text())
         settings = saved["settings"]
         print(json.dumps(settings))
         print(report(saved["rows"], settings["budget"], args.target or settings["target"]))
