@@ -119,7 +119,10 @@ class RunConfig(BaseModel):
         "/v1/completions); auto: completion when the model has no chat template",
     )
     strategy: Literal["rl", "random"] = setting(
-        "rl", "offline proposer: the RL controller with mutations, or random search (baseline)"
+        "rl",
+        "rl: a policy learns which operator, mutation and parents to use and the controller which "
+        "architectures; random (the baseline): the same operators and limits, chosen uniformly, parents "
+        "uniform among passing candidates, nothing learned",
     )
     executor: Literal["local", "ray"] = setting(
         "local",

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from llmnas.engine.archive import SELECTORS, Archive, Entry
+from llmnas.engine.archive import SELECTORS, UNIFORM, Archive, Entry
 
 
 def e(cid, acc, params, reward=None, depth=2, latency=1.0):
@@ -81,26 +81,26 @@ def test_best():
 def test_select_small_archive():
     a = Archive()
     rng = np.random.default_rng(0)
-    for s in SELECTORS:
+    for s in (*SELECTORS, UNIFORM):
         assert a.select(s, 3, rng) == []
     a.add(e("only", 0.9, 1000))
-    for s in SELECTORS:
+    for s in (*SELECTORS, UNIFORM):
         assert [x.candidate_id for x in a.select(s, 3, rng)] == ["only"]
         assert a.select(s, 0, rng) == []
     with pytest.raises(ValueError, match="unknown selector"):
         a.select("best", 1, rng)
 
 
-@pytest.mark.parametrize("selector", SELECTORS)
+@pytest.mark.parametrize("selector", (*SELECTORS, UNIFORM))
 def test_select_distinct_and_deterministic(selector):
     a = filled()
     picks = a.select(selector, 5, np.random.default_rng(7))
     again = a.select(selector, 5, np.random.default_rng(7))
     ids = [x.candidate_id for x in picks]
     assert ids == [x.candidate_id for x in again]
-    assert len(ids) == len(set(ids)) == min(5, len(a.front() if selector == "pareto" else a.elites()))
-    pool = {x.candidate_id for x in (a.front() if selector == "pareto" else a.elites())}
-    assert set(ids) <= pool
+    pool = {"pareto": a.front(), UNIFORM: a.all_entries}.get(selector, a.elites())
+    assert len(ids) == len(set(ids)) == min(5, len(pool))
+    assert set(ids) <= {x.candidate_id for x in pool}
 
 
 def test_elite_is_top_reward():
@@ -127,6 +127,20 @@ def test_uniform_grid_is_uniform_over_cells():
     counts = {}
     for _ in range(800):
         cid = a.select("uniform_grid", 1, rng)[0].candidate_id
+        counts[cid] = counts.get(cid, 0) + 1
+    assert set(counts) == {"c0", "c1", "c2", "c3"} and min(counts.values()) > 150
+
+
+def test_uniform_is_uniform_over_every_passing_entry():
+    """Random search's parents: the weak ones that lost their cell and sit off the front are drawn as often."""
+    a = Archive()
+    for i in range(4):
+        a.add(e(f"c{i}", 0.5 + i / 10, 10**2.1))  # one cell, and each one dominates the one before
+    assert len(a.elites()) == len(a.front()) == 1
+    rng = np.random.default_rng(3)
+    counts = {}
+    for _ in range(800):
+        cid = a.select(UNIFORM, 1, rng)[0].candidate_id
         counts[cid] = counts.get(cid, 0) + 1
     assert set(counts) == {"c0", "c1", "c2", "c3"} and min(counts.values()) > 150
 

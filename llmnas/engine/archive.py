@@ -14,7 +14,8 @@ import numpy as np
 
 from llmnas.engine.pareto import OBJECTIVES, crowding_distance, dominates, objective_vector, rank_key
 
-SELECTORS = ("pareto", "elite", "tournament", "uniform_grid")
+SELECTORS = ("pareto", "elite", "tournament", "uniform_grid")  # what the policy learns to choose among
+UNIFORM = "uniform"  # random search's selector: any passing entry, nothing preferred
 _TOURNAMENT = 3
 
 
@@ -127,11 +128,14 @@ class Archive:
         pareto: sample the front without replacement, weights by linear rank of crowding distance
         (least crowded first); elite: the k elites with the highest reward; tournament: repeated
         size-3 tournaments by reward among the elites not yet picked; uniform_grid: k occupied cells
-        uniformly without replacement.
+        uniformly without replacement; uniform: k passing entries uniformly without replacement.
         """
-        if selector not in SELECTORS:
-            raise ValueError(f"unknown selector {selector!r}; known: {', '.join(SELECTORS)}")
-        pool = self.front() if selector == "pareto" else self.elites()
+        if selector not in (*SELECTORS, UNIFORM):
+            raise ValueError(f"unknown selector {selector!r}; known: {', '.join((*SELECTORS, UNIFORM))}")
+        if selector == "pareto":
+            pool = self.front()
+        else:
+            pool = self.all_entries if selector == UNIFORM else self.elites()
         k = min(max(int(k), 0), len(pool))
         if k == 0:
             return []
@@ -146,7 +150,7 @@ class Archive:
             return [pool[i] for i in idx]
         if selector == "elite":
             return sorted(pool, key=lambda e: -e.reward)[:k]
-        if selector == "uniform_grid":
+        if selector in ("uniform_grid", UNIFORM):
             return [pool[i] for i in rng.choice(len(pool), size=k, replace=False)]
         remaining, picked = list(pool), []
         for _ in range(k):

@@ -112,7 +112,7 @@ class Search:
         self.proposer, self.store = proposer, store
         self.allowed = checks.allowed_imports(cfg.extra_imports)
         self.rng = np.random.default_rng(cfg.seed)
-        self.policy = Policy()
+        self.policy = Policy.uniform() if cfg.strategy == "random" else Policy()
         self.archive = archive_for(spec)
         self.round = 0
         self.proposed = 0

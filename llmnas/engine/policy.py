@@ -14,6 +14,9 @@ accuracy move the policy as much as a pass against a failure does, once that is 
 
 so a choice that beats the baseline becomes more likely, while the entropy term keeps every option
 alive. For the operator head the mask of the matching ``choose`` is remembered until its update.
+
+``Policy.uniform()`` is random search's: every head uniform over what is offered (parents by the archive's
+``uniform`` selector), and nothing learned (no step size, no entropy term, no optimism for new variants).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from llmnas.engine.archive import SELECTORS
+from llmnas.engine.archive import SELECTORS, UNIFORM
 from llmnas.propose.base import OPERATORS, Action
 
 TEMPERATURES = (0.2, 0.5, 0.8, 1.0)
@@ -68,6 +71,11 @@ class Policy:
         self._count = dict.fromkeys(OPERATORS, 0)
         self._reward_sum = dict.fromkeys(OPERATORS, 0.0)
         self._pending: list[tuple[str, tuple[str, ...]]] = []
+
+    @classmethod
+    def uniform(cls) -> Policy:
+        """Random search: uniform choices, parents uniform among passing candidates, logits that never move."""
+        return cls(selectors=(UNIFORM,), lr=0.0, entropy_coef=0.0, optimism=0.0)
 
     def _sync_variants(self, variants: Sequence[str]) -> None:
         old = self._logits["variant"]

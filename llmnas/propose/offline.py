@@ -139,9 +139,9 @@ class OfflineProposer:
 
 
 class RandomProposer(OfflineProposer):
-    """Random search over the same space: every proposal a uniform sample, nothing learned."""
-
-    operators = ("generate",)
+    """Random search with the same operators: ``generate`` draws uniformly from the space (inside the
+    parameter limit, as the default does); mutations and crossover are the default's; nothing is learned.
+    The operators and parents are chosen at random by ``Policy.uniform()`` (strategy ``random``)."""
 
     def __init__(self, modality: str, seed: int):
         super().__init__(modality, seed, learn_controller=False)
