@@ -5,12 +5,14 @@ float32 by transformers; ``pip install 'llmnas[tiny-model]'``) on digits, CPU on
    plain transcript, the base model has no chat template): tokens/s, valid code on the first try and
    after one repair, mean validation accuracy of the candidates.
 2. Fine-tuning: LoRA (propose/finetune.finetune_lora) on the model's own rewarded completion-mode
-   outputs (every passing candidate so far, reward-weighted; no offline-controller seeding), then
+   outputs (every passing candidate so far, reward-weighted), with ``--seed-offline N`` also on the
+   passing programs of an offline-default search of N candidates (as completion-mode pairs), then
    another short search with the adapter: valid rate, mean validation accuracy, novelty (share of
    valid proposals whose code is not in the adapter's training set); time and peak memory per round.
 3. The offline default (RL controller) at the same evaluated budget.
 
     python bench/real_model.py [--samples 6] [--max-tokens 160] [--rounds 1] [--steps 30] [--out DIR]
+                               [--modes completion] [--seed-offline 24]
 """
 
 from __future__ import annotations
@@ -35,6 +37,16 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30, help="LoRA steps per round")
     ap.add_argument("--train-steps", type=int, default=100, help="training steps per candidate")
     ap.add_argument("--out", type=Path, default=Path("results/bench-real-model"))
+    ap.add_argument("--modes", nargs="+", default=["chat", "completion"], choices=["chat", "completion"])
+    ap.add_argument(
+        "--seed-offline",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also fine-tune on the passing programs of an offline-default search of N candidates, written "
+        "as completion-mode pairs (the generate prompt, then the program as a Model class); 0: only the "
+        "model's own rewarded outputs",
+    )
     args = ap.parse_args()
 
     from fakes import gemma
@@ -58,16 +70,23 @@ def main() -> None:
     def save() -> None:
         (args.out / "results.json").write_text(json.dumps(report, indent=1))
 
-    for mode in ("chat", "completion"):
+    for mode in args.modes:
         chat.mode = mode
         report[mode] = search(chat, args, args.out / mode, mode)
         save()
     chat.mode = "completion"
     trained: set[str] = set()
-    runs = [args.out / "completion"]
+    runs = [args.out / "completion"] if "completion" in args.modes else []
+    seeded = []
+    if args.seed_offline:
+        seeding = argparse.Namespace(**{**vars(args), "samples": args.seed_offline})
+        report["seed_offline"] = search(None, seeding, args.out / "seed-offline", "offline seeding search")
+        seeded = offline_traces(args.out / "seed-offline", chat)
+        report["seed_offline"]["completion_pairs"] = len(seeded)
+        save()
     report["finetune"] = []
     for r in range(1, args.rounds + 1):
-        row = finetune_round(chat, runs, args, r, trained)
+        row = finetune_round(chat, runs, args, r, trained, seeded)
         runs.append(args.out / f"after-{r}")
         row["after"] = search(chat, args, runs[-1], f"after fine-tuning round {r}", trained)
         report["finetune"].append(row)
@@ -147,13 +166,46 @@ def search(chat, args, out: Path, label: str, trained: set[str] | None = None) -
     return row
 
 
-def finetune_round(chat, runs: list[Path], args, index: int, trained: set[str]) -> dict:
-    """LoRA on every passing completion-mode candidate of the runs so far (reward-weighted)."""
+def offline_traces(run_dir: Path, chat) -> list:
+    """The offline search's passing programs as completion-mode traces: the prompt the LLM proposer sends
+    a base model for "generate", continued by a ``Model`` class (the head's) that wraps the program (its
+    ``build_model`` renamed ``_build``, below the class), rewarded with the program's validation accuracy."""
+    from llmnas.candidate import checks
+    from llmnas.llm.prompts import format_spec, render
+    from llmnas.propose.llm import LLMProposer
+    from llmnas.runs.traces import OK, Trace, collect_traces
+    from llmnas.task.spec import parse_requirements
+
+    proposer = LLMProposer(chat, checks.allowed_imports(()))
+    spec = parse_requirements(REQUIREMENTS).resolve(input_shape=(1, 8, 8), num_classes=10, modality="image")
+    values = {"spec": format_spec(spec), "contract": render("contract", allowed_imports="")}
+    prompt = proposer._completion_prompt("generate", values, [])
+    out = []
+    for t in collect_traces(run_dir):
+        if t.status != OK or not t.code or "def build_model(" not in t.code:
+            continue
+        program = "\n".join(
+            line.replace("def build_model(", "def _build(", 1)
+            for line in t.code.splitlines()
+            if not line.startswith(("import ", "from "))
+        )
+        continuation = (
+            "\n        self.net = _build(input_shape, num_classes)\n\n"
+            "    def forward(self, x):\n        return self.net(x)\n\n" + program.strip() + "\n"
+        )
+        out.append(Trace(**{**t.__dict__, "system": "", "prompt": prompt, "reply": prompt + continuation}))
+    return out
+
+
+def finetune_round(chat, runs: list[Path], args, index: int, trained: set[str], seeded: list = ()) -> dict:
+    """LoRA on every passing completion-mode candidate of the runs so far, and on ``seeded`` traces
+    (reward-weighted)."""
     from llmnas.propose.finetune import finetune_lora, select_traces
     from llmnas.runs.traces import collect_traces
 
-    traces = select_traces([t for r in runs for t in collect_traces(r)], top_fraction=1.0, min_reward=0.0)
-    row: dict = {"round": index, "examples": len(traces)}
+    own = [t for r in runs for t in collect_traces(r)]
+    traces = select_traces([*own, *seeded], top_fraction=1.0, min_reward=0.0)
+    row: dict = {"round": index, "examples": len(traces), "seeded": len(seeded)}
     if not traces:
         row["error"] = "no passing candidates to fine-tune on"
         print(row, flush=True)
