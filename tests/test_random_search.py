@@ -30,7 +30,8 @@ def test_uniform_policy_offers_everything_and_never_moves():
         policy.update(action, 1.0 if action.operator == "mutate" else -1.0)  # a policy would learn this
         chosen.append(action)
     after = policy.probabilities()
-    assert after["operator"] == before["operator"] == pytest.approx(dict.fromkeys(after["operator"], 0.2))
+    uniform = dict.fromkeys(after["operator"], 1 / len(after["operator"]))
+    assert after["operator"] == before["operator"] == pytest.approx(uniform)
     assert after["selector"] == {UNIFORM: 1.0}
     assert len(set(after["variant"].values())) == 1, "a new variant started ahead of the others"
     counts = {op: sum(a.operator == op for a in chosen) for op in OFFLINE_OPERATORS}
