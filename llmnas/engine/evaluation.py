@@ -233,10 +233,9 @@ class Evaluator:
         name = self.cfg.prescreen
         if name != "predictor":
             return name, {i: (_finite(m["proxies"].get(name)),) for i, m in screens.items()}, ""
+        dumped = [(e, e.metrics.model_dump()) for e in self.done.values() if e.round < round_]
         examples = sorted(
-            (e.round, e.candidate_id, e.metrics.model_dump(), quality(e.metrics.model_dump()))
-            for e in self.done.values()
-            if e.round < round_ and quality(e.metrics.model_dump()) is not None
+            (e.round, e.candidate_id, m, score) for e, m in dumped if (score := quality(m)) is not None
         )
         fallback = {i: predictor.fallback_score(m) for i, m in screens.items()}
         if not self.predictor.fit([(m, acc) for *_, m, acc in examples]):

@@ -72,9 +72,13 @@ class SearchResult:
     front: list[Entry]
     evaluations: int
     stats: dict
-    best_test_acc: float | None = None  # reported only: nothing in the search reads it
     best_test: dict[str, float] = field(default_factory=dict)  # every test score of the best (reported only)
     final: FinalEvent | None = None  # --final-train: the best trained again on train + validation
+
+    @property
+    def best_test_acc(self) -> float | None:
+        """The best's test accuracy (reported only: nothing in the search reads it)."""
+        return self.best_test.get("test_acc")
 
 
 @dataclass
@@ -456,7 +460,7 @@ class Search:
     def _round_size(self, budget: int) -> int:
         """Proposals this round counts: what the executor can evaluate at once now (more with a
         pre-screen, which trains only a share), within the budget; a replayed round keeps its size."""
-        if self.round in self._sizes:
+        if self.round in self._sizes:  # not .get(): asking the executor (a Ray cluster) costs a call
             return min(self._sizes[self.round], budget - self.proposed)
         return min(self.round_size, budget - self.proposed)
 
@@ -488,7 +492,6 @@ class Search:
             self.archive.front(),
             self.stats["evaluated"],
             dict(self.stats),
-            done.metrics.test_acc if done else None,
             {k: v for k, v in done.metrics.model_dump().items() if k in REPORTED_ONLY and v is not None}
             if done
             else {},

@@ -9,6 +9,7 @@ import numpy as np
 from safetensors import safe_open
 
 from llmnas.task.datasets import Dataset
+from llmnas.task.preprocess import values
 from sandbox.protocol import BN_STATS, PRED_FILES, WEIGHTS_FILE
 
 
@@ -87,8 +88,8 @@ def _regression(pred: np.ndarray, data: Dataset, split: str) -> dict:
         bad = int((~np.isfinite(pred)).any(axis=1).sum())
         raise ScoringError(f"{split} predictions hold {bad} NaN/inf values")
     target = (data.y_val if split == "val" else data.y_test).astype(np.float64)
-    z = np.clip(pred[:, 0].astype(np.float64), -MAX_STANDARD_ERROR, MAX_STANDARD_ERROR)
-    err = z * data.target_std + data.target_mean - target
+    clipped = np.clip(pred.astype(np.float64), -MAX_STANDARD_ERROR, MAX_STANDARD_ERROR)
+    err = values(data.preprocessing, clipped) - target  # the export's own mapping back to the target
     mse = float(np.mean(err**2))
     var = float(np.var(target))
     out = {

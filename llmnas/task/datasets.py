@@ -151,32 +151,8 @@ def load_dataset(
         train, val = _split(y[keep], k, (val_fraction,), rng, names, max_samples)
         rows = [keep[train], keep[val], keep_test]
         sources = [(raw.x, y), (raw.x, y), (raw.test[0], y_test)]
-    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = (
-        (xs[r], ys[r].astype(np.int64)) for (xs, ys), r in zip(sources, rows, strict=True)
-    )
-    pre = raw.pre
-    if pre.modality == "tabular":
-        pre = standardised(pre, x_tr)
-    pre = replace(pre, classes=classes)
-    ids = rows[2] if raw.ids is None else [raw.ids[i] for i in rows[2]]
-    data = Dataset(
-        name=spec,
-        x_train=apply(pre, x_tr),
-        y_train=y_tr,
-        x_val=apply(pre, x_va),
-        y_val=y_va,
-        x_test=apply(pre, x_te),
-        y_test=y_te,
-        input_shape=pre.input_shape,
-        num_classes=k,
-        modality=pre.modality,
-        class_names=names,
-        preprocessing=pre,
-        x_val_raw=x_va,
-        test_samples=tuple(_plain(i) for i in ids),
-    )
-    _log_splits(data, f"{k} classes")
-    return data
+    parts = _take(sources, rows, np.int64)
+    return _assemble(spec, raw, parts, rows[2], {"classes": classes}, names, f"{k} classes")
 
 
 # ---------------------------------------------------------------------------------------------- sources
@@ -226,15 +202,29 @@ def _regression(
         y_test = numeric_targets(raw.test[1], spec)
         rows.append(np.arange(len(y_test)))
         sources[2] = (raw.test[0], y_test)
-    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = (
-        (xs[r], ys[r].astype(np.float32)) for (xs, ys), r in zip(sources, rows, strict=True)
-    )
-    std = float(y_tr.std(dtype=np.float64))
+    parts = _take(sources, rows, np.float32)
+    y_train = parts[0][1]
+    std = float(y_train.std(dtype=np.float64))
     if std < 1e-12:
         raise DatasetError(f"--data: {spec}: the target is constant in the training split; nothing to learn")
+    target = (float(y_train.mean(dtype=np.float64)), std)
+    return _assemble(spec, raw, parts, rows[2], {"classes": None, "target": target}, (), "regression")
+
+
+def _take(sources: list, rows: list[np.ndarray], dtype) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(raw inputs, labels as ``dtype``) of train, validation and test: ``rows`` of each split's source."""
+    return [(xs[r], ys[r].astype(dtype)) for (xs, ys), r in zip(sources, rows, strict=True)]
+
+
+def _assemble(
+    spec: str, raw: Raw, parts: list, test_rows: np.ndarray, fitted: dict, names: tuple[str, ...], what: str
+) -> Dataset:
+    """The Dataset of split raw ``parts``: the source's preprocessing (standardised on the training split
+    for tabular data, with ``fitted`` set) applied to every split."""
+    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = parts
     pre = standardised(raw.pre, x_tr) if raw.pre.modality == "tabular" else raw.pre
-    pre = replace(pre, classes=None, target=(float(y_tr.mean(dtype=np.float64)), std))
-    ids = rows[2] if raw.ids is None else [raw.ids[i] for i in rows[2]]
+    pre = replace(pre, **fitted)
+    ids = test_rows if raw.ids is None else [raw.ids[i] for i in test_rows]
     data = Dataset(
         name=spec,
         x_train=apply(pre, x_tr),
@@ -244,22 +234,16 @@ def _regression(
         x_test=apply(pre, x_te),
         y_test=y_te,
         input_shape=pre.input_shape,
-        num_classes=1,
+        num_classes=max(1, len(names)),
         modality=pre.modality,
-        class_names=(),
+        class_names=names,
         preprocessing=pre,
         x_val_raw=x_va,
         test_samples=tuple(_plain(i) for i in ids),
     )
-    _log_splits(data, "regression")
+    sizes = "/".join(str(len(y)) for y in (y_tr, y_va, y_te))
+    log.info("dataset %s: %s %s, %s, train/val/test %s", spec, data.modality, data.input_shape, what, sizes)
     return data
-
-
-def _log_splits(data: Dataset, what: str) -> None:
-    sizes = "/".join(str(len(y)) for y in (data.y_train, data.y_val, data.y_test))
-    log.info(
-        "dataset %s: %s %s, %s, train/val/test %s", data.name, data.modality, data.input_shape, what, sizes
-    )
 
 
 # ------------------------------------------------------------------------------------------- validation
