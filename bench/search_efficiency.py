@@ -10,7 +10,7 @@ candidates needed to reach ``--target`` test accuracy on that curve, and what th
 (duplicates, over a hard limit before training, failures), counted apart.
 
     python bench/search_efficiency.py [--data digits|mnist1d] [--seeds 10] [--budget 40] [--steps N]
-                                      [--target T] [--out DIR]
+                                      [--params N] [--strategies rl random] [--target T] [--out DIR]
     python bench/search_efficiency.py --from DIR|FILE   # summarise an earlier call's summary.json again
 """
 
@@ -37,8 +37,8 @@ STRATEGIES = ("rl", "random")
 # No latency limit (the demo has one): latency is wall time, and on a shared machine it would make the
 # limits differ from run to run.
 REQUIREMENTS = {
-    "mnist1d": "classify the 1-D signals into 10 classes; under 10k parameters",
-    "digits": "classify the 8x8 digit images into 10 classes; under 10k parameters",
+    "mnist1d": "classify the 1-D signals into 10 classes; under {params} parameters",
+    "digits": "classify the 8x8 digit images into 10 classes; under {params} parameters",
 }
 # Targets fixed before the benchmark runs: the quality bar of bench/quality.py for digits; for MNIST-1D,
 # the demo's test accuracy (0.957) rounded down.
@@ -99,7 +99,7 @@ def curves(order: list[EvaluationEvent | None], budget: int) -> dict[str, list[f
 
 def run_one(args: argparse.Namespace, strategy: str, seed: int) -> dict:
     cfg = RunConfig(
-        requirements=REQUIREMENTS[args.data],
+        requirements=REQUIREMENTS[args.data].format(params=args.params),
         data=args.data,
         budget=args.budget,
         seed=seed,
@@ -130,32 +130,42 @@ def interval(values: np.ndarray, stat, rng: np.random.Generator) -> tuple[float,
 
 def report(rows: list[dict], budget: int, target: float) -> str:
     rng = np.random.default_rng(0)  # the bootstrap's own seed: the same rows give the same intervals
-    by = {s: sorted((r for r in rows if r["strategy"] == s), key=lambda r: r["seed"]) for s in STRATEGIES}
-    seeds = [r["seed"] for r in by["rl"]]
-    if seeds != [r["seed"] for r in by["random"]]:
+    strategies = [s for s in STRATEGIES if any(r["strategy"] == s for r in rows)]
+    by = {s: sorted((r for r in rows if r["strategy"] == s), key=lambda r: r["seed"]) for s in strategies}
+    paired = len(strategies) == 2
+    seeds = [r["seed"] for r in by[strategies[0]]]
+    if paired and seeds != [r["seed"] for r in by["random"]]:
         raise SystemExit("both strategies need the same seeds (the difference is paired by seed)")
     out = [
-        f"{len(seeds)} seeds x {STRATEGIES}, budget {budget}; test accuracy of the model chosen by validation "
-        "accuracy after k candidates: median [bootstrap 95% interval of the median]; rl - random: mean "
-        "paired difference [95% interval]; seeds where rl is better/equal/worse",
-        f"{'k':>4} {'rl':>24} {'random':>24} {'rl - random':>26} {'b/e/w':>8}",
+        f"{len(seeds)} seeds x {tuple(strategies)}, budget {budget}; test accuracy of the model chosen by "
+        "validation accuracy after k candidates: median [bootstrap 95% interval of the median]"
+        + (
+            "; rl - random: mean paired difference [95% interval]; seeds where rl is better/equal/worse"
+            if paired
+            else ""
+        ),
+        f"{'k':>4} "
+        + " ".join(f"{s:>24}" for s in strategies)
+        + (f" {'rl - random':>26} {'b/e/w':>8}" if paired else ""),
     ]
     for k in sorted({5, 10, 20, 40, budget} & set(range(1, budget + 1))):
-        test = {s: np.array([r["test"][k - 1] for r in by[s]]) for s in STRATEGIES}
+        test = {s: np.array([r["test"][k - 1] for r in by[s]]) for s in strategies}
         cells = []
-        for s in STRATEGIES:
+        for s in strategies:
             lo, hi = interval(test[s], np.nanmedian, rng)
             cells.append(f"{np.nanmedian(test[s]):.4f} [{lo:.4f}, {hi:.4f}]")
-        diff = test["rl"] - test["random"]
-        lo, hi = interval(diff, np.nanmean, rng)
-        cells.append(f"{np.nanmean(diff):+.4f} [{lo:+.4f}, {hi:+.4f}]")
-        cells.append(f"{(diff > 0).sum()}/{(diff == 0).sum()}/{(diff < 0).sum()}")
-        out.append(f"{k:>4} {cells[0]:>24} {cells[1]:>24} {cells[2]:>26} {cells[3]:>8}")
+        line = f"{k:>4} " + " ".join(f"{c:>24}" for c in cells)
+        if paired:
+            diff = test["rl"] - test["random"]
+            lo, hi = interval(diff, np.nanmean, rng)
+            line += f" {f'{np.nanmean(diff):+.4f} [{lo:+.4f}, {hi:+.4f}]':>26}"
+            line += f" {f'{(diff > 0).sum()}/{(diff == 0).sum()}/{(diff < 0).sum()}':>8}"
+        out.append(line)
     never = budget + 1
     out.append(
         f"\ncandidates until the val-chosen model's test accuracy >= {target} (not reached = {never}):"
     )
-    for s in STRATEGIES:
+    for s in strategies:
         need = np.array([reached(r["test"], target) or never for r in by[s]], dtype=float)
         lo, hi = interval(need, np.median, rng)
         out.append(
@@ -163,19 +173,17 @@ def report(rows: list[dict], budget: int, target: float) -> str:
             f" of {len(need)} runs; per seed {[int(n) for n in need]}"
         )
     out.append("\nval accuracy of the chosen model at the budget (what the search saw), median:")
-    for s in STRATEGIES:
+    for s in strategies:
         out.append(f"  {s:6} val {np.nanmedian([r['val'][-1] for r in by[s]]):.4f}")
     out.append("\nproposals per run (mean over seeds; counted = paid by the budget):")
     out.append("  " + " ".join(f"{k:>10}" for k in ("", *KINDS)))
-    for s in STRATEGIES:
+    for s in strategies:
         out.append(
             "  " + " ".join([f"{s:>10}", *(f"{np.mean([r[k] for r in by[s]]):>10.1f}" for k in KINDS)])
         )
-    seconds = {s: [r["seconds"] for r in by[s] if "seconds" in r] for s in STRATEGIES}
+    seconds = {s: [r["seconds"] for r in by[s] if "seconds" in r] for s in strategies}
     if all(seconds.values()):
-        out.append(
-            f"\nmean run time: rl {np.mean(seconds['rl']):.0f} s, random {np.mean(seconds['random']):.0f} s"
-        )
+        out.append("\nmean run time: " + ", ".join(f"{s} {np.mean(t):.0f} s" for s, t in seconds.items()))
     return "\n".join(out)
 
 
@@ -185,6 +193,10 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=10, help="seeds 0 .. N-1")
     ap.add_argument("--budget", type=int, default=40)
     ap.add_argument("--steps", type=int, help="training steps per candidate (default: the run's default)")
+    ap.add_argument("--params", default="10k", help="the parameter limit in the requirements (10k, 20k)")
+    ap.add_argument(
+        "--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES), help="rl alone: its quality"
+    )
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--target", type=float, help="test accuracy for candidates-to-target (default: TARGETS)")
     ap.add_argument("--out", type=Path, help="keep the runs and summary.json here")
@@ -204,7 +216,7 @@ def main() -> None:
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "again")}
     rows = []
     for seed in range(args.seeds):
-        for strategy in STRATEGIES:
+        for strategy in args.strategies:
             rows.append(run_one(args, strategy, seed))
             r = rows[-1]
             print(

@@ -243,6 +243,12 @@ NESTED_FLAGS: dict[str, tuple[str, str, str]] = {
         "max_seconds",
         "train by time too: stop after this many seconds (results then depend on load: not reproducible)",
     ),
+    "shift": (
+        "train",
+        "shift",
+        "augment by random shifts up to this fraction of each spatial axis (0: none; "
+        "unset: 1/8 for images, none for sequences)",
+    ),
     "timeout": ("limits", "timeout_s", "hard wall-clock limit per candidate (s)"),
     "memory_mb": ("limits", "memory_mb", "memory limit per candidate (MiB)"),
 }

@@ -92,6 +92,10 @@ class _Frozen(BaseModel):
 class TrainConfig(_Frozen):
     """Budgeted training, by steps: the same seed gives the same model on any machine load. Early
     stopping on the held-out slice (counted in steps) starts after three quarters of the steps.
+    ``shift`` augments images and sequences: each training sample moves by up to this fraction of every
+    spatial axis (at least one position), zero-filled. None: 1/8 for images (a translation by a few
+    pixels keeps an image's class), none for sequences, whose position may carry meaning; tabular inputs
+    are never shifted.
 
     ``max_seconds`` trains by time instead (whichever of steps or seconds runs out first): the result
     then depends on the machine's load and says so (``Metrics.stopped_on_time``). Without it, wall
@@ -105,6 +109,7 @@ class TrainConfig(_Frozen):
     holdout_fraction: float = Field(0.1, ge=0, lt=0.5)
     eval_every: int = Field(100, ge=1)
     patience: int = Field(10, ge=1)
+    shift: float | None = Field(None, ge=0, le=0.5)
 
 
 class Limits(_Frozen):

@@ -16,6 +16,7 @@ from torch import nn
 from sandbox.protocol import TrainConfig
 
 _MONOTONIC = time.monotonic  # bound before any candidate code runs
+IMAGE_SHIFT = 0.125  # TrainConfig.shift's default for images: up to 1/8 of each side
 
 
 class TrainingFailed(RuntimeError):
@@ -78,6 +79,7 @@ def train(
     best_acc, best_state, bad_evals = -math.inf, None, 0
     start, step, loss_value = _MONOTONIC(), 0, float("nan")
     batch = min(cfg.batch_size, len(x_fit))
+    shift = (IMAGE_SHIFT if x.dim() == 4 else 0.0) if cfg.shift is None else cfg.shift
     order, pos = torch.randperm(len(x_fit), generator=generator), 0
     model.train()
     stopped_on_time = False
@@ -95,7 +97,8 @@ def train(
             order, pos = torch.randperm(len(x_fit), generator=generator), 0
         idx = order[pos : pos + batch].to(device)
         pos += batch
-        loss = loss_fn(model(x_fit[idx]), y_fit[idx])
+        xb = shifted(x_fit[idx], shift, generator) if shift else x_fit[idx]
+        loss = loss_fn(model(xb), y_fit[idx])
         if not torch.isfinite(loss):
             raise TrainingFailed(
                 f"loss became {loss.item()} at step {step}: lower the learning rate or add normalisation"
@@ -126,6 +129,21 @@ def train(
     seconds = _MONOTONIC() - start
     holdout_acc = best_acc if n_hold and task == "classification" else None
     return TrainReport(step, seconds, loss_value, holdout_acc, stopped_on_time)
+
+
+def shifted(x: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
+    """``x`` (batch, channels, *spatial) with each sample moved by a random whole number of positions,
+    at most ``fraction`` of each spatial axis (and at least one), the vacated positions zero. Inputs
+    without a spatial axis come back as they are."""
+    for axis in range(2, x.dim()):
+        size = x.shape[axis]
+        reach = max(1, round(size * fraction))
+        offsets = torch.randint(-reach, reach + 1, (len(x),), generator=generator).to(x.device)
+        padded = F.pad(x.movedim(axis, -1), (reach, reach))
+        index = torch.arange(size, device=x.device) + reach - offsets[:, None]
+        index = index.view(len(x), *([1] * (padded.dim() - 2)), size).expand(*padded.shape[:-1], size)
+        x = padded.gather(-1, index).movedim(-1, axis)
+    return x
 
 
 @torch.no_grad()
