@@ -12,6 +12,9 @@ candidates needed to reach ``--target`` test accuracy on that curve, and what th
     python bench/search_efficiency.py [--data digits|mnist1d] [--seeds 10] [--budget 40] [--steps N]
                                       [--params N] [--strategies rl random] [--target T] [--out DIR]
     python bench/search_efficiency.py --from DIR|FILE   # summarise an earlier call's summary.json again
+
+With ``--out``, runs already there are resumed rather than started again (an interrupted bench goes on,
+and a larger ``--seeds`` adds seeds to an earlier call's); their run time is the earlier call's.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import numpy as np
 from llmnas.config import RunConfig
 from llmnas.engine.loop import REPROPOSALS
 from llmnas.engine.pareto import rank_key
-from llmnas.run import start
+from llmnas.run import resume, start
 from llmnas.runs.events import EvaluationEvent, ProposalEvent, RoundEvent
 from llmnas.runs.store import RunStore
 from sandbox.protocol import TrainConfig
@@ -97,7 +100,8 @@ def curves(order: list[EvaluationEvent | None], budget: int) -> dict[str, list[f
     return {"val": val + val[-1:] * pad, "test": test + test[-1:] * pad}
 
 
-def run_one(args: argparse.Namespace, strategy: str, seed: int) -> dict:
+def run_one(args: argparse.Namespace, strategy: str, seed: int, earlier: dict) -> dict:
+    """One run's row; a run already in ``args.out`` is resumed and keeps its ``earlier`` run time."""
     cfg = RunConfig(
         requirements=REQUIREMENTS[args.data].format(params=args.params),
         data=args.data,
@@ -107,9 +111,15 @@ def run_one(args: argparse.Namespace, strategy: str, seed: int) -> dict:
         workers=args.workers,
         train=TrainConfig() if args.steps is None else TrainConfig(max_steps=args.steps),
     )
-    t0 = time.perf_counter()
-    result = start(cfg, args.out / f"{strategy}-s{seed}", progress=False, announce=lambda _: None)
-    return summarise(result.run_dir, strategy, seed, args.budget) | {"seconds": time.perf_counter() - t0}
+    folder, quiet = args.out / f"{strategy}-s{seed}", {"progress": False, "announce": lambda _: None}
+    if (folder / "run.json").exists():
+        resume(folder, **quiet)
+        seconds = {"seconds": earlier["seconds"]} if "seconds" in earlier else {}
+    else:
+        t0 = time.perf_counter()
+        start(cfg, folder, **quiet)
+        seconds = {"seconds": time.perf_counter() - t0}
+    return summarise(folder, strategy, seed, args.budget) | seconds
 
 
 def summarise(run_dir: Path, strategy: str, seed: int, budget: int) -> dict:
@@ -214,10 +224,16 @@ def main() -> None:
     args.target = args.target or TARGETS[args.data]
     args.out = args.out or Path(tempfile.mkdtemp(prefix="llmnas-bench-"))
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "again")}
+    saved = args.out / "summary.json"
+    earlier = (
+        {(r["strategy"], r["seed"]): r for r in json.loads(saved.read_text())["rows"]}
+        if saved.exists()
+        else {}
+    )
     rows = []
     for seed in range(args.seeds):
         for strategy in args.strategies:
-            rows.append(run_one(args, strategy, seed))
+            rows.append(run_one(args, strategy, seed, earlier.get((strategy, seed), {})))
             r = rows[-1]
             print(
                 f"{strategy:6} seed {seed}: test {r['test'][-1]:.4f} (val {r['val'][-1]:.4f}) after "
@@ -225,7 +241,7 @@ def main() -> None:
                 f"{r['seconds']:.0f} s",
                 flush=True,
             )
-            (args.out / "summary.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=1))
+            saved.write_text(json.dumps({"settings": settings, "rows": rows}, indent=1))
     print(f"\nruns in {args.out}\n")
     print(report(rows, args.budget, args.target))
 
