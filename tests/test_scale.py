@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import libcst as cst
 import numpy as np
 import pytest
+from conftest import logged
 from test_mutate import NUM_CLASSES, SAMPLES, build
 
 from llmnas.candidate.layers import MutationError
 from llmnas.candidate.scale import ALPHA, BETA, compound, estimate_params, scale_to
+from llmnas.config import RunConfig
 from llmnas.propose import space
 from llmnas.propose.base import Action, Parent
 from llmnas.propose.scaling import scale_proposal
+from llmnas.run import resume, start
 from llmnas.task.spec import TaskSpec
+from sandbox.protocol import TrainConfig
 
 
 def params_of(code: str, input_shape: tuple[int, ...]) -> int:
@@ -92,3 +97,33 @@ def test_scale_proposal_names_its_parent_or_says_why_not():
     assert ok.code and ok.stage is None and ok.parent_ids == ("p1",) and ok.notes[0].startswith("scale: ")
     full = scale_proposal(Action("scale"), Parent("p2", code, {"params": 20_000.0}), spec)
     assert full.code is None and full.stage == "static" and "no room" in full.message
+
+
+def test_search_scales_good_small_models_up_to_the_limit(tmp_path):
+    """Once parents are in use, ``scale`` is one of the operators the policy chooses among while some passing
+    candidate is at most half the parameter limit: it takes the best such candidate not scaled yet (each one
+    once), and the child lands above its parent and within the limit. The parents taken survive a resume."""
+    limit = 60_000
+    cfg = RunConfig(
+        requirements=f"classify digits; under {limit} parameters",
+        data="digits",
+        max_samples=400,
+        budget=10,
+        workers=2,
+        seed=3,
+        train=TrainConfig(max_steps=30),
+    )
+    run = start(cfg, tmp_path / "run", progress=False, announce=lambda _: None).run_dir
+    resume(run, budget=16, progress=False, announce=lambda _: None)
+    events = logged(run)
+    done = {e["candidate_id"]: e for e in events if e["type"] == "evaluation"}
+    scales = [e for e in events if e["type"] == "proposal" and e["operator"] == "scale"]
+    assert scales, "no scale proposal in 16 candidates"
+    parents = [e["parents"][0] for e in scales]
+    assert len(set(parents)) == len(parents)
+    assert json.loads((run / "state.json").read_text())["scaled"] == parents
+    for e in scales:
+        parent = done[e["parents"][0]]["metrics"]["params"]
+        assert parent <= limit / 2
+        if e["candidate_id"] and done[e["candidate_id"]]["ok"]:
+            assert parent < done[e["candidate_id"]]["metrics"]["params"] <= limit

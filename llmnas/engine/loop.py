@@ -42,6 +42,7 @@ from llmnas.errors import RunFailed
 from llmnas.execute.base import Executor
 from llmnas.llm.chat import BudgetExhausted, EndpointDown, RunEnding
 from llmnas.propose.base import Action, Parent, Proposal, Proposer
+from llmnas.propose.scaling import scale_budget
 from llmnas.runs.events import (
     REPORTED_ONLY,
     EvaluationEvent,
@@ -134,6 +135,7 @@ class Search:
         }
         self.best_id: str | None = None
         self.to_scale: list[str] = []  # front members a raised parameter limit leaves room to scale up
+        self.scaled: list[str] = []  # candidates the scale operator has taken as parents
         self.budget = cfg.budget
         self.progress = progress
         self.listeners = list(listeners)
@@ -167,6 +169,7 @@ class Search:
             "best_id": self.best_id,
             "spec": self.spec.model_dump(mode="json"),
             "to_scale": self.to_scale,
+            "scaled": self.scaled,
         }, blob
 
     def _restore(self) -> bool:
@@ -185,6 +188,7 @@ class Search:
         self.stats |= state["stats"]
         self.best_id = state["best_id"]
         self.to_scale = state.get("to_scale", [])
+        self.scaled = state.get("scaled", [])
         if "spec" in state:  # the spec the checkpoint ran under, so that apply_spec sees what changed
             self.spec = TaskSpec.model_validate(state["spec"])
         return True
@@ -228,9 +232,24 @@ class Search:
         n = len(self.archive.all_entries)
         if n >= MIN_POPULATION:
             ops += [op for op in self.proposer.operators if op in ("mutate", "simplify", "crossover")]
+            if "scale" in self.proposer.operators and self._growable():
+                ops.append("scale")
         if not self.failures and "repair" in ops:
             ops.remove("repair")
         return ops
+
+    def _growable(self) -> list[Entry]:
+        """Passing candidates at most half the parameter budget, not scaled yet, best first: a good small
+        model compound-scaled to the budget (EfficientNet's recipe) rather than left small."""
+        room = scale_budget(self.spec)
+        if room is None:
+            return []
+        small = [
+            e
+            for e in self.archive.all_entries
+            if e.candidate_id not in self.scaled and (e.metrics.get("params") or room) <= room / 2
+        ]
+        return sorted(small, key=lambda e: rank_key(e.metrics))
 
     def _propose(self, action: Action) -> Proposal:
         if action.operator == "repair":
@@ -239,7 +258,8 @@ class Search:
         elif action.operator == "generate":  # from scratch: no parents, and no draw from the RNG for them
             parents = []
         elif action.operator == "scale":
-            cid = self.to_scale.pop(0)
+            cid = self.to_scale.pop(0) if self.to_scale else self._growable()[0].candidate_id
+            self.scaled.append(cid)
             parents = [self._parent(e) for e in self.archive.all_entries if e.candidate_id == cid]
         else:
             parents = [self._parent(e) for e in self.archive.select(action.selector, PARENTS, self.rng)]

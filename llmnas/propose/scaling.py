@@ -9,9 +9,14 @@ from llmnas.propose.base import Action, Parent, Proposal
 from llmnas.task.spec import TaskSpec
 
 
+def scale_budget(spec: TaskSpec) -> int | None:
+    """The parameter count ``scale`` grows a parent to: the soft target, else the hard limit, else None."""
+    return spec.target_params or spec.max_params
+
+
 def scale_proposal(action: Action, parent: Parent, spec: TaskSpec) -> Proposal:
     """``parent`` scaled to the budget, or a proposal rejected at the static stage saying why not."""
-    budget = spec.target_params or spec.max_params
+    budget = scale_budget(spec)
     params = parent.metrics.get("params")
     ids = (parent.candidate_id,)
     try:
