@@ -232,24 +232,24 @@ class Search:
         n = len(self.archive.all_entries)
         if n >= MIN_POPULATION:
             ops += [op for op in self.proposer.operators if op in ("mutate", "simplify", "crossover")]
-            if "scale" in self.proposer.operators and self._growable():
+            if "scale" in self.proposer.operators and self._growable() is not None:
                 ops.append("scale")
         if not self.failures and "repair" in ops:
             ops.remove("repair")
         return ops
 
-    def _growable(self) -> list[Entry]:
-        """Passing candidates at most half the parameter budget, not scaled yet, best first: a good small
+    def _growable(self) -> Entry | None:
+        """The best passing candidate at most half the parameter budget and not scaled yet: a good small
         model compound-scaled to the budget (EfficientNet's recipe) rather than left small."""
         room = scale_budget(self.spec)
         if room is None:
-            return []
-        small = [
+            return None
+        small = (
             e
             for e in self.archive.all_entries
             if e.candidate_id not in self.scaled and (e.metrics.get("params") or room) <= room / 2
-        ]
-        return sorted(small, key=lambda e: rank_key(e.metrics))
+        )
+        return min(small, key=lambda e: rank_key(e.metrics), default=None)
 
     def _propose(self, action: Action) -> Proposal:
         if action.operator == "repair":
@@ -258,7 +258,7 @@ class Search:
         elif action.operator == "generate":  # from scratch: no parents, and no draw from the RNG for them
             parents = []
         elif action.operator == "scale":
-            cid = self.to_scale.pop(0) if self.to_scale else self._growable()[0].candidate_id
+            cid = self.to_scale.pop(0) if self.to_scale else self._growable().candidate_id
             self.scaled.append(cid)
             parents = [self._parent(e) for e in self.archive.all_entries if e.candidate_id == cid]
         else:
