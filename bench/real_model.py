@@ -6,13 +6,14 @@ float32 by transformers; ``pip install 'llmnas[tiny-model]'``) on digits, CPU on
    after one repair, mean validation accuracy of the candidates.
 2. Fine-tuning: LoRA (propose/finetune.finetune_lora) on the model's own rewarded completion-mode
    outputs (every passing candidate so far, reward-weighted), with ``--seed-offline N`` also on the
-   passing programs of an offline-default search of N candidates (as completion-mode pairs), then
+   passing programs of an offline-default search of N candidates (as completion-mode pairs, their
+   ``nn.Linear`` layers written ``nn.LazyLinear`` so that no flattened width is to be learnt), then
    another short search with the adapter: valid rate, mean validation accuracy, novelty (share of
    valid proposals whose code is not in the adapter's training set); time and peak memory per round.
 3. The offline default (RL controller) at the same evaluated budget.
 
     python bench/real_model.py [--samples 6] [--max-tokens 160] [--rounds 1] [--steps 30] [--out DIR]
-                               [--modes completion] [--seed-offline 24]
+                               [--modes [chat] [completion]] [--seed-offline 24]
 """
 
 from __future__ import annotations
@@ -37,14 +38,21 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30, help="LoRA steps per round")
     ap.add_argument("--train-steps", type=int, default=100, help="training steps per candidate")
     ap.add_argument("--out", type=Path, default=Path("results/bench-real-model"))
-    ap.add_argument("--modes", nargs="+", default=["chat", "completion"], choices=["chat", "completion"])
+    ap.add_argument(
+        "--modes",
+        nargs="*",
+        default=["chat", "completion"],
+        choices=["chat", "completion"],
+        help="searches with the base model before fine-tuning (none: straight to fine-tuning)",
+    )
     ap.add_argument(
         "--seed-offline",
         type=int,
         default=0,
         metavar="N",
         help="also fine-tune on the passing programs of an offline-default search of N candidates, written "
-        "as completion-mode pairs (the generate prompt, then the program as a Model class); 0: only the "
+        "as completion-mode pairs (the generate prompt, then the program, its Linear layers made LazyLinear, "
+        "as a Model class); 0: only the "
         "model's own rewarded outputs",
     )
     args = ap.parse_args()
@@ -142,9 +150,15 @@ def search(chat, args, out: Path, label: str, trained: set[str] | None = None) -
     accs = [e.metrics.val_acc for e in evals if getattr(e.metrics, "val_acc", None) is not None]
     failures = [f"{e.stage}: {(e.message or '')[:120]}" for e in events.of(EvaluationEvent) if not e.ok]
     valid = [p.candidate_id for p in proposals if p.candidate_id]
+    ok_ids = {e.candidate_id for e in evals}
+    # Written by the model on the first try: not a repair, and not scale (a code transformation).
+    first = [p for p in proposals if p.operator not in ("repair", "scale")]
     stats = result.stats
     row = {
         "proposals": len(proposals),
+        "first_tries": len(first),
+        "first_try_trained_ok": sum(p.candidate_id in ok_ids for p in first if p.candidate_id),
+        "scaled": sum(p.operator == "scale" for p in proposals),
         "valid_first_try": stats.get("valid_first_try"),
         "valid_after_repair": stats.get("valid_after_repair"),
         "evaluated_ok": len(evals),
@@ -186,7 +200,7 @@ def offline_traces(run_dir: Path, chat) -> list:
             continue
         program = "\n".join(
             line.replace("def build_model(", "def _build(", 1)
-            for line in t.code.splitlines()
+            for line in lazy_linear(t.code).splitlines()
             if not line.startswith(("import ", "from "))
         )
         continuation = (
@@ -195,6 +209,30 @@ def offline_traces(run_dir: Path, chat) -> list:
         )
         out.append(Trace(**{**t.__dict__, "system": "", "prompt": prompt, "reply": prompt + continuation}))
     return out
+
+
+def lazy_linear(code: str) -> str:
+    """``code`` with every ``nn.Linear(in, out)`` written ``nn.LazyLinear(out)`` (the input width is taken
+    from the first forward), and the ``_spatial`` width helper dropped once nothing calls it: the idiom
+    the model learns cannot get a flattened width wrong."""
+    import libcst as cst
+    import libcst.matchers as m
+
+    class Lazy(cst.CSTTransformer):
+        def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+            if (
+                m.matches(updated.func, m.Attribute(value=m.Name("nn"), attr=m.Name("Linear")))
+                and len(updated.args) >= 2
+            ):
+                func = updated.func.with_changes(attr=cst.Name("LazyLinear"))
+                return updated.with_changes(func=func, args=updated.args[1:])
+            return updated
+
+    module = cst.parse_module(code).visit(Lazy())
+    if "_spatial(" not in module.code.replace("def _spatial(", ""):
+        body = [s for s in module.body if not m.matches(s, m.FunctionDef(name=m.Name("_spatial")))]
+        module = module.with_changes(body=body)
+    return module.code
 
 
 def finetune_round(chat, runs: list[Path], args, index: int, trained: set[str], seeded: list = ()) -> dict:
