@@ -22,7 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import load_model
 
 from sandbox import measure
-from sandbox.candidate import CandidateFailure, build, guard
+from sandbox.candidate import CandidateFailure, build, guard, materialise
 from sandbox.limits import rss_mb
 from sandbox.protocol import (
     BN_STATS,
@@ -90,6 +90,7 @@ def score(job: Job, workdir: Path, device: torch.device) -> Metrics:
         for s in PRED_FILES
     }
     model = guard(Stage.build, build, job)
+    guard(Stage.shape, materialise, model, data["val"][:2])
     params = guard(Stage.crash, stored_params, workdir / WEIGHTS_FILE)
     load_strict(model, workdir / WEIGHTS_FILE)
     guard(Stage.build, model.to, device)

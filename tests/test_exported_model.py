@@ -246,3 +246,34 @@ def test_raw_forms_of_a_table_and_of_samples(tmp_path):
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+LAZY = """
+import torch.nn as nn
+
+
+def build_model(input_shape, num_classes):
+    return nn.Sequential(nn.Conv2d(input_shape[0], 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.LazyLinear(num_classes))
+"""
+
+
+def test_a_model_with_lazy_layers_scores_and_exports(run_candidate, digits, tmp_path):
+    """nn.LazyLinear takes its input width from the first forward pass: the scoring process and the
+    export's load() give it that shape before the trained weights load into it."""
+    code = checks.normalise(LAZY)
+    run, cid = tmp_path / "run", checks.candidate_id(code)
+    folder = run / "candidates" / cid
+    result = run_candidate(code, folder)
+    assert result.ok, result.message
+    assert result.metrics.params == (4 * 9 + 4) + (4 * 64 * 10 + 10)
+    (folder / CODE).write_text(code)
+    export_candidate(
+        run, cid, tmp_path / "out", input_shape=digits.input_shape, num_classes=10, metrics={}, data=digits
+    )
+    spec = importlib.util.spec_from_file_location("exported_lazy", tmp_path / "out" / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.load(trust_code=True)
+    with torch.no_grad():
+        logits = model.module(torch.from_numpy(digits.x_test)).numpy()
+    np.testing.assert_allclose(logits, np.load(folder / "test_pred.npy"), atol=1e-5)

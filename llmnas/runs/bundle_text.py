@@ -136,6 +136,7 @@ def load(weights=None, *, trust_code=False):
             f"by default. {{safe}} To run the code anyway, after reading it: load(trust_code=True) "
             f"or {{TRUST_ENV}}=1."
         )
+    import torch
     from safetensors.torch import load_model
 
     namespace = {{"__name__": "candidate", "__file__": code_path}}
@@ -147,6 +148,9 @@ def load(weights=None, *, trust_code=False):
             module = namespace["Model"](INPUT_SHAPE, NUM_CLASSES)
         except TypeError:
             module = namespace["Model"]()
+    if any(torch.nn.parameter.is_lazy(t) for t in (*module.parameters(), *module.buffers())):
+        with torch.no_grad():  # lazy modules (nn.LazyLinear ...) take their shapes from one forward pass
+            module.eval()(torch.zeros(1, *INPUT_SHAPE))
     load_model(module, weights or os.path.join(HERE, WEIGHTS_FILE), strict=True, device="cpu")
     preprocess = _preprocess_module()
     data_path = os.path.join(HERE, DATA_FILE)
