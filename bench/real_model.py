@@ -120,8 +120,6 @@ def search(chat, args, out: Path, label: str, trained: set[str] | None = None) -
     import llmnas.run as run
     from llmnas.config import RunConfig
     from llmnas.propose.llm import LLMProposer
-    from llmnas.runs.events import EvaluationEvent, LLMCallEvent, ProposalEvent, replay
-    from llmnas.runs.layout import RunLayout
 
     shutil.rmtree(out, ignore_errors=True)
     cfg = RunConfig.from_settings(
@@ -142,7 +140,16 @@ def search(chat, args, out: Path, label: str, trained: set[str] | None = None) -
     LLMProposer.end_round = lambda self, rng: None
     start = time.perf_counter()
     result = run.start(cfg, out, progress=False, announce=lambda _: None)
-    seconds = time.perf_counter() - start
+    row = measured(out, result.stats, time.perf_counter() - start, trained)
+    print(label, json.dumps(row), flush=True)
+    return row
+
+
+def measured(out: Path, stats: dict, seconds: float, trained: set[str] | None = None) -> dict:
+    """What a finished search in ``out`` measured, from its event log and the loop's ``stats``."""
+    from llmnas.runs.events import EvaluationEvent, LLMCallEvent, ProposalEvent, replay
+    from llmnas.runs.layout import RunLayout
+
     events = replay(RunLayout(out).events)
     proposals = events.of(ProposalEvent)
     evals = [e for e in events.of(EvaluationEvent) if e.ok and e.metrics]
@@ -151,13 +158,18 @@ def search(chat, args, out: Path, label: str, trained: set[str] | None = None) -
     failures = [f"{e.stage}: {(e.message or '')[:120]}" for e in events.of(EvaluationEvent) if not e.ok]
     valid = [p.candidate_id for p in proposals if p.candidate_id]
     ok_ids = {e.candidate_id for e in evals}
-    # Written by the model on the first try: not a repair, and not scale (a code transformation).
+    # Code that builds and gives logits of the right shape: trained, or stopped only by a hard limit.
+    built = {e.candidate_id for e in events.of(EvaluationEvent) if e.ok or e.stage == "budget"}
+    # Written by the model on the first try: not a repair, and not scale (a code transformation); new: not
+    # the code of an earlier candidate of the run (a duplicate re-proposed).
     first = [p for p in proposals if p.operator not in ("repair", "scale")]
-    stats = result.stats
+    new = [p for p in first if p.stage != "duplicate"]
     row = {
         "proposals": len(proposals),
         "first_tries": len(first),
-        "first_try_trained_ok": sum(p.candidate_id in ok_ids for p in first if p.candidate_id),
+        "first_try_duplicates": len(first) - len(new),
+        "first_try_new_trained_ok": sum(p.candidate_id in ok_ids for p in new),
+        "first_try_new_built": sum(p.candidate_id in built for p in new),
         "scaled": sum(p.operator == "scale" for p in proposals),
         "valid_first_try": stats.get("valid_first_try"),
         "valid_after_repair": stats.get("valid_after_repair"),
@@ -176,7 +188,6 @@ def search(chat, args, out: Path, label: str, trained: set[str] | None = None) -
         row["novel_share"] = (
             round(sum(cid not in trained for cid in valid) / len(valid), 3) if valid else None
         )
-    print(label, json.dumps(row), flush=True)
     return row
 
 
