@@ -52,8 +52,7 @@ def main() -> None:
         metavar="N",
         help="also fine-tune on the passing programs of an offline-default search of N candidates, written "
         "as completion-mode pairs (the generate prompt, then the program, its Linear layers made LazyLinear, "
-        "as a Model class); 0: only the "
-        "model's own rewarded outputs",
+        "as a Model class); 0: only the model's own rewarded outputs",
     )
     args = ap.parse_args()
 
@@ -240,7 +239,7 @@ def lazy_linear(code: str) -> str:
             return updated
 
     module = cst.parse_module(code).visit(Lazy())
-    if "_spatial(" not in module.code.replace("def _spatial(", ""):
+    if not m.findall(module, m.Call(func=m.Name("_spatial"))):
         body = [s for s in module.body if not m.matches(s, m.FunctionDef(name=m.Name("_spatial")))]
         module = module.with_changes(body=body)
     return module.code
