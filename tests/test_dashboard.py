@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -20,7 +21,7 @@ from browser import LivePage, require_chromium
 from PIL import Image
 
 from llmnas.cli import EXIT_USAGE, main
-from llmnas.report.dashboard import Dashboard, open_dashboard
+from llmnas.report.dashboard import Dashboard, _Handler, open_dashboard
 from llmnas.runs.events import EvaluationEvent, Metrics, ProposalEvent, StoppedEvent
 from llmnas.runs.store import RunStore
 
@@ -167,6 +168,52 @@ def test_cli_port_zero_prints_the_url_and_ctrl_c_stops_it(results: Path):
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 130
+
+
+def test_closing_waits_for_a_page_being_drawn_and_the_page_arrives_whole(results: Path):
+    """Ctrl-C while a page draws: closing the server waits for it (interpreter shutdown under a thread
+    still drawing with matplotlib aborts the process) and the browser gets the whole page."""
+    server, url = open_dashboard(results, 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    drawing, release, state = threading.Event(), threading.Event(), server.dashboard.state
+
+    def slow_state(pinned: str = ""):
+        drawing.set()
+        release.wait(30)
+        return state(pinned)
+
+    server.dashboard.state = slow_state
+    replies = []
+    client = threading.Thread(target=lambda: replies.append(get(url)))
+    client.start()
+    assert drawing.wait(30)
+    server.shutdown()
+    closing = threading.Thread(target=server.server_close)
+    closing.start()
+    closing.join(0.5)
+    assert closing.is_alive()  # still waiting for the page in flight
+    release.set()
+    closing.join(30)
+    client.join(30)
+    assert not closing.is_alive() and replies[0][0] == 200 and RUN_A in replies[0][2]
+
+
+def test_a_silent_connection_does_not_hold_the_exit(results: Path):
+    """Browsers open connections ahead of use and send nothing on them: closing times them out."""
+    server, _ = open_dashboard(results, 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    with socket.create_connection(("127.0.0.1", server.port)):
+        accepted = lambda: any("process_request" in t.name for t in threading.enumerate())  # noqa: E731
+        for _ in range(300):
+            if accepted():
+                break
+            time.sleep(0.1)
+        assert accepted()
+        server.shutdown()
+        closing = threading.Thread(target=server.server_close)
+        closing.start()
+        closing.join(_Handler.timeout + 15)
+        assert not closing.is_alive()
 
 
 def test_cli_errors_are_one_line(results: Path, capsys):

@@ -202,6 +202,7 @@ def page(state: State, pinned: str, results: Path) -> str:
 
 class _Handler(BaseHTTPRequestHandler):
     server: DashboardServer
+    timeout = 5.0  # seconds a client may stay silent: closing the server waits for its requests
 
     def do_GET(self) -> None:  # noqa: N802 - the http.server name
         if self.headers.get("Host") not in self.server.hosts:
@@ -248,7 +249,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class DashboardServer(ThreadingHTTPServer):
-    daemon_threads = True
+    """Closing it (Ctrl-C) waits for the pages being drawn: interpreter shutdown under a thread that is
+    still drawing with matplotlib aborts the process."""
+
+    daemon_threads = False
 
     def __init__(self, dashboard: Dashboard, port: int):
         super().__init__((HOST, port), _Handler)
