@@ -24,6 +24,9 @@ import sys
 import time
 from pathlib import Path
 
+import libcst as cst
+import libcst.matchers as m
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -222,13 +225,14 @@ def offline_traces(run_dir: Path, chat) -> list:
 
 
 def lazy_linear(code: str) -> str:
-    """``code`` with every ``nn.Linear(in, out)`` written ``nn.LazyLinear(out)`` (the input width is taken
-    from the first forward), and the ``_spatial`` width helper dropped once nothing calls it: the idiom
-    the model learns cannot get a flattened width wrong."""
-    import libcst as cst
-    import libcst.matchers as m
+    """``code`` in an idiom a small model copies without arithmetic or arity to get wrong: every
+    ``nn.Linear(in, out)`` written ``nn.LazyLinear(out)`` (the input width is taken from the first forward;
+    the ``_spatial`` width helper dropped once nothing calls it), residual blocks written
+    ``Residual(skip, *layers)``, and ``build_model``'s ``nn.Sequential`` one layer per line."""
+    module = cst.parse_module(code)
+    text = module.code_for_node
 
-    class Lazy(cst.CSTTransformer):
+    class Rewrite(cst.CSTTransformer):
         def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
             if (
                 m.matches(updated.func, m.Attribute(value=m.Name("nn"), attr=m.Name("Linear")))
@@ -236,13 +240,57 @@ def lazy_linear(code: str) -> str:
             ):
                 func = updated.func.with_changes(attr=cst.Name("LazyLinear"))
                 return updated.with_changes(func=func, args=updated.args[1:])
+            if m.matches(updated.func, m.Name("Residual")) and len(updated.args) == 4:
+                body, c_in, c_out, conv = (text(a.value) for a in updated.args)
+                skip = "nn.Identity()" if c_in == c_out else f"{conv}({c_in}, {c_out}, 1)"
+                layers = updated.args[0].value
+                inner = layers.args if m.matches(layers, _SEQUENTIAL) else [cst.Arg(layers)]
+                return cst.parse_expression(f"Residual({skip}, {', '.join(text(a.value) for a in inner)})")
             return updated
 
-    module = cst.parse_module(code).visit(Lazy())
+        def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
+            if updated.name.value != "Residual":
+                return updated
+            return cst.parse_statement(_RESIDUAL).with_changes(leading_lines=updated.leading_lines)
+
+    module = module.visit(Rewrite())
     if not m.findall(module, m.Call(func=m.Name("_spatial"))):
         body = [s for s in module.body if not m.matches(s, m.FunctionDef(name=m.Name("_spatial")))]
         module = module.with_changes(body=body)
-    return module.code
+    returned = m.FunctionDef(
+        name=m.Name("build_model"), body=m.IndentedBlock(body=[m.SimpleStatementLine([m.Return()])])
+    )
+    body = []
+    for statement in module.body:
+        if m.matches(statement, returned):
+            value = statement.body.body[0].body[0].value
+            header = text(statement).strip().split("\n", 1)[0]  # def build_model(...):
+            rewritten = f"{header}\n    return {_one_per_line(value, text, '    ')}\n"
+            statement = cst.parse_statement(rewritten).with_changes(leading_lines=statement.leading_lines)
+        body.append(statement)
+    return module.with_changes(body=body).code
+
+
+_SEQUENTIAL = m.Call(func=m.Attribute(value=m.Name("nn"), attr=m.Name("Sequential")))
+_RESIDUAL = """class Residual(nn.Module):
+
+    def __init__(self, skip, *layers):
+        super().__init__()
+        self.skip = skip
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.skip(x) + self.body(x)
+"""
+
+
+def _one_per_line(node, text, indent: str) -> str:
+    """``nn.Sequential(...)`` and ``Residual(...)`` calls with one argument per line, nested."""
+    if not m.matches(node, _SEQUENTIAL | m.Call(func=m.Name("Residual"))) or not node.args:
+        return text(node)
+    inner = indent + "    "
+    args = "".join(f"{inner}{_one_per_line(a.value, text, inner)},\n" for a in node.args)
+    return f"{text(node.func)}(\n{args}{indent})"
 
 
 def finetune_round(chat, runs: list[Path], args, index: int, trained: set[str], seeded: list = ()) -> dict:
