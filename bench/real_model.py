@@ -57,6 +57,14 @@ def main() -> None:
         "as completion-mode pairs (the generate prompt, then the program, its Linear layers made LazyLinear, "
         "as a Model class); 0: only the model's own rewarded outputs",
     )
+    ap.add_argument(
+        "--seed-margin",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="keep only the seed programs within F times the parameter limit (the generate prompt asks "
+        "for a margin); 1: every passing program",
+    )
     args = ap.parse_args()
 
     from fakes import gemma
@@ -91,7 +99,7 @@ def main() -> None:
     if args.seed_offline:
         seeding = argparse.Namespace(**{**vars(args), "samples": args.seed_offline})
         report["seed_offline"] = search(None, seeding, args.out / "seed-offline", "offline seeding search")
-        seeded = offline_traces(args.out / "seed-offline", chat)
+        seeded = offline_traces(args.out / "seed-offline", chat, args.seed_margin)
         report["seed_offline"]["completion_pairs"] = len(seeded)
         save()
     report["finetune"] = []
@@ -193,10 +201,11 @@ def measured(out: Path, stats: dict, seconds: float, trained: set[str] | None = 
     return row
 
 
-def offline_traces(run_dir: Path, chat) -> list:
-    """The offline search's passing programs as completion-mode traces: the prompt the LLM proposer sends
-    a base model for "generate", continued by a ``Model`` class (the head's) that wraps the program (its
-    ``build_model`` renamed ``_build``, below the class), rewarded with the program's validation accuracy."""
+def offline_traces(run_dir: Path, chat, margin: float = 1.0) -> list:
+    """The offline search's passing programs within ``margin`` times the parameter limit as completion-mode
+    traces: the prompt the LLM proposer sends a base model for "generate", continued by a ``Model`` class
+    (the head's) that wraps the program (its ``build_model`` renamed ``_build``, below the class), rewarded
+    with the program's validation accuracy."""
     from llmnas.candidate import checks
     from llmnas.llm.prompts import format_spec, render
     from llmnas.propose.llm import LLMProposer
@@ -210,6 +219,8 @@ def offline_traces(run_dir: Path, chat) -> list:
     out = []
     for t in collect_traces(run_dir):
         if t.status != OK or not t.code or "def build_model(" not in t.code:
+            continue
+        if t.metrics.get("params", 0) > margin * spec.max_params:
             continue
         program = "\n".join(
             line.replace("def build_model(", "def _build(", 1)
