@@ -19,7 +19,9 @@ float32 by transformers; ``pip install 'llmnas[tiny-model]'``) on digits, CPU on
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -65,13 +67,20 @@ def main() -> None:
         help="keep only the seed programs within F times the parameter limit (the generate prompt asks "
         "for a margin); 1: every passing program",
     )
+    ap.add_argument(
+        "--seed-top",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="then keep the best F of them by validation accuracy; 1: all",
+    )
     args = ap.parse_args()
 
     from fakes import gemma
 
     import llmnas.run as run
     from llmnas.llm.local import HFChat
-    from llmnas.propose.finetune import peak_rss_mb
+    from llmnas.propose.finetune import peak_rss_mb, select_traces
 
     global _ORIGINAL_MAKE_SPEC
     _ORIGINAL_MAKE_SPEC = run.make_spec
@@ -93,13 +102,15 @@ def main() -> None:
         report[mode] = search(chat, args, args.out / mode, mode)
         save()
     chat.mode = "completion"
-    trained: set[str] = set()
+    trained: dict[str, str] = {}
     runs = [args.out / "completion"] if "completion" in args.modes else []
     seeded = []
     if args.seed_offline:
         seeding = argparse.Namespace(**{**vars(args), "samples": args.seed_offline})
         report["seed_offline"] = search(None, seeding, args.out / "seed-offline", "offline seeding search")
-        seeded = offline_traces(args.out / "seed-offline", chat, args.seed_margin)
+        seeded = select_traces(
+            offline_traces(args.out / "seed-offline", chat, args.seed_margin), args.seed_top
+        )
         report["seed_offline"]["completion_pairs"] = len(seeded)
         save()
     report["finetune"] = []
@@ -123,7 +134,7 @@ def _make_spec(*a, **kw):
 _ORIGINAL_MAKE_SPEC = None
 
 
-def search(chat, args, out: Path, label: str, trained: set[str] | None = None) -> dict:
+def search(chat, args, out: Path, label: str, trained: dict[str, str] | None = None) -> dict:
     """A short search (budget = --samples) with ``chat`` (None: offline); what it measured."""
     import shutil
 
@@ -155,8 +166,9 @@ def search(chat, args, out: Path, label: str, trained: set[str] | None = None) -
     return row
 
 
-def measured(out: Path, stats: dict, seconds: float, trained: set[str] | None = None) -> dict:
-    """What a finished search in ``out`` measured, from its event log and the loop's ``stats``."""
+def measured(out: Path, stats: dict, seconds: float, trained: dict[str, str] | None = None) -> dict:
+    """What a finished search in ``out`` measured, from its event log and the loop's ``stats``;
+    ``trained``: the programs the adapter was trained on (candidate id to normalised code)."""
     from llmnas.runs.events import EvaluationEvent, LLMCallEvent, ProposalEvent, replay
     from llmnas.runs.layout import RunLayout
 
@@ -198,14 +210,39 @@ def measured(out: Path, stats: dict, seconds: float, trained: set[str] | None = 
         row["novel_share"] = (
             round(sum(cid not in trained for cid in valid) / len(valid), 3) if valid else None
         )
+        programs = [layers(code) for code in trained.values()]
+        row["first_try_layer_edits"] = sorted(
+            min(layer_edits(layers(code), seen) for seen in programs)
+            for p in new
+            if p.candidate_id in built and (code := _code(out, p.candidate_id)) is not None
+        )
     return row
+
+
+def _code(out: Path, candidate_id: str) -> str | None:
+    path = out / "candidates" / candidate_id / "model.py"
+    return path.read_text() if path.is_file() else None
+
+
+def layers(code: str) -> list[str]:
+    """The ``nn.`` layer calls of a program in order, as written (``nn.Conv2d(8, 16, 3, padding=1)``)."""
+    return _LAYER.findall(code)
+
+
+_LAYER = re.compile(r"nn\.[A-Z]\w*\([^()]*\)")
+
+
+def layer_edits(a: list[str], b: list[str]) -> int:
+    """Layers inserted, deleted or changed to turn one layer list into the other (0: the same layers)."""
+    ops = difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
+    return sum(max(i2 - i1, j2 - j1) for tag, i1, i2, j1, j2 in ops if tag != "equal")
 
 
 def offline_traces(run_dir: Path, chat, margin: float = 1.0) -> list:
     """The offline search's passing programs within ``margin`` times the parameter limit as completion-mode
     traces: the prompt the LLM proposer sends a base model for "generate", continued by a ``Model`` class
     (the head's) that wraps the program (its ``build_model`` renamed ``_build``, below the class), rewarded
-    with the program's validation accuracy."""
+    with the program's validation accuracy; their code and candidate id are those of the file so written."""
     from llmnas.candidate import checks
     from llmnas.llm.prompts import format_spec, render
     from llmnas.propose.llm import LLMProposer
@@ -231,7 +268,16 @@ def offline_traces(run_dir: Path, chat, margin: float = 1.0) -> list:
             "\n        self.net = _build(input_shape, num_classes)\n\n"
             "    def forward(self, x):\n        return self.net(x)\n\n" + program.strip() + "\n"
         )
-        out.append(Trace(**{**t.__dict__, "system": "", "prompt": prompt, "reply": prompt + continuation}))
+        whole = prompt + continuation
+        code = checks.normalise(whole)  # the program as the model is taught to write it
+        fields = {
+            "system": "",
+            "prompt": prompt,
+            "reply": whole,
+            "code": code,
+            "candidate_id": checks.candidate_id(code),
+        }
+        out.append(Trace(**{**t.__dict__, **fields}))
     return out
 
 
@@ -304,7 +350,9 @@ def _one_per_line(node, text, indent: str) -> str:
     return f"{text(node.func)}(\n{args}{indent})"
 
 
-def finetune_round(chat, runs: list[Path], args, index: int, trained: set[str], seeded: list = ()) -> dict:
+def finetune_round(
+    chat, runs: list[Path], args, index: int, trained: dict[str, str], seeded: list = ()
+) -> dict:
     """LoRA on every passing completion-mode candidate of the runs so far, and on ``seeded`` traces
     (reward-weighted)."""
     from llmnas.propose.finetune import finetune_lora, select_traces
@@ -330,7 +378,7 @@ def finetune_round(chat, runs: list[Path], args, index: int, trained: set[str], 
         seed=index,
         on_stats=stats.update,
     )
-    trained.update(t.candidate_id for t in traces if t.candidate_id)
+    trained.update((t.candidate_id, t.code) for t in traces if t.candidate_id)
     row.update({k: stats[k] for k in ("steps", "loss_before", "loss_after", "seconds", "peak_rss_mb")})
     print("finetune", json.dumps(row), flush=True)
     return row
