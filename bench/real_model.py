@@ -6,14 +6,17 @@ float32 by transformers; ``pip install 'llmnas[tiny-model]'``) on digits, CPU on
    after one repair, mean validation accuracy of the candidates.
 2. Fine-tuning: LoRA (propose/finetune.finetune_lora) on the model's own rewarded completion-mode
    outputs (every passing candidate so far, reward-weighted), with ``--seed-offline N`` also on the
-   passing programs of an offline-default search of N candidates (as completion-mode pairs, their
-   ``nn.Linear`` layers written ``nn.LazyLinear`` so that no flattened width is to be learnt), then
-   another short search with the adapter: valid rate, mean validation accuracy, novelty (share of
-   valid proposals whose code is not in the adapter's training set); time and peak memory per round.
+   passing programs of an offline-default search of N candidates (as completion-mode pairs written in
+   an idiom with no width or arity to get wrong: see ``lazy_linear``; ``--seed-margin``/``--seed-top``
+   keep those well within the parameter limit / the most accurate), then another short search with the
+   adapter: valid rate, mean validation accuracy, novelty (share of valid proposals whose code is not in
+   the adapter's training set; layer edits from the closest training program); time and peak memory
+   per round.
 3. The offline default (RL controller) at the same evaluated budget.
 
     python bench/real_model.py [--samples 6] [--max-tokens 160] [--rounds 1] [--steps 30] [--out DIR]
                                [--modes [chat] [completion]] [--seed-offline 24]
+                               [--seed-margin 1.0] [--seed-top 1.0]
 """
 
 from __future__ import annotations
