@@ -7,7 +7,7 @@ float32 by transformers; ``pip install 'llmnas[tiny-model]'``) on digits, CPU on
 2. Fine-tuning: LoRA (propose/finetune.finetune_lora) on the model's own rewarded completion-mode
    outputs (every passing candidate so far, reward-weighted), with ``--seed-offline N`` also on the
    passing programs of an offline-default search of N candidates (as completion-mode pairs written in
-   an idiom with no width or arity to get wrong: see ``lazy_linear``; ``--seed-margin``/``--seed-top``
+   an idiom with no width or arity to get wrong: see ``seed_idiom``; ``--seed-margin``/``--seed-top``
    keep those well within the parameter limit / the most accurate), then another short search with the
    adapter: valid rate, mean validation accuracy, novelty (share of valid proposals whose code is not in
    the adapter's training set; layer edits from the closest training program); time and peak memory
@@ -264,7 +264,7 @@ def offline_traces(run_dir: Path, chat, margin: float = 1.0) -> list:
             continue
         program = "\n".join(
             line.replace("def build_model(", "def _build(", 1)
-            for line in lazy_linear(t.code).splitlines()
+            for line in seed_idiom(t.code).splitlines()
             if not line.startswith(("import ", "from "))
         )
         continuation = (
@@ -284,7 +284,7 @@ def offline_traces(run_dir: Path, chat, margin: float = 1.0) -> list:
     return out
 
 
-def lazy_linear(code: str) -> str:
+def seed_idiom(code: str) -> str:
     """``code`` in an idiom a small model copies without arithmetic or arity to get wrong: every
     ``nn.Linear(in, out)`` written ``nn.LazyLinear(out)`` (the input width is taken from the first forward;
     the ``_spatial`` width helper dropped once nothing calls it), residual blocks written
@@ -301,10 +301,10 @@ def lazy_linear(code: str) -> str:
                 func = updated.func.with_changes(attr=cst.Name("LazyLinear"))
                 return updated.with_changes(func=func, args=updated.args[1:])
             if m.matches(updated.func, m.Name("Residual")) and len(updated.args) == 4:
-                body, c_in, c_out, conv = (text(a.value) for a in updated.args)
+                _, c_in, c_out, conv = (text(a.value) for a in updated.args)
                 skip = "nn.Identity()" if c_in == c_out else f"{conv}({c_in}, {c_out}, 1)"
-                layers = updated.args[0].value
-                inner = layers.args if m.matches(layers, _SEQUENTIAL) else [cst.Arg(layers)]
+                block = updated.args[0].value
+                inner = block.args if m.matches(block, _SEQUENTIAL) else [cst.Arg(block)]
                 return cst.parse_expression(f"Residual({skip}, {', '.join(text(a.value) for a in inner)})")
             return updated
 

@@ -33,7 +33,7 @@ def test_rewritten_programs_build_the_same_networks(modality, input_shape):
     residual = 0
     for _ in range(40):
         code = space.render(modality, space.sample_uniform(modality, rng))
-        readable = real_model.lazy_linear(code)
+        readable = real_model.seed_idiom(code)
         assert built(readable, input_shape) == built(code, input_shape)
         assert "nn.Linear(" not in readable and "_spatial" not in readable
         assert "    return nn.Sequential(\n        " in readable  # one layer per line
