@@ -155,7 +155,7 @@ def test_a_run_folder_is_shown_with_its_siblings_and_unreadable_runs_say_why(res
 
 def test_cli_port_zero_prints_the_url_and_ctrl_c_stops_it(results: Path):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llmnas.cli", "dashboard", str(results), "--port", "0"],
+        [sys.executable, "-X", "faulthandler", "-m", "llmnas.cli", "dashboard", str(results), "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -167,7 +167,13 @@ def test_cli_port_zero_prints_the_url_and_ctrl_c_stops_it(results: Path):
         assert RUN_A in get(match.group(0))[2]
     finally:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=20) == 130
+        try:
+            assert proc.wait(timeout=60) == 130
+        except subprocess.TimeoutExpired:  # hung: say where (signal masks, and every thread's stack)
+            lines = Path(f"/proc/{proc.pid}/status").read_text().splitlines(keepends=True)
+            status = [line for line in lines if line.startswith(("State", "Sig"))]
+            proc.send_signal(signal.SIGABRT)  # faulthandler prints the stacks
+            pytest.fail(f"no exit 60 s after Ctrl-C: {''.join(status)}{proc.communicate(timeout=30)[1]}")
 
 
 def test_closing_waits_for_a_page_being_drawn_and_the_page_arrives_whole(results: Path):
