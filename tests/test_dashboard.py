@@ -155,7 +155,10 @@ def test_a_run_folder_is_shown_with_its_siblings_and_unreadable_runs_say_why(res
 
 def test_cli_port_zero_prints_the_url_and_ctrl_c_stops_it(results: Path):
     proc = subprocess.Popen(
-        [sys.executable, "-X", "faulthandler", "-m", "llmnas.cli", "dashboard", str(results), "--port", "0"],
+        # The installed entry point, as a user starts it: it sets up Ctrl-C even when the process was
+        # started with SIGINT ignored (as a shell does for background jobs: `make test &`).
+        [sys.executable, "-X", "faulthandler", "-c", "from llmnas.console import main; main()"]
+        + ["dashboard", str(results), "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
