@@ -27,6 +27,7 @@ import json
 import re
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import libcst as cst
@@ -249,7 +250,7 @@ def offline_traces(run_dir: Path, chat, margin: float = 1.0) -> list:
     from llmnas.candidate import checks
     from llmnas.llm.prompts import format_spec, render
     from llmnas.propose.llm import LLMProposer
-    from llmnas.runs.traces import OK, Trace, collect_traces
+    from llmnas.runs.traces import OK, collect_traces
     from llmnas.task.spec import parse_requirements
 
     proposer = LLMProposer(chat, checks.allowed_imports(()))
@@ -273,14 +274,11 @@ def offline_traces(run_dir: Path, chat, margin: float = 1.0) -> list:
         )
         whole = prompt + continuation
         code = checks.normalise(whole)  # the program as the model is taught to write it
-        fields = {
-            "system": "",
-            "prompt": prompt,
-            "reply": whole,
-            "code": code,
-            "candidate_id": checks.candidate_id(code),
-        }
-        out.append(Trace(**{**t.__dict__, **fields}))
+        out.append(
+            replace(
+                t, system="", prompt=prompt, reply=whole, code=code, candidate_id=checks.candidate_id(code)
+            )
+        )
     return out
 
 
@@ -324,9 +322,8 @@ def seed_idiom(code: str) -> str:
     for statement in module.body:
         if m.matches(statement, returned):
             value = statement.body.body[0].body[0].value
-            header = text(statement).strip().split("\n", 1)[0]  # def build_model(...):
-            rewritten = f"{header}\n    return {_one_per_line(value, text, '    ')}\n"
-            statement = cst.parse_statement(rewritten).with_changes(leading_lines=statement.leading_lines)
+            returns = cst.parse_statement(f"return {_one_per_line(value, text, '')}\n")  # block-indented
+            statement = statement.with_changes(body=statement.body.with_changes(body=[returns]))
         body.append(statement)
     return module.with_changes(body=body).code
 

@@ -179,11 +179,10 @@ def test_cli_port_zero_prints_the_url_and_ctrl_c_stops_it(results: Path):
             pytest.fail(f"no exit 60 s after Ctrl-C: {''.join(status)}{proc.communicate(timeout=30)[1]}")
 
 
-def test_closing_waits_for_a_page_being_drawn_and_the_page_arrives_whole(results: Path):
+def test_closing_waits_for_a_page_being_drawn_and_the_page_arrives_whole(results: Path, serve):
     """Ctrl-C while a page draws: closing the server waits for it (interpreter shutdown under a thread
     still drawing with matplotlib aborts the process) and the browser gets the whole page."""
-    server, url = open_dashboard(results, 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server, url = serve(results)
     drawing, release, state = threading.Event(), threading.Event(), server.dashboard.state
 
     def slow_state(pinned: str = ""):
@@ -207,10 +206,9 @@ def test_closing_waits_for_a_page_being_drawn_and_the_page_arrives_whole(results
     assert not closing.is_alive() and replies[0][0] == 200 and RUN_A in replies[0][2]
 
 
-def test_a_silent_connection_does_not_hold_the_exit(results: Path):
+def test_a_silent_connection_does_not_hold_the_exit(results: Path, serve):
     """Browsers open connections ahead of use and send nothing on them: closing times them out."""
-    server, _ = open_dashboard(results, 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server, _ = serve(results)
     with socket.create_connection(("127.0.0.1", server.port)):
         accepted = lambda: any("process_request" in t.name for t in threading.enumerate())  # noqa: E731
         for _ in range(300):
