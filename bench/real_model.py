@@ -251,7 +251,7 @@ def offline_traces(run_dir: Path, chat, margin: float = 1.0) -> list:
     from llmnas.llm.prompts import format_spec, render
     from llmnas.propose.llm import LLMProposer
     from llmnas.runs.traces import OK, collect_traces
-    from llmnas.task.spec import parse_requirements
+    from llmnas.task.requirements import parse_requirements
 
     proposer = LLMProposer(chat, checks.allowed_imports(()))
     spec = parse_requirements(REQUIREMENTS).resolve(input_shape=(1, 8, 8), num_classes=10, modality="image")

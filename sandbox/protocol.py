@@ -33,6 +33,7 @@ HARD_LIMITS = (
     ("params", "max_params", ""),
     ("flops", "max_flops", ""),
     ("latency_ms", "max_latency_ms", " ms"),
+    ("peak_mem_mb", "max_memory_mb", " MiB"),
 )
 
 
@@ -53,7 +54,7 @@ def over_limits(metrics: Mapping[str, Any], limits: Mapping[str, Any]) -> list[s
 
 
 def _fmt_limit(key: str, v: float) -> str:
-    return f"{v:.3g}" if key == "latency_ms" else f"{v:,.0f}"
+    return f"{v:.3g}" if key in ("latency_ms", "peak_mem_mb") else f"{v:,.0f}"
 
 
 SAFE_ENV = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES")

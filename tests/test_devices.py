@@ -19,7 +19,7 @@ from llmnas.engine.evaluation import make_job
 from llmnas.errors import UserError
 from llmnas.execute.local import LocalPool
 from llmnas.run import local_pool
-from llmnas.task.spec import parse_requirements
+from llmnas.task.requirements import parse_requirements
 from sandbox.protocol import WEIGHTS_FILE, Stage
 
 NO_CUDA = not torch.cuda.is_available()

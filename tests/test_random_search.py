@@ -16,7 +16,7 @@ from llmnas.engine.policy import Policy
 from llmnas.propose.base import Action
 from llmnas.propose.offline import OFFLINE_OPERATORS, OfflineProposer, RandomProposer
 from llmnas.run import start
-from llmnas.task.spec import parse_requirements
+from llmnas.task.requirements import parse_requirements
 from sandbox.protocol import TrainConfig
 
 

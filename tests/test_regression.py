@@ -23,7 +23,8 @@ from llmnas.run import load_data, make_spec
 from llmnas.runs.events import Metrics, quality
 from llmnas.task.datasets import load_dataset
 from llmnas.task.loaders import DatasetError
-from llmnas.task.spec import SpecError, TaskSpec, parse_requirements
+from llmnas.task.requirements import parse_requirements
+from llmnas.task.spec import SpecError, TaskSpec
 from sandbox.protocol import PRED_FILES, WEIGHTS_FILE
 
 # ------------------------------------------------------------------------------------------- requirements
@@ -41,8 +42,8 @@ from sandbox.protocol import PRED_FILES, WEIGHTS_FILE
 def test_requirements_that_ask_for_a_number_are_regression(text, mae, rmse, r2):
     spec = parse_requirements(text)
     assert spec.task == "regression"
-    assert (spec.target_mae, spec.target_rmse, spec.target_r2) == (mae, rmse, r2)
-    assert not spec.notes
+    assert (spec.floors.get("mae"), spec.floors.get("rmse"), spec.floors.get("r2")) == (mae, rmse, r2)
+    assert not spec.not_understood
 
 
 def test_classification_words_stay_classification():
@@ -178,7 +179,7 @@ def test_r2_ranks_and_rewards_regression_candidates():
     good = {"val_r2": 0.6, "val_mae": 40.0, "val_loss": 0.4, "params": 900}
     bad = {"val_r2": -3.0, "val_mae": 90.0, "val_loss": 4.0, "params": 100}
     assert quality(good) == 0.6 and sorted([bad, good], key=rank_key)[0] is good
-    spec = TaskSpec(task="regression", target_mae=50.0)
+    spec = TaskSpec(task="regression", floors={"mae": 50.0})
     assert reward(bad, spec) < reward(good, spec)
     assert reward(good, spec) > reward(good, TaskSpec(task="regression"))  # under the MAE target: a bonus
     assert reward(bad, TaskSpec(task="regression")) == 0.0  # negative R² floors at 0, above any failure

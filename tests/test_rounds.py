@@ -12,7 +12,7 @@ from llmnas.config import RunConfig
 from llmnas.engine.loop import Search
 from llmnas.propose.offline import OfflineProposer
 from llmnas.runs.store import RunStore
-from llmnas.task.spec import parse_requirements
+from llmnas.task.requirements import parse_requirements
 
 REQ = "classify 8x8 digits into 10 classes; under 20k parameters"
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from llmnas.task.spec import REFINED, SpecError, TaskSpec, parse_requirements
+from llmnas.task.requirements import REFINED, parse_requirements
+from llmnas.task.spec import SpecError, TaskSpec
 
 
 @pytest.mark.parametrize(
@@ -20,16 +21,14 @@ from llmnas.task.spec import REFINED, SpecError, TaskSpec, parse_requirements
         ("below 2 GFLOPs", {"max_flops": 2_000_000_000}),
         ("under 10 MMACs", {"max_flops": 20_000_000}),
         ("recognise five categories", {"num_classes": 5}),
-        ("a tiny model", {"target_params": 10_000, "hints": ("tiny",)}),
-        (
-            "small and fast please",
-            {"target_params": 100_000, "target_latency_ms": 1.0, "hints": ("small", "fast")},
-        ),
-        ("tiny, under 5k parameters", {"max_params": 5_000, "target_params": 5_000}),
+        # size and speed words are priorities; the size a word aims at is relative to the task (resolve)
+        ("a tiny model", {"target_params": None, "size_word": "tiny", "priorities": ("size",)}),
+        ("small and fast please", {"target_params": None, "priorities": ("size", "latency")}),
+        ("tiny, under 5k parameters", {"max_params": 5_000, "priorities": ("size",)}),
         ("a 3k-parameter cap", {"max_params": 3_000}),
         ("parameter budget of 40k", {"max_params": 40_000}),
         ("a limit of 2M weights", {"max_params": 2_000_000}),
-        ("under 100 KB", {"max_params": 25_000}),  # float32 weights: 4 bytes each
+        ("under 100 KB", {"max_params": 25_000, "max_bytes": 100_000}),  # float32 weights: 4 bytes each
         ("model size under 2 MiB", {"max_params": 524_288}),
         ("under 20k parameters under 1 ms", {"max_params": 20_000, "max_latency_ms": 1.0}),
         ("under 20k parameters; under 20,000 params again", {"max_params": 20_000}),  # the same limit twice
@@ -45,8 +44,8 @@ def test_parses_numbers_and_hints(text, expected):
 def test_unparsed_text_stays_verbatim_in_notes():
     spec = parse_requirements("classify digits, under 20k parameters; use GELU everywhere. Make it pretty")
     assert spec.max_params == 20_000
-    assert "use GELU everywhere" in spec.notes
-    assert "Make it pretty" in spec.notes
+    assert "use GELU everywhere" in spec.not_understood
+    assert "Make it pretty" in spec.not_understood
     assert "not understood" in spec.summary() and "use GELU everywhere" in spec.summary()
 
 
@@ -94,7 +93,7 @@ def test_conflicting_limits_are_an_error_naming_both_clauses(text, first, second
 
 def test_a_lower_bound_under_the_limit_is_kept_as_a_note():
     spec = parse_requirements("under 50k params; at least 10k params")
-    assert spec.max_params == 50_000 and "at least 10k params" in spec.notes
+    assert spec.max_params == 50_000 and any("at least 10k params" in line for line in spec.not_understood)
 
 
 def test_a_size_limit_says_how_it_became_parameters():
@@ -106,6 +105,6 @@ def test_a_refinement_replaces_the_limits_it_sets_and_keeps_the_rest():
     spec = parse_requirements(
         f"classify digits; under 20k parameters; under 2 ms; use GELU{REFINED}fewer than 15k parameters"
     )
-    assert spec.max_params == 15_000 and spec.max_latency_ms == 2.0 and "use GELU" in spec.notes
+    assert spec.max_params == 15_000 and spec.max_latency_ms == 2.0 and "use GELU" in spec.not_understood
     with pytest.raises(SpecError, match="conflicting"):  # within one refinement it is still a conflict
         parse_requirements(f"classify digits{REFINED}under 5k params; under 50k params")

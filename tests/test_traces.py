@@ -29,7 +29,7 @@ from llmnas.runs.traces import (
     keep_proposal_files,
     run_generate_prompt,
 )
-from llmnas.task.spec import parse_requirements
+from llmnas.task.requirements import parse_requirements
 
 REQ = "classify 8x8 digits into 10 classes; under 20k parameters"
 CODE = "import torch.nn as nn\n\ndef build_model(input_shape, num_classes):\n    return nn.Sequential(nn.Flatten(), nn.Linear(64, num_classes))\n"

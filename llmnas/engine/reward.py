@@ -3,7 +3,7 @@
 ``R = acc * prod_i (m_i / T_i) ** w_i`` with ``w_i = spec.reward_alpha`` when ``m_i <= T_i`` and
 ``spec.reward_beta`` otherwise. ``acc`` is the validation score (accuracy, or R² floored at 0 for
 regression). The terms are the spec's soft targets (target_params, target_latency_ms, and for
-regression target_mae, target_rmse on validation). Hard limits (max_params, max_latency_ms, max_flops) reject in ``violations``
+regression the MAE and RMSE floors, on validation). Hard limits (max_params, max_latency_ms, max_flops) reject in ``violations``
 instead: MnasNet's hard-constraint weights (alpha 0 under the limit) add nothing to a passing
 candidate, so being far under a hard limit earns no bonus over accuracy. A missing metric skips its term.
 
@@ -68,8 +68,8 @@ def targets(spec: TaskSpec) -> list[tuple[str, float]]:
     pairs = [
         ("params", spec.target_params),
         ("latency_ms", spec.target_latency_ms),
-        ("val_mae", spec.target_mae),  # regression errors: lower is better, like size and latency
-        ("val_rmse", spec.target_rmse),
+        ("val_mae", spec.floors.get("mae")),  # regression errors: lower is better, like size and latency
+        ("val_rmse", spec.floors.get("rmse")),
     ]
     return [(k, float(t)) for k, t in pairs if t is not None]
 

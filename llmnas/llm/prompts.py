@@ -87,8 +87,10 @@ def format_spec(spec: TaskSpec) -> str:
     ]
     if spec.hints:
         lines.append("- hints: " + ", ".join(spec.hints))
-    if spec.notes:
-        lines.append("- other requirements: " + " | ".join(spec.notes))
+    if spec.priorities:
+        lines.append("- priorities, most important first: " + " > ".join(spec.order()))
+    if spec.not_understood:
+        lines.append("- other requirements: " + " | ".join(spec.not_understood))
     if spec.text:
         lines.append(f"- the user's words: {spec.text}")
     return "\n".join(lines)
@@ -103,6 +105,7 @@ def _limits(spec: TaskSpec) -> list[str]:
             else []
         ),
         *([f"at most {spec.max_flops:,} FLOPs per sample"] if spec.max_flops else []),
+        *([f"at most {spec.max_memory_mb:g} MiB peak memory at inference"] if spec.max_memory_mb else []),
     ]
 
 
@@ -110,7 +113,7 @@ def _targets(spec: TaskSpec) -> list[str]:
     return [
         *([f"about {spec.target_params:,} parameters"] if spec.target_params else []),
         *([f"about {spec.target_latency_ms:g} ms latency"] if spec.target_latency_ms else []),
-        *spec.regression_targets(),
+        *spec.floor_lines(),
     ]
 
 

@@ -10,7 +10,8 @@ from pydantic import ValidationError
 
 from llmnas.llm.chat import ChatModel, EndpointDown, LLMError
 from llmnas.llm.prompts import render
-from llmnas.task.spec import TaskSpec, parse_requirements
+from llmnas.task.requirements import parse_requirements
+from llmnas.task.spec import TaskSpec
 
 # Fields the model may not set: the user's text is kept verbatim, reward weights stay with the config.
 _NOT_FROM_MODEL = ("text", "reward_alpha", "reward_beta")
