@@ -14,18 +14,26 @@ from llmnas.task.requirements import parse_requirements
 from llmnas.task.spec import TaskSpec
 
 # Fields the model may not set: the user's text is kept verbatim, reward weights stay with the config.
-_NOT_FROM_MODEL = ("text", "reward_alpha", "reward_beta")
+_NOT_FROM_MODEL = (
+    "text",
+    "reward_alpha",
+    "reward_beta",
+    "hints",
+    "assumptions",
+    "not_understood",
+    "contradictions",
+)
 _NUMBERS = (
     "num_classes",
     "max_params",
+    "max_bytes",
     "max_latency_ms",
     "max_flops",
+    "max_memory_mb",
     "target_params",
     "target_latency_ms",
-    "target_mae",
-    "target_rmse",
-    "target_r2",
 )
+_RULES_KEEP = ("hints", "assumptions", "not_understood", "contradictions", "reward_alpha", "reward_beta")
 
 
 def spec_schema() -> dict:
@@ -79,7 +87,17 @@ def spec_from_llm(text: str, chat: ChatModel) -> tuple[TaskSpec, list[str]]:
         fixed[field] = ours
         said = "nothing" if theirs is None else f"{theirs:g}"
         warnings.append(f"{field}: the model said {said}, the text says {ours:g}; kept {ours:g}")
-    merged = {**spec.model_dump(), **fixed}
+    for field in ("floors", "priorities", "size_word", "modality"):  # what the words stated wins here too
+        if (
+            field in rules.model_fields_set
+            and getattr(rules, field)
+            and getattr(spec, field) != getattr(rules, field)
+        ):
+            fixed[field] = getattr(rules, field)
+            warnings.append(
+                f"{field}: the model said {getattr(spec, field)!r}, the text says {getattr(rules, field)!r}"
+            )
+    merged = {**spec.model_dump(), **fixed, **{k: getattr(rules, k) for k in _RULES_KEEP}}
     if merged["target_params"] and merged["max_params"] and merged["target_params"] > merged["max_params"]:
         warnings.append("target_params was above max_params; lowered it to the limit")
         merged["target_params"] = merged["max_params"]
