@@ -82,7 +82,7 @@ def _csv_source(folder: Path) -> tuple[str, dict]:
         writer.writerow(columns)
         for row, target in zip(iris.data, iris.target, strict=True):
             writer.writerow([iris.target_names[target] if j is None else row[j] for j in order])
-    labels = {i + 2: str(iris.target_names[t]) for i, t in enumerate(iris.target)}  # by line number
+    labels = {i: str(iris.target_names[t]) for i, t in enumerate(iris.target)}  # by 0-based data row
     return str(path), {"csv": path, "labels": labels, "label_column": "species"}
 
 
@@ -157,10 +157,8 @@ def test_exported_model_takes_raw_data_and_reproduces_the_test_accuracy(kind, tm
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout.splitlines()[-1])
     pred, onnx_pred, proba_pred = answer["pred"], answer["onnx_pred"], answer["proba_pred"]
-    if kind == "csv":  # the whole file was predicted: pick the test split's lines (no blank lines)
-        pred, onnx_pred, proba_pred = (
-            [p[line - 2] for line in samples] for p in (pred, onnx_pred, proba_pred)
-        )
+    if kind == "csv":  # the whole file was predicted: pick the test split's rows
+        pred, onnx_pred, proba_pred = ([p[row] for row in samples] for p in (pred, onnx_pred, proba_pred))
     truth = [source["labels"][s] for s in samples]
 
     assert pred == sandbox_labels and onnx_pred == sandbox_labels and proba_pred == sandbox_labels

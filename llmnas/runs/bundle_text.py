@@ -52,8 +52,9 @@ class Model:
     """The trained network with the preprocessing it was trained behind.
 
     ``X`` is the data as you have it: an array of raw samples (or one sample), and, for a model trained
-    on image files, image paths or Pillow images; on a CSV, a CSV file or a pandas DataFrame (the
-    feature columns are picked by name). """
+    on image files, image paths or Pillow images; on a CSV, a CSV file, a pandas DataFrame (the
+    feature columns are picked by name) or rows of cells (numbers and text; None, "" or NA for a
+    missing value). """
 
     def __init__(self, module, preprocessing, preprocess):
         self.module = module  # torch.nn.Module, in eval mode: takes preprocessed float32 inputs
@@ -230,6 +231,22 @@ def decoding(pre, num_classes: int) -> dict[str, str]:
     }
 
 
+def outside(pre, data_file: str) -> str:
+    """What of the preprocessing the ONNX graph cannot hold: reading files and a table's cells."""
+    if pre.image_mode is not None:
+        return (
+            f", the pixels (0-255) of image files converted to {pre.image_mode} and resized to "
+            f"{pre.image_size[0]}x{pre.image_size[1]} (`preprocess.raw_inputs` does that)"
+        )
+    if pre.columns is not None:
+        return (
+            f", the columns {', '.join(pre.columns)} of your CSV in that order as numbers: a number column's "
+            f"value, a category column's index in `categories` of `{data_file}`; NaN for a missing value or "
+            "an unseen category (`preprocess.raw_inputs` reads cells so)"
+        )
+    return ", NaN for a missing value" if pre.fill is not None else ""
+
+
 NO_ONNX = """No `{onnx_file}` in this export: {note}. Without it, running the model means running
 `{code_file}` (below)."""
 
@@ -274,15 +291,24 @@ def data_section(pre, source: str, test_samples: int, data_file: str) -> str:
     elif pre.columns is not None:
         takes = (
             f"a CSV file or a pandas DataFrame with the columns {', '.join(pre.columns)} (others, the label "
-            f"among them, are ignored), or rows of those {len(pre.columns)} numbers in that order"
+            f"among them, are ignored), or rows of those {len(pre.columns)} values in that order (numbers "
+            "and text; empty, NA, ? or None for a missing value)"
         )
-        ids = "the CSV's line numbers"
+        ids = "0-based data rows, the header not counted,"
     else:
         takes = f"an array of samples shaped (N, {shape}) as in `{source}` (or flat rows of those values)"
-        ids = "row indices" + (
+        ids = "0-based row indices" + (
             " of its test part" if source.split(":")[0] in ("mnist1d", "torchvision") else ""
         )
     steps = []
+    if pre.fill is not None:
+        steps.append("a missing value becomes the training split's median at its place")
+    if any(c is not None for c in pre.categories or ()):
+        named = ", ".join(n for n, c in zip(pre.columns, pre.categories, strict=True) if c is not None)
+        steps.append(
+            f"the text columns {named} are one-hot encoded over the training split's categories (a missing "
+            "or unseen category is all zeros)"
+        )
     if pre.channels_last:
         steps.append("channels-last samples are moved channels-first")
     if pre.divide is not None:

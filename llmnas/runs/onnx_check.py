@@ -19,9 +19,11 @@ The child accepts a file only when:
   ``val_pred.npy`` within ``RTOL``/``ATOL``.
 
 With a preprocessing (``task/preprocess.Preprocessing`` as JSON: plain numbers, never code), the child
-first prepends it to the graph as standard operators (Transpose, Reshape, Div, and for standardisation
-Cast/Sub/Div in float64, the same arithmetic as ``preprocess.apply``), so that the graph takes raw
-samples shaped ``(batch, *sample_shape)``; the composed graph must pass every check above on the raw
+first prepends it to the graph as standard operators (Transpose, Reshape, Div; IsNaN/Where for missing
+values, Gather/Equal/Cast/Where for a table's one-hot categories; for standardisation Cast/Sub/Div in
+float64: the same arithmetic as ``preprocess.apply``), so that the graph takes raw samples shaped
+``(batch, *sample_shape)`` (a table's: its columns as ``preprocess.raw_inputs`` reads them, numbers and
+category codes, NaN for missing); the composed graph must pass every check above on the raw
 validation samples, and the child writes it for the export. The driver copies those bytes; it never
 parses them.
 
@@ -42,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llmnas.task.preprocess import Preprocessing
+from llmnas.task.preprocess import Preprocessing, table_layout
 from sandbox.protocol import ARTEFACT_BYTES, ONNX_INPUT
 
 RTOL, ATOL = 1e-3, 1e-4  # ATOL scales with the largest logit: see _compare
@@ -195,28 +197,40 @@ def _prepend(model, pre: Preprocessing) -> str | None:
     used |= {v.name for v in (*graph.input, *graph.output, *graph.initializer)}
     if any(n.startswith(PRE) for n in used):
         return f"the ONNX graph uses names llmnas keeps for the preprocessing ({PRE}...)"
-    nodes, constants, current = [], [], ONNX_INPUT
+    nodes, constants = [], []
 
-    def step(op: str, constant: np.ndarray | None = None, **attrs) -> None:
-        nonlocal current
-        inputs = [current]
-        if constant is not None:
-            inputs.append(f"{PRE}c{len(constants)}")
-            constants.append(numpy_helper.from_array(constant, inputs[-1]))
-        current = f"{PRE}{len(nodes)}"
-        nodes.append(helper.make_node(op, inputs, [current], **attrs))
+    def add(op: str, *inputs, **attrs) -> str:
+        """A node of ``op`` on names and constants (numpy arrays); its output's name."""
+        names = []
+        for value in inputs:
+            if isinstance(value, np.ndarray):
+                constants.append(numpy_helper.from_array(value, f"{PRE}c{len(constants)}"))
+                value = constants[-1].name
+            names.append(value)
+        nodes.append(helper.make_node(op, names, [f"{PRE}{len(nodes)}"], **attrs))
+        return nodes[-1].output[0]
 
-    rank = len(pre.sample_shape)
+    current, rank = ONNX_INPUT, len(pre.sample_shape)
+    if pre.fill is not None or pre.categories is not None:
+        current = add("Reshape", current, np.array([-1, *pre.sample_shape], np.int64))
+    if pre.fill is not None:  # missing values (NaN) become the training split's medians
+        fill = np.array([np.nan if v is None else v for v in pre.fill], np.float32)
+        current = add("Where", add("IsNaN", current), fill.reshape(pre.sample_shape), current)
+    if pre.categories is not None:  # category codes one-hot, numbers as they are
+        source, code, number = table_layout(pre)
+        picked = add("Gather", current, source, axis=1)
+        one_hot = add("Cast", add("Equal", picked, code), to=TensorProto.FLOAT)
+        current = add("Where", number, picked, one_hot)
     if pre.channels_last:
-        step("Transpose", perm=[0, rank, *range(1, rank)])
-    step("Reshape", np.array([-1, *pre.input_shape], np.int64))
+        current = add("Transpose", current, perm=[0, rank, *range(1, rank)])
+    current = add("Reshape", current, np.array([-1, *pre.input_shape], np.int64))
     if pre.divide is not None:
-        step("Div", np.array(pre.divide, np.float32))
+        current = add("Div", current, np.array(pre.divide, np.float32))
     if pre.mean is not None:  # in float64, as preprocess.apply
-        step("Cast", to=TensorProto.DOUBLE)
-        step("Sub", np.array(pre.mean, np.float64).reshape(pre.input_shape))
-        step("Div", np.array(pre.std, np.float64).reshape(pre.input_shape))
-        step("Cast", to=TensorProto.FLOAT)
+        current = add("Cast", current, to=TensorProto.DOUBLE)
+        current = add("Sub", current, np.array(pre.mean, np.float64).reshape(pre.input_shape))
+        current = add("Div", current, np.array(pre.std, np.float64).reshape(pre.input_shape))
+        current = add("Cast", current, to=TensorProto.FLOAT)
     for node in _nodes(graph):
         node.input[:] = [current if n == ONNX_INPUT else n for n in node.input]
     original = list(graph.node)

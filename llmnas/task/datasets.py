@@ -1,5 +1,5 @@
-"""Driver-side (trusted) data loading: builtins, .npz, .csv, image folders and torchvision (the file
-formats are read in loaders.py).
+"""Driver-side (trusted) data loading: builtins, .npz, .csv, UCR/UEA .ts and .arff, image folders and
+torchvision (the file formats are read in loaders.py and timeseries.py).
 
 Everything is validated here, before any search starts, and every problem is a `DatasetError` whose
 message is one line naming the flag to fix. Splits are stratified and fixed by the seed; the worker
@@ -9,16 +9,25 @@ only ever receives the training labels (see `Dataset.write_worker_files`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from llmnas.task.builtins import diabetes, digits, mnist1d
-from llmnas.task.loaders import DatasetError, Raw, csv_file, image_folder, npz_file, torchvision_dataset
-from llmnas.task.preprocess import Preprocessing, apply, standardised
+from llmnas.task.loaders import (
+    MODALITIES,
+    DatasetError,
+    Raw,
+    csv_file,
+    image_folder,
+    npz_file,
+    torchvision_dataset,
+)
+from llmnas.task.preprocess import Preprocessing, apply, imputed, raw_inputs, standardised
 from llmnas.task.regression import numeric_targets, random_rows, task_of
+from llmnas.task.splits import per_class_note, stratified, subsample
+from llmnas.task.timeseries import arff_file, ts_file
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +35,8 @@ BUILTIN: tuple[str, ...] = ("digits", "mnist1d", "diabetes")
 TASKS = ("classification", "regression")
 ACCEPTED_FORMS = (
     "accepted --data forms: a builtin (digits, mnist1d, diabetes), a .npz file (arrays X and y), a .csv file "
-    "(header row + label column), a folder with one sub-folder of images per class, or torchvision:NAME "
-    "with --data-root"
+    "(header row + label column), a UCR/UEA .ts or .arff time-series file, a folder with one sub-folder of "
+    "images per class, or torchvision:NAME with --data-root"
 )
 
 
@@ -38,8 +47,9 @@ class Dataset:
 
     ``preprocessing`` turns the source's raw samples into these inputs (fitted on the training split,
     with the labels as in the source); ``x_val_raw`` holds the validation samples before it, and
-    ``test_samples`` names the source's samples of the test split (a CSV's line numbers, an image
-    folder's files, else row indices, into the source's own test part when it has one)."""
+    ``test_samples`` names the source's samples of the test split (an image folder's files, else 0-based
+    row indices (a CSV's data rows, the header not counted), into the source's own test part when it has
+    one). ``notes``: lines for the user about how the data was read (the modality rule, small splits)."""
 
     name: str
     x_train: np.ndarray
@@ -55,6 +65,7 @@ class Dataset:
     preprocessing: Preprocessing
     x_val_raw: np.ndarray
     test_samples: tuple[int | str, ...]
+    notes: tuple[str, ...] = ()
 
     @property
     def task(self) -> str:
@@ -99,6 +110,7 @@ def load_dataset(
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
     max_samples: int | None = None,
+    modality: str | None = None,
 ) -> Dataset:
     """Load, validate and split the dataset named by `spec` (the --data flag).
 
@@ -108,13 +120,20 @@ def load_dataset(
     `Preprocessing` (preprocess.py); tabular features are standardised with training statistics.
     ``task`` (classification or regression) is what the requirements ask for; None lets the data
     decide: regression for a builtin regression set or numeric labels that are not all whole numbers,
-    else classification. Regression splits are random, not stratified. A .npz may hold a string array
-    `modality` ("image", "sequence" or "tabular")
-    to override the shape rule: 2-D tabular, 3-D (N, C, L) sequence unless square (N, H, W) image,
-    4-D (N, C, H, W) image (channels-last is transposed).
+    else classification. Regression splits are random, not stratified. ``modality`` ("sequence",
+    "image", "tabular") is what the requirements' words ask for. A .npz may hold a string array
+    `modality` that decides; else the words do where X's rank allows, else the shape rule: 2-D tabular,
+    3-D (N, C, L) sequence unless square (N, H, W) image, 4-D (N, C, H, W) image (channels-last is
+    transposed); the rule used is in the Dataset's ``notes``. A CSV's all-number rows are sequences
+    when the words ask for them.
     """
     _check_options(val_fraction, test_fraction, max_samples)
-    raw = _read(spec, seed=seed, label_column=label_column, data_root=data_root)
+    if modality is not None and modality not in MODALITIES:
+        raise DatasetError(f"modality must be one of {MODALITIES}, got {modality!r}")
+    raw = _read(spec, seed=seed, label_column=label_column, data_root=data_root, modality=modality)
+    if modality is not None and raw.pre.modality != modality:
+        note = f"the requirements ask for {modality} data, but {spec} holds {raw.pre.modality} data: read as such"
+        raw = replace(raw, notes=(*raw.notes, note))
     if (task or raw.task or task_of(raw.y)) == "regression":
         return _regression(spec, raw, seed, (val_fraction, test_fraction), max_samples)
     n_pool = len(raw.y)
@@ -138,27 +157,32 @@ def load_dataset(
     rng = np.random.default_rng(seed)
     y = codes[:n_pool]
     if raw.test is None:
-        keep = _subsample(y, k, max_samples, 3, rng)
-        train, val, test = _split(y[keep], k, (val_fraction, test_fraction), rng, names, max_samples)
+        keep = subsample(y, k, max_samples, 3, rng)
+        train, val, test = stratified(y[keep], k, (val_fraction, test_fraction), rng, names, max_samples)
         rows = [keep[train], keep[val], keep[test]]
         sources = [(raw.x, y)] * 3
     else:
         y_test = codes[n_pool:]
         test_cap = None if max_samples is None else max(k, round(max_samples * len(y_test) / len(codes)))
         pool_cap = None if max_samples is None else max(2 * k, max_samples - test_cap)
-        keep = _subsample(y, k, pool_cap, 2, rng)
-        keep_test = _subsample(y_test, k, test_cap, 1, rng)
-        train, val = _split(y[keep], k, (val_fraction,), rng, names, max_samples)
+        keep = subsample(y, k, pool_cap, 2, rng)
+        keep_test = subsample(y_test, k, test_cap, 1, rng)
+        train, val = stratified(y[keep], k, (val_fraction,), rng, names, max_samples)
         rows = [keep[train], keep[val], keep_test]
         sources = [(raw.x, y), (raw.x, y), (raw.test[0], y_test)]
     parts = _take(sources, rows, np.int64)
+    counts = [np.bincount(y_part, minlength=k) for _, y_part in parts]
+    note = per_class_note(counts, names, (val_fraction, test_fraction), max_samples)
+    raw = replace(raw, notes=(*raw.notes, *([note] if note else [])))
     return _assemble(spec, raw, parts, rows[2], {"classes": classes}, names, f"{k} classes")
 
 
 # ---------------------------------------------------------------------------------------------- sources
 
 
-def _read(spec: str, *, seed: int, label_column: str | None, data_root: str | None) -> Raw:
+def _read(
+    spec: str, *, seed: int, label_column: str | None, data_root: str | None, modality: str | None
+) -> Raw:
     key = spec.strip().lower()
     if key == "digits":
         return digits()
@@ -179,9 +203,13 @@ def _read(spec: str, *, seed: int, label_column: str | None, data_root: str | No
         return image_folder(path)
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        return npz_file(path)
+        return npz_file(path, modality)
     if suffix == ".csv":
-        return csv_file(path, label_column)
+        return csv_file(path, label_column, modality)
+    if suffix == ".ts":
+        return ts_file(path)
+    if suffix == ".arff":
+        return arff_file(path)
     raise DatasetError(f"--data: unsupported file type {suffix or '(none)'!r} for {path}; {ACCEPTED_FORMS}")
 
 
@@ -219,10 +247,13 @@ def _take(sources: list, rows: list[np.ndarray], dtype) -> list[tuple[np.ndarray
 def _assemble(
     spec: str, raw: Raw, parts: list, test_rows: np.ndarray, fitted: dict, names: tuple[str, ...], what: str
 ) -> Dataset:
-    """The Dataset of split raw ``parts``: the source's preprocessing (standardised on the training split
-    for tabular data, with ``fitted`` set) applied to every split."""
+    """The Dataset of split raw ``parts``: the source's preprocessing (missing values and categories
+    fitted on the training split where the source may hold them, standardised on it for tabular data,
+    with ``fitted`` set) applied to every split."""
     (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = parts
-    pre = standardised(raw.pre, x_tr) if raw.pre.modality == "tabular" else raw.pre
+    pre = imputed(raw.pre, x_tr) if raw.impute else raw.pre
+    x_tr, x_va, x_te = (raw_inputs(pre, x) for x in (x_tr, x_va, x_te))  # a table's cells as numbers
+    pre = standardised(pre, x_tr) if pre.modality == "tabular" else pre
     pre = replace(pre, **fitted)
     ids = test_rows if raw.ids is None else [raw.ids[i] for i in test_rows]
     data = Dataset(
@@ -240,6 +271,7 @@ def _assemble(
         preprocessing=pre,
         x_val_raw=x_va,
         test_samples=tuple(_plain(i) for i in ids),
+        notes=raw.notes,
     )
     sizes = "/".join(str(len(y)) for y in (y_tr, y_va, y_te))
     log.info("dataset %s: %s %s, %s, train/val/test %s", spec, data.modality, data.input_shape, what, sizes)
@@ -303,54 +335,3 @@ def _encode_labels(y: np.ndarray) -> tuple[np.ndarray, tuple[int | str, ...]]:
 def _plain(value) -> int | str:
     """A label or sample id as JSON has it: an integer or a string."""
     return int(value) if isinstance(value, int | np.integer) else str(value)
-
-
-# -------------------------------------------------------------------------------------------- splitting
-
-
-def _subsample(y: np.ndarray, k: int, cap: int | None, minimum: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices of a stratified subsample of `cap` rows keeping up to `minimum` rows of every class."""
-    if cap is None or cap >= len(y):
-        return np.arange(len(y))
-    counts = np.bincount(y, minlength=k)
-    alloc = np.minimum(counts, minimum)
-    rest = cap - int(alloc.sum())
-    spare = counts - alloc
-    exact = spare * rest / spare.sum()
-    extra = np.floor(exact).astype(np.int64)
-    extra[np.argsort(extra - exact, kind="stable")[: rest - int(extra.sum())]] += 1
-    alloc += extra
-    keep = [rng.permutation(np.flatnonzero(y == c))[: alloc[c]] for c in range(k)]
-    return np.sort(np.concatenate(keep))
-
-
-def _split(
-    y: np.ndarray,
-    k: int,
-    fractions: tuple[float, ...],
-    rng: np.random.Generator,
-    names: Sequence[str],
-    max_samples: int | None,
-) -> list[np.ndarray]:
-    """Stratified split: [train, *one part per fraction], each shuffled, each with every class."""
-    need = 1 + len(fractions)
-    counts = np.bincount(y, minlength=k)
-    short = np.flatnonzero(counts < need)
-    if short.size:
-        c = short[0]
-        hint = f" (after --max-samples {max_samples})" if max_samples is not None else ""
-        raise DatasetError(
-            f"--data: class {names[c]!r} has {counts[c]} samples{hint}; each class needs at least {need} to "
-            f"split into train/validation/test ({short.size} classes too small; for a numeric target, ask "
-            'for regression in the requirements, e.g. "predict the value")'
-        )
-    parts: list[list[np.ndarray]] = [[] for _ in range(need)]
-    for c in range(k):
-        idx = rng.permutation(np.flatnonzero(y == c))
-        sizes = [max(1, round(len(idx) * f)) for f in fractions]
-        while len(idx) - sum(sizes) < 1:
-            sizes[int(np.argmax(sizes))] -= 1
-        bounds = np.cumsum([len(idx) - sum(sizes), *sizes])[:-1]
-        for part, chunk in zip(parts, np.split(idx, bounds), strict=True):
-            part.append(chunk)
-    return [rng.permutation(np.concatenate(p)) for p in parts]

@@ -1,4 +1,5 @@
-"""File-format loaders for `load_dataset`: .npz, .csv, image folders and torchvision datasets.
+"""File-format loaders for `load_dataset`: .npz, .csv, image folders and torchvision datasets (UCR/UEA
+time-series files: timeseries.py).
 
 Each reads its source into an unsplit `Raw`: the samples as the source holds them and the
 `Preprocessing` that makes network inputs of them, checking what it can name a line, column or file
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from llmnas.errors import UserError
-from llmnas.task.preprocess import Preprocessing, decode_images, read_csv
+from llmnas.task.preprocess import Preprocessing, as_number, decode_images, is_missing, read_csv
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,9 @@ class DatasetError(UserError):
 @dataclass(frozen=True)
 class Raw:
     """Unsplit data as read from the source; `test` holds a split the source already defines, `ids`
-    names each sample of `x` for people (default: its row index)."""
+    names each sample of `x` for people (default: its 0-based row index). `impute`: the source may
+    hold missing values (NaN, or a table's missing cells), filled as `preprocess.imputed` fits them;
+    `notes`: how the source was read, for the user (the rule that chose the modality)."""
 
     x: np.ndarray
     y: np.ndarray
@@ -44,9 +48,13 @@ class Raw:
     test: tuple[np.ndarray, np.ndarray] | None = None
     ids: Sequence[int | str] | None = None
     task: str | None = None  # the source says what its target is; None: the labels decide
+    impute: bool = False
+    notes: tuple[str, ...] = ()
 
 
-def npz_file(path: Path) -> Raw:
+def npz_file(path: Path, asked: str | None = None) -> Raw:
+    """X and y; the modality stored in the file, else the one the requirements ask for (``asked``), else
+    the shape's (with a note saying so)."""
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
@@ -71,27 +79,76 @@ def npz_file(path: Path) -> Raw:
     if len(x) != len(y):
         raise DatasetError(f"--data: {path}: X has {len(x)} samples but y has {len(y)}; they must match")
     _check_finite(x, lambda i: f"sample {i[0]}, position {tuple(int(j) for j in i[1:])}", f"{path}: X")
-    modality = _npz_modality(arrays.get("modality"), x, path)
-    return Raw(x, y, _image(x) if modality == "image" else Preprocessing(modality, x.shape[1:]))
+    if "modality" in arrays:
+        modality, notes = _stored_modality(arrays["modality"], x, path), ()
+    else:
+        modality, notes = _shape_modality(x, asked)
+    pre = _image(x) if modality == "image" else Preprocessing(modality, x.shape[1:])
+    return Raw(x, y, pre, notes=notes)
 
 
-def _npz_modality(hint: np.ndarray | None, x: np.ndarray, path: Path) -> str:
-    if hint is not None:
-        modality = str(hint.item() if hint.ndim == 0 else hint.ravel()[0]) if hint.size else ""
-        allowed = {"tabular": (2,), "sequence": (2, 3), "image": (3, 4)}
-        if modality not in allowed:
-            raise DatasetError(f"--data: {path}: 'modality' must be one of {MODALITIES}, got {modality!r}")
-        if x.ndim not in allowed[modality]:
-            raise DatasetError(f"--data: {path}: X of shape {x.shape} cannot be {modality} data")
-        return modality
-    if x.ndim == 2:
-        return "tabular"
-    if x.ndim == 3:
-        return "image" if x.shape[1] == x.shape[2] else "sequence"
-    return "image"
+SHAPES = {"tabular": (2,), "sequence": (2, 3), "image": (3, 4)}  # the ranks of X each modality takes
 
 
-def csv_file(path: Path, label_column: str | None) -> Raw:
+def _stored_modality(hint: np.ndarray, x: np.ndarray, path: Path) -> str:
+    modality = str(hint.item() if hint.ndim == 0 else hint.ravel()[0]) if hint.size else ""
+    if modality not in SHAPES:
+        raise DatasetError(f"--data: {path}: 'modality' must be one of {MODALITIES}, got {modality!r}")
+    if x.ndim not in SHAPES[modality]:
+        raise DatasetError(f"--data: {path}: X of shape {x.shape} cannot be {modality} data")
+    return modality
+
+
+def _shape_modality(x: np.ndarray, asked: str | None) -> tuple[str, tuple[str, ...]]:
+    """The modality the requirements ask for when X's rank allows it, else the shape rule's: 2-D
+    tabular, 3-D (N, C, L) sequences unless square (N, H, W) images, 4-D images; when the words named
+    none, a note says which rule read X and how to choose otherwise."""
+    if asked is not None and x.ndim in SHAPES[asked]:
+        return asked, ()
+    square = x.ndim == 3 and x.shape[1] == x.shape[2]
+    modality = {2: "tabular", 3: "image" if square else "sequence"}.get(x.ndim, "image")
+    if asked is not None or x.ndim == 4:
+        return modality, ()
+    read, other = {
+        "tabular": ("tabular (N, F)", "sequence"),
+        "image": ("images (N, H, W), being square", "sequence"),
+        "sequence": ("sequences (N, C, L)", "image"),
+    }[modality]
+    word = "time series" if other == "sequence" else "image"
+    return modality, (
+        f"{x.ndim}-D X {tuple(x.shape)} read as {read}; say '{word}' in the requirements or store "
+        f"modality='{other}' in the .npz to search {other} models",
+    )
+
+
+def csv_file(path: Path, label_column: str | None, asked: str | None = None) -> Raw:
+    """A header row and data rows; every column but the label is a feature: numbers (missing cells are
+    filled), or text categories (one-hot, fitted on the training split). All-number rows are sequences
+    when the requirements ask for them (``asked``), else tabular features (with a note)."""
+    header, rows, lines = _csv_rows(path)
+    target = header.index(_label_column(path, header, label_column))
+    features = [j for j in range(len(header)) if j != target]
+    if not features:
+        raise DatasetError(f"--data: {path} has no feature columns besides the label {header[target]!r}")
+    columns = tuple(header[j] for j in features)
+    cells = np.empty((len(rows), len(features)), dtype=object)
+    cells[:] = [[row[j].strip() for j in features] for row in rows]
+    kinds = tuple(_column_kind(path, name, cells[:, c], lines) for c, name in enumerate(columns))
+    y = _csv_labels(path, header[target], [row[target].strip() for row in rows], lines)
+    numbers = all(kind is None for kind in kinds)
+    if asked == "sequence" and numbers:
+        return Raw(cells, y, Preprocessing("sequence", (len(columns),), columns=columns), impute=True)
+    notes = ()
+    if numbers and asked is None:
+        notes = (
+            f"the CSV's {len(columns)} number columns are read as tabular features; say 'time series' in "
+            "the requirements to read each row as one sequence",
+        )
+    pre = Preprocessing("tabular", (len(columns),), columns=columns, categories=kinds)
+    return Raw(cells, y, pre, impute=True, notes=notes)
+
+
+def _csv_rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
     try:
         header, rows, lines = read_csv(path)
     except (OSError, UnicodeDecodeError, csv.Error) as err:
@@ -103,50 +160,58 @@ def csv_file(path: Path, label_column: str | None) -> Raw:
             raise DatasetError(
                 f"--data: {path}: line {line} has {len(row)} fields but the header has {len(header)}"
             )
+    return header, rows, lines
+
+
+def _label_column(path: Path, header: list[str], label_column: str | None) -> str:
     if label_column is None:
         if "label" not in header:
             raise DatasetError(
                 f"--label-column: {path} has no column named 'label'; name the label column with "
                 f"--label-column (columns: {', '.join(header)})"
             )
-        label_column = "label"
+        return "label"
     if label_column not in header:
         raise DatasetError(
             f"--label-column: no column {label_column!r} in {path} (columns: {', '.join(header)})"
         )
-    target = header.index(label_column)
-    features = [j for j in range(len(header)) if j != target]
-    if not features:
-        raise DatasetError(f"--data: {path} has no feature columns besides the label {label_column!r}")
-    x = np.empty((len(rows), len(features)), dtype=np.float64)
-    bad: dict[str, tuple[int, str]] = {}
-    for col, j in enumerate(features):
-        for i, row in enumerate(rows):
-            cell = row[j].strip()
-            try:
-                x[i, col] = float(cell) if cell else np.nan
-            except ValueError:
-                bad.setdefault(header[j], (lines[i], cell))
-                x[i, col] = np.nan
-    if bad:
-        where = "; ".join(f"{name!r} (line {line}: {cell!r})" for name, (line, cell) in bad.items())
+    return label_column
+
+
+def _column_kind(path: Path, name: str, cells: np.ndarray, lines: list[int]) -> tuple | None:
+    """None for a number column, () for a category column (mostly text); a number column with a few
+    text cells, or with inf, is an error naming the first."""
+    present = [(i, as_number(c)) for i, c in enumerate(cells) if not is_missing(c)]
+    texts = [i for i, v in present if v is None]
+    if not texts:
+        inf = [i for i, v in present if not math.isfinite(v)]
+        if inf:
+            raise DatasetError(
+                f"--data: {path}: column {name!r} has {len(inf)} inf values (first at line {lines[inf[0]]}); "
+                "replace them, or leave them empty to mark them missing"
+            )
+        return None
+    if len(texts) < len(present) / 2:
         raise DatasetError(
-            f"--data: {path}: non-numeric feature columns {where}; every column except the label must be "
-            "numeric (pick the label with --label-column)"
+            f"--data: {path}: column {name!r} holds numbers but line {lines[texts[0]]} has "
+            f"{cells[texts[0]]!r} ({len(texts)} such cells); fix them, or leave them empty (or NA, ?) to mark "
+            "them missing"
         )
-    _check_finite(x, lambda i: f"line {lines[i[0]]}, column {header[features[i[1]]]!r}", f"{path}: features")
-    raw_labels = [row[target].strip() for row in rows]
-    missing = [line for line, value in zip(lines, raw_labels, strict=True) if not value]
+    return ()
+
+
+def _csv_labels(path: Path, name: str, labels: list[str], lines: list[int]) -> np.ndarray:
+    """Numbers when every label is one, else the labels' text; a missing label is an error."""
+    missing = [line for line, value in zip(lines, labels, strict=True) if is_missing(value)]
     if missing:
         raise DatasetError(
-            f"--data: {path}: {len(missing)} empty labels in {label_column!r}, first at line {missing[0]}"
+            f"--data: {path}: {len(missing)} empty or missing labels in {name!r}, first at line {missing[0]}; "
+            "drop those rows"
         )
     try:
-        y = np.array([float(v) for v in raw_labels])
+        return np.array([float(v) for v in labels])
     except ValueError:
-        y = np.array(raw_labels)
-    columns = tuple(header[j] for j in features)
-    return Raw(x, y, Preprocessing("tabular", x.shape[1:], columns=columns), ids=lines)
+        return np.array(labels)
 
 
 def image_folder(path: Path) -> Raw:
