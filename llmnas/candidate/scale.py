@@ -143,7 +143,7 @@ def scale_to(
 ) -> tuple[str, str]:
     """``code`` (measured at ``params`` parameters) compound-scaled by the largest phi on a grid of
     PHI_STEP whose estimate stays within ``budget``: (new code, what changed). Raises MutationError when
-    no phi changes the code within the budget, or no layer's size can be read from the code."""
+    no phi changes the code (within the budget), or no layer's size can be read from the code."""
     base = estimate_params(code, input_shape, num_classes)
     if not base:
         raise MutationError("no layer whose parameters can be read from the code: cannot scale it")
@@ -154,6 +154,8 @@ def scale_to(
 
     if params >= budget:
         raise MutationError(f"already at {params:,} parameters, no room under {budget:,}")
+    if compound(code, PHI_MAX)[0] == code:
+        raise MutationError("no hidden layer to widen or repeat: nothing to scale")
     lo, hi = 0, round(PHI_MAX / PHI_STEP)  # fits(lo); the estimate grows with phi
     if fits(hi):
         lo = hi

@@ -14,6 +14,7 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 from torch import nn
 
+from llmnas.errors import UserError
 from llmnas.propose.space import Decision
 
 
@@ -132,7 +133,19 @@ class Controller(nn.Module):
         return save_tensors(tensors)
 
     def load_bytes(self, data: bytes) -> None:
+        """Raises UserError when the state was saved for decisions of other sizes (the space changed)."""
         tensors = load_tensors(data)
+        heads = {
+            int(k.split(".")[2]): len(v)
+            for k, v in tensors.items()
+            if k.startswith("model.heads.") and k.endswith(".bias")
+        }
+        saved = [heads[i] for i in sorted(heads)]
+        if saved != self.sizes:
+            raise UserError(
+                f"the saved controller state is for a search space with choices per decision {saved}; this "
+                f"llmnas's space has {self.sizes}: resume the run with the llmnas that started it, or start a new run"
+            )
         self.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         opt_state = self.opt.state_dict()
         for pid in opt_state["param_groups"][0]["params"]:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from llmnas.candidate.mutate import MUTATIONS, MutationError, applicable, mutate
+from llmnas.errors import UserError
 from llmnas.propose import space
 from llmnas.propose.base import Action, Parent, Proposal
 from llmnas.propose.controller import Controller
@@ -15,6 +16,27 @@ from llmnas.task.spec import TaskSpec
 
 OFFLINE_OPERATORS = ("generate", "mutate", "crossover", "simplify", "scale")
 SAMPLE_TRIES = 64
+
+
+def limit_note(spec: TaskSpec, *, llm: bool) -> str | None:
+    """One line when the parameter limit is below the smallest model the offline space builds for this
+    data, else None. Raises UserError without a language model: every proposal would fail the limit."""
+    if spec.max_params is None or spec.input_shape is None or spec.num_classes is None:
+        return None
+    shape = tuple(spec.input_shape)
+    point, size = space.smallest(spec.modality, shape, spec.num_classes)
+    if size <= spec.max_params:
+        return None
+    outputs = f"{spec.num_classes} classes" if spec.task == "classification" else "1 output"
+    line = (
+        f"at most {spec.max_params:,} parameters: the smallest model the offline search space builds for "
+        f"input {shape} and {outputs} has {size:,} parameters ({space.describe(spec.modality, point)})"
+    )
+    if llm:
+        return f"{line}; the language model may still write a smaller one"
+    raise UserError(
+        f"{line}: allow at least {size:,} parameters, or let a language model write candidates (--llm)"
+    )
 
 
 class OfflineProposer:
@@ -111,7 +133,7 @@ class OfflineProposer:
         options = [
             names.index(f"{width}{i}") for i in range(blocks) if decisions[names.index(f"{width}{i}")] > 0
         ]
-        if blocks > 1:
+        if decisions[names.index("blocks")] > 0:  # one block less (tabular: down to a linear model)
             options.append(names.index("blocks"))
         if not options:
             return None

@@ -2,6 +2,8 @@
 
 A point in the space is a tuple of choice indices, one per decision. The same decisions serve
 images (Conv2d), sequences (Conv1d) and tabular data (Linear): their meaning depends on the modality.
+Tabular data may have no hidden layer (a linear model). `smallest` is the fewest parameters the space
+can build for a data shape, counted with `param_count`, the renderer's arithmetic.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ def decisions_for(modality: str) -> tuple[Decision, ...]:
             Decision("pool", ("avg", "max", "flatten")),
             Decision("dropout", (0.0, 0.1, 0.3)),
         ]
-    out = [Decision("blocks", tuple(range(1, MAX_BLOCKS + 1))), Decision("activation", tuple(ACTIVATIONS))]
+    fewest = 0 if modality == "tabular" else 1  # no hidden layer: a linear model
+    blocks = Decision("blocks", tuple(range(fewest, MAX_BLOCKS + 1)))
+    out = [blocks, Decision("activation", tuple(ACTIVATIONS))]
     for i in range(MAX_BLOCKS):
         out += [Decision(f"{d.name}{i}", d.choices) for d in per_block]
     return tuple(out + head)
@@ -175,3 +179,42 @@ def param_count(
             spatial *= size
         features = in_ch * spatial
     return n + features * num_classes + num_classes
+
+
+def smallest(modality: str, input_shape: tuple[int, ...], num_classes: int) -> tuple[tuple[int, ...], int]:
+    """The point of the space with the fewest parameters for this data, and that count (``param_count``):
+    for each number of blocks, the other decisions lowered one at a time until none lowers the count."""
+    n_blocks = len(decisions_for(modality)[0].choices)
+    points = [_descend(modality, blocks, input_shape, num_classes) for blocks in range(n_blocks)]
+    return min(((p, param_count(modality, p, input_shape, num_classes)) for p in points), key=lambda x: x[1])
+
+
+def _descend(modality: str, blocks: int, input_shape: tuple[int, ...], num_classes: int) -> tuple[int, ...]:
+    """Coordinate descent on ``param_count`` from the first choices, the number of blocks held; ties go to
+    the first choice, so it ends."""
+    decisions = decisions_for(modality)
+    point = [blocks] + [0] * (len(decisions) - 1)
+    changed = True
+    while changed:
+        changed = False
+        for step in range(1, len(decisions)):
+            sizes = [
+                param_count(modality, (*point[:step], i, *point[step + 1 :]), input_shape, num_classes)
+                for i in range(len(decisions[step].choices))
+            ]
+            changed |= sizes.index(min(sizes)) != point[step]
+            point[step] = sizes.index(min(sizes))
+    return tuple(point)
+
+
+def describe(modality: str, choice_ids: tuple[int, ...]) -> str:
+    """A few words for a point's architecture, e.g. 'a linear model'."""
+    v = values(modality, choice_ids)
+    n = v["blocks"]
+    if n == 0:
+        return "a linear model"
+    if modality == "tabular":
+        widths = ", ".join(str(v[f"width{i}"]) for i in range(n))
+        return f"an MLP with {n} hidden layer{'s' * (n > 1)} of width {widths}"
+    channels = ", ".join(str(v[f"channels{i}"]) for i in range(n))
+    return f"{n} convolution{'s' * (n > 1)} of {channels} channels and a linear head"
