@@ -117,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--dry-run",
         action="store_true",
-        help="print the spec, the data, the training budget and a time estimate from one probe; then exit",
+        help="print the spec, the data, the training budget and a time estimate from one probe; then exit "
+        "(with --json: the parsed spec as one JSON object, no probe)",
     )
 
     r = sub.add_parser(
@@ -272,6 +273,7 @@ def _summary(result) -> dict:
         "best": None
         if best is None
         else {"candidate_id": best.candidate_id, **best.metrics, **result.best_test},
+        "why": result.why,
         "front": [{"candidate_id": e.candidate_id, **e.metrics} for e in result.front],
         "final": None if result.final is None else result.final.model_dump(mode="json", exclude_none=True),
     }
@@ -292,6 +294,7 @@ def _report_result(result, as_json: bool) -> int:
         f"\nBest: {best.candidate_id}  {scores_text(m | result.best_test)}  "
         f"params {int(m['params']):,}  latency {m['latency_ms']:.3f} ms"
     )
+    print(result.why)
     if final := result.final:
         print(
             f"Final: {best.candidate_id} trained again on train + validation ({final.train_samples:,} samples): "
@@ -324,9 +327,9 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     cfg = _config(args, args.requirements)
     if args.dry_run:
-        from llmnas.evaluate import dry_run
+        from llmnas.evaluate import dry_run, spec_json
 
-        print("\n".join(dry_run(cfg)))
+        print(json.dumps(spec_json(cfg), indent=1) if args.json else "\n".join(dry_run(cfg)))
         return EXIT_OK
     return _report_result(
         start(cfg, args.out, api_key=args.api_key, progress=not args.json, announce=_announcer(args.json)),
@@ -417,11 +420,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from llmnas.runs.read import leaderboard
+    from llmnas.runs.read import leaderboard_rows, load_run, ranked
     from llmnas.runs.tables import format_leaderboard
 
-    rows = leaderboard(args.run)[: args.top]
-    print(json.dumps(rows, indent=1) if args.json else format_leaderboard(rows))
+    run = load_run(args.run)
+    rows = leaderboard_rows(run)[: args.top]
+    print(json.dumps(rows, indent=1) if args.json else f"{format_leaderboard(rows)}\n{ranked(run)[1]}")
     return EXIT_OK
 
 

@@ -124,6 +124,14 @@ class RunConfig(BaseModel):
         "architectures; random (the baseline): the same operators and limits, chosen uniformly, parents "
         "uniform among passing candidates, nothing learned",
     )
+    tolerance: float | None = setting(
+        None,
+        "how much validation score (accuracy, or R²) a size or speed priority may give up: 'small' hands "
+        "back the smallest model within this of the best (default: what the words say, e.g. 'within 1 "
+        "point of the best', else 0.005)",
+        ge=0,
+        le=1,
+    )
     executor: Literal["local", "ray"] = setting(
         "local",
         "where candidates run: this machine, or a Ray cluster (pip install 'llmnas[ray]'; docs/ray.md)",

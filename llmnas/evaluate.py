@@ -16,7 +16,7 @@ from llmnas.errors import UserError
 from llmnas.execute.base import output_limits
 from llmnas.execute.local import default_workers
 from llmnas.propose.base import Action
-from llmnas.propose.offline import OfflineProposer
+from llmnas.propose.offline import OfflineProposer, limit_note
 from llmnas.run import load_data, local_pool, make_chat, make_spec
 from llmnas.runs.export import check_eval_onnx, eval_file_lines
 from llmnas.runs.layout import refuse_overwrite
@@ -71,16 +71,29 @@ def _sandboxed(cfg: RunConfig, spec, data, candidate_id: str, code: str, folder:
 PROBE_STEPS = 50
 
 
+def spec_json(cfg: RunConfig) -> dict:
+    """`search --dry-run --json`: the spec read from the requirements and resolved against --data (keys in
+    docs/usage.md), with the data's name and split sizes."""
+    data = load_data(cfg)
+    spec = make_spec(cfg, data, make_chat(cfg), announce=lambda _: None)
+    splits = {"train": len(data.x_train), "val": len(data.x_val), "test": len(data.x_test)}
+    return {**spec.to_json(), "data": {"name": data.name, "samples": splits}}
+
+
 def dry_run(cfg: RunConfig) -> list[str]:
     """What a search with ``cfg`` would do, without doing it: the spec, the data, the training budget and
     the time per candidate estimated from one probe (a first offline-proposer candidate, trained for
     ``PROBE_STEPS`` steps in the sandbox: per-step time from its training, the rest as overhead)."""
     data = load_data(cfg)
-    spec = make_spec(cfg, data, make_chat(cfg), announce=lambda _: None)
+    chat = make_chat(cfg)
+    spec = make_spec(cfg, data, chat, announce=lambda _: None)
     steps, workers = cfg.train.max_steps, default_workers(cfg.workers)
+    feasible = limit_note(spec, llm=chat is not None)  # an offline search that cannot pass stops here
     lines = [
+        *[f"Note: {note}" for note in data.notes],
         "Task spec:",
         "  " + spec.summary().replace("\n", "\n  "),
+        *([feasible] if feasible else []),
         f"Data: {data.name}: {len(data.x_train):,} train / {len(data.x_val):,} validation / "
         f"{len(data.x_test):,} test samples, input {data.input_shape} ({data.modality}), "
         + (

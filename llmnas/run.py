@@ -26,24 +26,26 @@ from llmnas.llm.replay import ReplayChat
 from llmnas.llm.usage import Usage, UsageMeter, cost_rates
 from llmnas.propose.base import Proposer
 from llmnas.propose.llm import LLMProposer
-from llmnas.propose.offline import OfflineProposer, RandomProposer
+from llmnas.propose.offline import OfflineProposer, RandomProposer, limit_note
 from llmnas.runs.events import LLMCallEvent, LLMReplyEvent, RefineEvent, Replay, SandboxEvent
 from llmnas.runs.export import BestExport
 from llmnas.runs.store import RunStore
 from llmnas.task.datasets import Dataset, load_dataset
 from llmnas.task.llm_spec import spec_from_llm
-from llmnas.task.spec import REFINED, TaskSpec, asked_task, parse_requirements
+from llmnas.task.requirements import REFINED, asked_modality, asked_task, parse_requirements
+from llmnas.task.spec import TaskSpec
 
 log = logging.getLogger("llmnas")
 
 
 def load_data(cfg: RunConfig) -> Dataset:
     """The dataset, read as the task the requirements name (classification or regression) or, when they
-    name none, as its labels say."""
+    name none, as its labels say; and as the input modality they name (time series: sequences)."""
     return load_dataset(
         cfg.data,
         seed=cfg.seed,
         task=asked_task(cfg.requirements),
+        modality=asked_modality(cfg.requirements),
         label_column=cfg.label_column,
         data_root=cfg.data_root,
         max_samples=cfg.max_samples,
@@ -76,6 +78,8 @@ def make_spec(cfg: RunConfig, data: Dataset, chat: ChatModel | None = None, anno
         spec, warnings = spec_from_llm(cfg.requirements, chat)
         for line in warnings:
             announce(f"spec: {line}")
+    if cfg.tolerance is not None:
+        spec = spec.model_copy(update={"tolerance": cfg.tolerance})
     return spec.resolve(
         input_shape=data.input_shape, num_classes=data.num_classes, modality=data.modality, task=data.task
     )
@@ -171,8 +175,12 @@ def start(
     if cfg.carbon_forecast is not None:
         Grid.from_csv(cfg.carbon_forecast)  # a bad forecast is an error before the run folder exists
     data = load_data(cfg)
+    for note in data.notes:
+        announce(f"Note: {note}")
     spec = make_spec(cfg, data, chat, announce)
     announce("Task spec:\n  " + spec.summary().replace("\n", "\n  "))
+    if note := limit_note(spec, llm=chat is not None):
+        announce(note)
     if note := small_validation_note(len(data.y_val), spec.task):
         announce(note)
     folder = Path(out) if out else default_run_dir(cfg)
@@ -261,6 +269,10 @@ def _refine_spec(
         raise UserError("refine: the new instructions are empty")
     cfg = cfg.model_copy(update={"requirements": f"{cfg.requirements.rstrip()}{REFINED}{text.strip()}"})
     spec = _fill_priority_targets(make_spec(cfg, data, chat, announce), store.folder)
+    if note := limit_note(
+        spec, llm=chat is not None
+    ):  # before anything is written: a bad refinement is refused
+        announce(note)
     store.append_requirements(text)
     store.update_run_info(config=cfg.model_dump(mode="json"), spec=spec.model_dump(mode="json"))
     store.append(RefineEvent(text=text, spec=spec.model_dump(mode="json")))
@@ -269,16 +281,19 @@ def _refine_spec(
 
 
 def _fill_priority_targets(spec: TaskSpec, folder: Path) -> TaskSpec:
-    """ "Latency (size) matters more" with no number: aim at half the current best's latency (size)."""
-    from llmnas.runs.read import leaderboard
+    """ "Latency (size) matters more" with no number: the reward aims at half the latency (size) of the
+    model the new spec chooses now."""
+    from llmnas.runs.read import load_run, ranked
 
-    rows = leaderboard(folder)
-    if not rows:
+    board = ranked(load_run(folder), spec)[0]
+    first = spec.order()[0]
+    if not board:
         return spec
-    if "latency-first" in spec.hints and spec.target_latency_ms is None and rows[0].get("latency_ms"):
-        spec = spec.model_copy(update={"target_latency_ms": rows[0]["latency_ms"] / 2})
-    if "size-first" in spec.hints and spec.target_params is None and rows[0].get("params"):
-        spec = spec.model_copy(update={"target_params": max(1, int(rows[0]["params"]) // 2)})
+    chosen = board[0]
+    if first == "latency" and spec.target_latency_ms is None and chosen.metric("latency_ms"):
+        spec = spec.model_copy(update={"target_latency_ms": chosen.metric("latency_ms") / 2})
+    if first == "size" and spec.target_params is None and chosen.metric("params"):
+        spec = spec.model_copy(update={"target_params": max(1, int(chosen.metric("params")) // 2)})
     return spec
 
 

@@ -69,15 +69,6 @@ def test_front_membership():
     assert {x.candidate_id for x in a.front()} == {"better", "nolat"}
 
 
-def test_best():
-    a = Archive()
-    assert a.best() is None
-    a.add(e("a", 0.9, 5000))
-    a.add(e("b", 0.9, 3000))
-    a.add(e("c", 0.8, 100))
-    assert a.best().candidate_id == "b"
-
-
 def test_select_small_archive():
     a = Archive()
     rng = np.random.default_rng(0)

@@ -66,7 +66,7 @@ def test_search_writes_the_run_folder(run_dir: Path):
     info = json.loads((run_dir / "run.json").read_text())
     assert info["seed"] == 3 and info["spec"]["max_params"] == 20_000
     assert info["spec"]["num_classes"] == 10 and info["spec"]["input_shape"] == [1, 8, 8]
-    assert "use a pretty colour" in info["spec"]["notes"]
+    assert "use a pretty colour" in info["spec"]["not_understood"]
     assert "torch" in info["versions"]
     assert REQ in (run_dir / "requirements.md").read_text()
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
@@ -275,7 +275,7 @@ def test_the_parsed_spec_is_printed_before_the_search_with_what_was_not_understo
     out = capsys.readouterr().out
     spec = out[out.index("Task spec:") :]
     assert "params <= 25,000" in spec and "100 KB of float32 weights" in spec
-    assert "not understood (kept as notes): use GELU everywhere" in spec
+    assert "not understood (kept for the model, not searched for): use GELU everywhere" in spec
     assert out.index("Task spec:") < out.index("[   1]"), "the spec came after the first evaluation"
 
 
@@ -293,6 +293,31 @@ def test_dry_run_prints_spec_data_budget_and_an_estimate_and_starts_no_run(tmp_p
         and "min for the search" in estimate
     )
     assert not (tmp_path / "r").exists()
+
+
+def test_dry_run_json_prints_the_parsed_spec_as_one_object(tmp_path: Path, capsys):
+    text = (
+        "classify 8x8 digits; fits in 32 KB; at least 95% accuracy; latency matters more than size; use GELU"
+    )
+    args = ["--data", "digits", "--max-samples", "300", "--tolerance", "0.01", "--out", str(tmp_path / "r")]
+    assert main(["search", text, *args, "--dry-run", "--json"]) == 0
+    spec = json.loads(capsys.readouterr().out)
+    assert (spec["task"], spec["num_classes"], spec["input"]) == (
+        "classification",
+        10,
+        {"modality": "image", "shape": [1, 8, 8]},
+    )
+    assert spec["limits"] == {
+        "params": 8000,
+        "bytes": 32000,
+        "flops": None,
+        "latency_ms": None,
+        "memory_mb": None,
+    }
+    assert spec["floors"] == {"accuracy": 0.95} and spec["tolerance"] == 0.01
+    assert spec["priorities"] == ["latency", "size", "quality"]
+    assert spec["not_understood"] == ["use GELU"] and spec["contradictions"] == []
+    assert spec["data"]["samples"]["train"] > 0 and not (tmp_path / "r").exists()
 
 
 def test_search_refuses_a_folder_of_other_files(tmp_path: Path, capsys):

@@ -132,3 +132,18 @@ def test_raised_limit_scales_the_front_up_first(run: Path):
         assert done[cid]["ok"], done[cid]["message"]
         assert params[parent] < done[cid]["metrics"]["params"] <= 50_000
     assert _state(run)["to_scale"] == []
+
+
+def test_a_refinement_that_changes_priorities_changes_the_model_handed_back_at_once(run: Path):
+    rows = leaderboard(run)
+    best_score = max(r["val_acc"] for r in rows)
+    assert rows[0]["val_acc"] == best_score  # before: the best validation score
+    refine(run, "size matters more than accuracy now; within 5 points is fine", budget=6, **QUIET)
+    rows = leaderboard(run)
+    near = [r for r in rows if r["val_acc"] >= best_score - 0.05]  # "within 5 points"
+    assert rows[0]["params"] == min(r["params"] for r in near)  # the smallest within the tolerance
+    exported = json.loads((run / "best" / "metrics.json").read_text())
+    assert exported["candidate"] == rows[0]["candidate_id"]  # best/ follows at once, no new round needed
+    spec = json.loads((run / "run.json").read_text())["spec"]
+    assert spec["priorities"] == ["size", "quality"] and spec["tolerance"] == 0.05
+    assert spec["target_params"] == max(1, rows[0]["params"] // 2)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from llmnas.engine.pareto import OBJECTIVES, crowding_distance, dominates, objective_vector, rank_key
+from llmnas.engine.pareto import OBJECTIVES, crowding_distance, dominates, objective_vector
 
 SELECTORS = ("pareto", "elite", "tournament", "uniform_grid")  # what the policy learns to choose among
 UNIFORM = "uniform"  # random search's selector: any passing entry, nothing preferred
@@ -107,11 +107,6 @@ class Archive:
     def elites(self) -> list[Entry]:
         """The best-reward entry of each occupied cell, ordered by cell."""
         return [self._grid[k] for k in sorted(self._grid)]
-
-    def best(self) -> Entry | None:
-        """The entry with the highest validation score; ties go to lower validation loss, fewer params, then the
-        earlier one (rank_key)."""
-        return min(self._entries, key=lambda e: rank_key(e.metrics), default=None)
 
     def coverage(self) -> float:
         """Occupied cells / all cells."""

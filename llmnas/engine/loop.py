@@ -33,6 +33,7 @@ from llmnas.candidate import checks
 from llmnas.config import RunConfig
 from llmnas.engine.archive import Archive, Entry
 from llmnas.engine.carbon import Clock, Grid
+from llmnas.engine.choice import choose
 from llmnas.engine.evaluation import Evaluator
 from llmnas.engine.interrupt import StopFlag
 from llmnas.engine.pareto import objectives_for, rank_key
@@ -75,6 +76,7 @@ class SearchResult:
     stats: dict
     best_test: dict[str, float] = field(default_factory=dict)  # every test score of the best (reported only)
     final: FinalEvent | None = None  # --final-train: the best trained again on train + validation
+    why: str = ""  # one line: what the spec chose and why (engine/choice.py)
 
     @property
     def best_test_acc(self) -> float | None:
@@ -204,12 +206,12 @@ class Search:
             e = self.evaluator.done.get(cid)
             if e and e.ok and not violations(e.metrics.numbers(), spec):
                 self.archive.add(_entry(e, reward(e.metrics.numbers(), spec)))
-        best = self.archive.best()
+        best = self.best()
         self.best_id = best.candidate_id if best else None
         if spec.max_params != before:  # an unchanged limit keeps the queue (a resume mid-way through it)
             raised = before is not None and spec.max_params is not None and spec.max_params > before
             front = sorted(self.archive.front(), key=lambda e: rank_key(e.metrics))
-            scales = raised and "scale" in self.proposer.operators
+            scales = raised and "scale" in self.proposer.operators and "size" not in self.spec.priorities
             self.to_scale = [e.candidate_id for e in front] if scales else []
             if self.to_scale:
                 log.info("parameter limit raised: compound-scaling the %d front members first", len(front))
@@ -240,9 +242,10 @@ class Search:
 
     def _growable(self) -> Entry | None:
         """The best passing candidate at most half the parameter budget and not scaled yet: a good small
-        model compound-scaled to the budget (EfficientNet's recipe) rather than left small."""
+        model compound-scaled to the budget (EfficientNet's recipe) rather than left small. Never when the
+        words put size among the priorities ("small model"): growing would work against them."""
         room = scale_budget(self.spec)
-        if room is None:
+        if room is None or "size" in self.spec.priorities:
             return None
         small = (
             e
@@ -413,7 +416,7 @@ class Search:
         if outcome.ok:
             self.stats["passed"] += 1
             self.archive.add(_entry(outcome, r))
-            best = self.archive.best()
+            best = self.best()
             self.best_id = best.candidate_id if best else None
         else:
             self._remember_failure(cid, p.code, str(outcome.stage), outcome.message)
@@ -433,7 +436,7 @@ class Search:
             return f"{head} {slot.proposal.stage}: {slot.proposal.message[:90]}"
         if not outcome.ok:
             return f"{head} {outcome.stage}: {outcome.message[:90]}"
-        m, best = outcome.metrics, self.archive.best()
+        m, best = outcome.metrics, self.best()
         latency = f"lat {m.latency_ms:.3f} ms " if m.latency_ms is not None else ""
         return (
             f"{head} {scores_text(m.model_dump())} params {m.params:>8,} "
@@ -491,6 +494,15 @@ class Search:
         reasons = [a for a in answers if isinstance(a, str)]
         return reasons[0] if reasons else ("stopped by the user" if False in answers else None)
 
+    def best(self) -> Entry | None:
+        """The candidate handed back: the spec's choice among the passing ones (engine/choice.py)."""
+        entries = self.archive.all_entries
+        ordered = choose(entries, lambda e: e.metrics, self.spec).order
+        return entries[ordered[0]] if ordered else None
+
+    def why(self) -> str:
+        return choose(self.archive.all_entries, lambda e: e.metrics, self.spec).why
+
     @property
     def round_size(self) -> int:
         """Proposals per round: what the executor can evaluate at once now, more when pre-screening drops
@@ -504,7 +516,7 @@ class Search:
         return self.proposed >= self.budget
 
     def result(self) -> SearchResult:
-        best = self.archive.best()
+        best = self.best()
         done = self.evaluator.done.get(best.candidate_id) if best else None
         return SearchResult(
             self.store.folder,
@@ -515,6 +527,7 @@ class Search:
             {k: v for k, v in done.metrics.model_dump().items() if k in REPORTED_ONLY and v is not None}
             if done
             else {},
+            why=self.why(),
         )
 
 

@@ -17,11 +17,31 @@ class ScoringError(ValueError):
     """The worker's predictions are unusable (wrong shape, wrong dtype, unreadable)."""
 
 
+def predicted(logits: np.ndarray) -> np.ndarray:
+    """The class of each row: its largest finite logit; -1 (never a label) for a non-finite row."""
+    finite = np.isfinite(logits).all(axis=1)
+    return np.where(finite, np.argmax(np.nan_to_num(logits, nan=-np.inf), axis=1), -1)
+
+
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     """Fraction of rows whose largest finite logit is the label; non-finite rows count as wrong."""
-    finite = np.isfinite(logits).all(axis=1)
-    pred = np.where(finite, np.argmax(np.nan_to_num(logits, nan=-np.inf), axis=1), -1)
-    return float((pred == labels).mean()) if len(labels) else 0.0
+    return float((predicted(logits) == labels).mean()) if len(labels) else 0.0
+
+
+def per_class(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, float]:
+    """Balanced accuracy (mean recall over the classes present) and macro F1 (over every class)."""
+    pred = predicted(logits)
+    recalls, f1s = [], []
+    for k in range(num_classes):
+        tp = float(np.sum((pred == k) & (labels == k)))
+        actual, said = float(np.sum(labels == k)), float(np.sum(pred == k))
+        if actual:
+            recalls.append(tp / actual)
+        f1s.append(2 * tp / (actual + said) if actual + said else 0.0)
+    return {
+        "balanced_acc": float(np.mean(recalls)) if recalls else 0.0,
+        "f1": float(np.mean(f1s)) if f1s else 0.0,
+    }
 
 
 MAX_ROW_LOSS = 100.0  # a row's loss when its logits are not finite (and the cap on any row's loss)
@@ -63,7 +83,8 @@ def stored_params(folder: Path) -> int:
 
 
 def score(folder: Path, data: Dataset, reported_params: int) -> dict:
-    """Validation accuracy (drives selection) and loss (breaks its ties), test accuracy (reported only),
+    """Validation accuracy (drives selection) and loss (breaks its ties), balanced accuracy and macro F1 (for
+    floors), the same on test (reported only),
     and the parameter count checked against the weights file; for regression the same with MAE, RMSE
     and R² (validation R² drives selection)."""
     val = load_logits(folder, "val", len(data.y_val), data.num_classes)
@@ -74,7 +95,9 @@ def score(folder: Path, data: Dataset, reported_params: int) -> dict:
     return params | {
         "val_acc": accuracy(val, data.y_val),
         "val_loss": cross_entropy(val, data.y_val),
+        **{f"val_{k}": v for k, v in per_class(val, data.y_val, data.num_classes).items()},
         "test_acc": accuracy(test, data.y_test),
+        **{f"test_{k}": v for k, v in per_class(test, data.y_test, data.num_classes).items()},
     }
 
 

@@ -290,7 +290,7 @@ def _final_rows(run: RunData) -> list[tuple[str, str]]:
 
 
 def _best(run: RunData, anchors: dict[str, str]) -> str:
-    board = ranked(run)
+    board, why = ranked(run)
     if not board:
         return ""
     b = board[0]
@@ -313,7 +313,7 @@ def _best(run: RunData, anchors: dict[str, str]) -> str:
         ("peak memory", f"{fmt(b.metric('peak_mem_mb'), '.1f')} MiB"),
         ("found by", f"{esc(b.operator)} ({esc(b.variant)}), round {esc(b.round)}"),
     ]
-    return f'<section id="best"><h2>Best model</h2>{_kv(rows)}<p class="caption">{where}</p></section>'
+    return f'<section id="best"><h2>Best model</h2><p>{esc(why)}</p>{_kv(rows)}<p class="caption">{where}</p></section>'
 
 
 def _plots(run: RunData, pareto: bytes, progress: bytes) -> str:

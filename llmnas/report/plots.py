@@ -80,7 +80,7 @@ def _pareto_panel(
     ax, run: RunData, metric: str, label: str, limit_key: str, log_x: bool, unit: str = ""
 ) -> None:
     _style(ax)
-    good = [c for c in ranked(run) if c.metric(metric) is not None and c.quality is not None]
+    good = [c for c in ranked(run)[0] if c.metric(metric) is not None and c.quality is not None]
     greyed = [
         c
         for c in run.candidates

@@ -33,7 +33,9 @@ Finite = Annotated[float, Field(allow_inf_nan=False)]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 Shown = Annotated[str, AfterValidator(escape_controls)]  # text from candidates: safe to print
-REPORTED_ONLY = frozenset({"test_acc", "test_mae", "test_rmse", "test_r2"})  # test split: never steers
+REPORTED_ONLY = frozenset(
+    {"test_acc", "test_balanced_acc", "test_f1", "test_mae", "test_rmse", "test_r2"}
+)  # test split: never steers
 UpToOne = Annotated[float, Field(le=1, allow_inf_nan=False)]  # R²: 1 is perfect, below 0 worse than the mean
 QUALITY = {"val_acc": "val acc", "val_r2": "val R²"}  # the validation score that steers the search, by task
 
@@ -68,6 +70,10 @@ class Metrics(BaseModel):
     final_loss: Finite | None = None
     holdout_acc: Fraction | None = None
     val_acc: Fraction | None = None
+    val_balanced_acc: Fraction | None = None  # mean recall over the classes
+    val_f1: Fraction | None = None  # macro F1
+    test_balanced_acc: Fraction | None = None
+    test_f1: Fraction | None = None
     val_loss: NonNegative | None = None  # validation cross-entropy (regression: MSE in standard units)
     test_acc: Fraction | None = None
     val_mae: NonNegative | None = None  # regression, in the target's units

@@ -238,7 +238,7 @@ def export_candidate(
         "decisions": list(decisions),
         "data_file": DATA_FILE,
         "sample_shape": None if pre is None else pre.sample_shape,  # the checked ONNX needs the data
-        "outside": None if pre is None else _outside(pre),
+        "outside": None if pre is None else text.outside(pre, DATA_FILE),
     }
     fmt |= text.decoding(pre, num_classes)
     (out_dir / README_FILE).write_text(
@@ -261,18 +261,6 @@ def export_candidate(
     )
     (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=1))
     return Exported(out_dir, candidate_id, onnx, template, data is not None, kinds)
-
-
-def _outside(pre: preprocess.Preprocessing) -> str:
-    """What of the preprocessing the ONNX graph cannot hold: reading the files."""
-    if pre.image_mode is not None:
-        return (
-            f", the pixels (0-255) of image files converted to {pre.image_mode} and resized to "
-            f"{pre.image_size[0]}x{pre.image_size[1]} (`preprocess.raw_inputs` does that)"
-        )
-    if pre.columns is not None:
-        return f", the columns {', '.join(pre.columns)} of your CSV in that order (`preprocess.raw_inputs`)"
-    return ""
 
 
 def _fmt(v) -> str:
@@ -339,7 +327,7 @@ class BestExport:
         self.exported: str | None = None
 
     def __call__(self, search) -> None:
-        best, folder = search.archive.best(), search.store.paths.best
+        best, folder = search.best(), search.store.paths.best
         if best is None:
             shutil.rmtree(folder, ignore_errors=True)
             self.exported = None

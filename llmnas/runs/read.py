@@ -18,8 +18,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from llmnas.engine.pareto import OBJECTIVES, objective_vector, pareto_front, rank_key
-from llmnas.engine.reward import FAILURE_REWARDS
+from pydantic import ValidationError
+
+from llmnas.engine.choice import choose
+from llmnas.engine.pareto import OBJECTIVES, objective_vector, pareto_front
+from llmnas.engine.reward import FAILURE_REWARDS, reward
 from llmnas.errors import UserError
 from llmnas.runs.events import (
     EvaluationEvent,
@@ -35,6 +38,7 @@ from llmnas.runs.events import (
 )
 from llmnas.runs.layout import RunLayout
 from llmnas.runs.store import RunStore
+from llmnas.task.spec import TaskSpec
 from sandbox.protocol import over_limits
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -116,6 +120,14 @@ class RunData:
     @property
     def passed(self) -> list[Candidate]:
         return [c for c in self.candidates if c.ok]
+
+    @property
+    def task_spec(self) -> TaskSpec:
+        """The spec in force, typed (a run folder written by hand with an unreadable spec: the defaults)."""
+        try:
+            return TaskSpec.model_validate(self.spec)
+        except ValidationError:
+            return TaskSpec()
 
     @property
     def score_name(self) -> str:
@@ -221,17 +233,21 @@ def front_ids(candidates: list[Candidate]) -> set[str]:
     return {candidates[i].candidate_id for i in pareto_front(points, senses)} if points else set()
 
 
-def ranked(run: RunData) -> list[Candidate]:
-    """Passing candidates within the current limits, best first: val acc, then fewer params, then
-    the earlier one (the same order as the archive's best)."""
-    pool = [c for c in run.passed if not c.over_limit]
-
-    return sorted(pool, key=lambda c: (*rank_key(c.metrics), c.index))
+def ranked(run: RunData, spec: TaskSpec | None = None) -> tuple[list[Candidate], str]:
+    """Passing candidates within the limits of ``spec`` (default: the spec in force) in its order
+    (engine/choice.py), and one line on why the first, the one handed back, won."""
+    spec = spec or run.task_spec
+    pool = sorted(
+        (c for c in run.passed if not over_limits(c.metrics, spec.model_dump())), key=lambda c: c.index
+    )
+    picked = choose(pool, lambda c: c.metrics, spec)
+    return [pool[i] for i in picked.order], picked.why
 
 
 def leaderboard_rows(run: RunData) -> list[dict]:
-    board = ranked(run)
+    board = ranked(run)[0]
     front = front_ids(board)
+    spec = run.task_spec
     return [
         {
             "rank": rank,
@@ -240,7 +256,7 @@ def leaderboard_rows(run: RunData) -> list[dict]:
             "params": _int(c.metric("params")),
             "flops": _int(c.metric("flops")),
             "latency_ms": c.metric("latency_ms"),
-            "reward": c.reward,
+            "reward": reward(c.metrics, spec),  # under the spec in force: never two specs' rewards mixed
             "operator": c.operator,
             "variant": c.variant,
             "round": c.round,
@@ -315,7 +331,7 @@ def summary(run: RunData) -> dict:
     """One run in a few fields: the row of `llmnas list` and the header of the report."""
     cfg = run.info.get("config") if isinstance(run.info.get("config"), dict) else {}
     cs = run.candidates
-    board = ranked(run)
+    board = ranked(run)[0]
     best = board[0] if board else None
     budget = cfg.get("budget") if isinstance(cfg.get("budget"), int) else None
     pending = sum(c.status == "pending" for c in cs)

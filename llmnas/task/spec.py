@@ -58,6 +58,7 @@ class TaskSpec(BaseModel):
     target_params: int | None = Field(None, gt=0)
     target_latency_ms: float | None = Field(None, gt=0)
     priorities: tuple[Priority, ...] = ()
+    tolerance: float = Field(0.005, ge=0, le=1)  # validation score a cost-first priority may give up
     size_word: Literal["minimal", "tiny", "small"] | None = None  # sets target_params relative to the task
     hints: tuple[str, ...] = ()
     assumptions: tuple[str, ...] = ()
@@ -174,6 +175,7 @@ class TaskSpec(BaseModel):
             "floors": dict(self.floors),
             "targets": {"params": self.target_params, "latency_ms": self.target_latency_ms},
             "priorities": list(self.order()),
+            "tolerance": self.tolerance,
             "assumptions": list(self.assumptions),
             "not_understood": list(self.not_understood),
             "contradictions": list(self.contradictions),
@@ -202,7 +204,11 @@ class TaskSpec(BaseModel):
         ]
         lines.append("limits: " + (", ".join(x for x in limits if x) or "none"))
         lines.append("floors: " + (", ".join(self.floor_lines()) or "none"))
-        lines.append("priorities: " + " > ".join(self.order()))
+        lines.append(
+            "priorities: "
+            + " > ".join(self.order())
+            + (f" (within {self.tolerance:g} of the best score)" if self.order()[0] != "quality" else "")
+        )
         lines.append("targets: " + (", ".join(x for x in targets if x) or "none"))
         if self.hints:
             lines.append("read: " + ", ".join(self.hints))
