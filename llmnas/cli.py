@@ -8,9 +8,11 @@ together.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 import traceback
@@ -26,7 +28,27 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, no usage dump
-        raise UserError(f"{self.prog}: {message} (see --help)")
+        raise UserError(f"{self.prog}: {message}{self._did_you_mean(message)} (see --help)")
+
+    def _did_you_mean(self, message: str) -> str:
+        """ "; did you mean --steps?" for a mistyped flag or command."""
+        if m := re.search(r"unrecognized arguments: (.*)", message):
+            words, known = [w.split("=")[0] for w in m.group(1).split() if w.startswith("-")], self._flags()
+        elif m := re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message):
+            words, known = [m.group(1)], re.findall(r"'?([\w-]+)'?", m.group(2))
+        else:
+            return ""
+        close = [c for w in words for c in difflib.get_close_matches(w, known, n=1, cutoff=0.6)]
+        return f"; did you mean {' or '.join(close)}?" if close else ""
+
+    def _flags(self) -> list[str]:
+        """Every option string of this parser and its sub-commands."""
+        out = []
+        for action in self._actions:
+            out += action.option_strings
+            if isinstance(action, argparse._SubParsersAction):
+                out += [flag for sub in action.choices.values() for flag in sub._flags()]
+        return out
 
 
 def _number(flag: str, cast: type = int, positive: bool = False):
@@ -180,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     x.add_argument("run", type=Path, help="results/<run-id>")
-    x.add_argument("--candidate", help="candidate id (default: the best by validation accuracy)")
+    x.add_argument("--candidate", help="candidate id (default: the one the spec chooses, as in best/)")
     x.add_argument("--out", type=Path, required=True, help="folder to write")
     x.add_argument("--force", action="store_true", help="replace files of the same names in --out")
 

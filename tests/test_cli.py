@@ -387,3 +387,17 @@ def test_doctor_names_every_layer_and_its_state(capsys):
     } <= layers.keys()
     assert all(state.startswith(("on", "off", "fallback")) for state in layers.values())
     assert status == (0 if not any(s.startswith("off") for s in layers.values()) else 1)
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["search", "classify digits", "--stpes", "80"], "did you mean --steps?"),
+        (["serch", "classify digits"], "did you mean search?"),
+        (["export", "results/x", "--out", "o", "--candiate", "c1"], "did you mean --candidate?"),
+    ],
+)
+def test_a_mistyped_flag_or_command_gets_did_you_mean(argv, hint, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert hint in err and len(err.strip().splitlines()) == 1

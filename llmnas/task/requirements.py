@@ -300,15 +300,17 @@ def parse_requirements(text: str) -> TaskSpec:
 
 def asked_task(text: str) -> str | None:
     """The task the requirements name (classification or regression), or None when they name none."""
-    if not text.strip():
+    first = text.split(REFINED)[0]  # a refinement cannot change how the data is read
+    if not first.strip():
         return None
-    spec = parse_requirements(text)
+    spec = parse_requirements(first)
     return spec.task if "task" in spec.model_fields_set else None
 
 
 def asked_modality(text: str) -> str | None:
     """The kind of input the requirements name ("time series" -> sequence), or None."""
-    if not text.strip():
+    first = text.split(REFINED)[0]
+    if not first.strip():
         return None
-    spec = parse_requirements(text)
+    spec = parse_requirements(first)
     return spec.modality if "modality" in spec.model_fields_set else None
