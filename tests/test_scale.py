@@ -127,3 +127,33 @@ def test_search_scales_good_small_models_up_to_the_limit(tmp_path):
         assert parent <= limit / 2
         if e["candidate_id"] and done[e["candidate_id"]]["ok"]:
             assert parent < done[e["candidate_id"]]["metrics"]["params"] <= limit
+
+
+@pytest.mark.parametrize(
+    ("words", "most"),
+    [
+        ("a small model", None),  # size among the priorities: scale is never offered
+        ("about 8k parameters", 8_000),  # a size target: scale grows to it, never past it
+    ],
+)
+def test_scale_never_grows_against_a_size_priority_or_past_a_size_target(tmp_path, words, most):
+    cfg = RunConfig(
+        requirements=f"classify digits; under 60000 parameters; {words}",
+        data="digits",
+        max_samples=400,
+        budget=16,
+        workers=2,
+        seed=3,  # the seed under which the test above scales within 16 candidates
+        train=TrainConfig(max_steps=30),
+    )
+    run = start(cfg, tmp_path / "run", progress=False, announce=lambda _: None).run_dir
+    events = logged(run)
+    done = {e["candidate_id"]: e for e in events if e["type"] == "evaluation"}
+    scales = [e for e in events if e["type"] == "proposal" and e["operator"] == "scale"]
+    if most is None:
+        assert not scales
+        return
+    assert scales, "no scale proposal in 16 candidates"
+    for e in scales:
+        if e["candidate_id"] and done[e["candidate_id"]]["ok"]:
+            assert done[e["candidate_id"]]["metrics"]["params"] <= most
