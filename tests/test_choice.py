@@ -102,3 +102,26 @@ def test_a_floor_of_the_other_task_is_a_clear_error():
 def test_old_specs_load_with_their_targets_as_floors():
     spec = TaskSpec.model_validate({"task": "regression", "target_mae": 45.0, "notes": ["use GELU"]})
     assert spec.floors == {"mae": 45.0} and spec.not_understood == ("use GELU",)
+
+
+def test_the_leaderboards_front_is_the_archives_front():
+    """Without a latency goal neither ranks on latency (it moves with the machine's load); with one both do."""
+    from llmnas.engine.loop import _entry, archive_for
+    from llmnas.runs.events import EvaluationEvent
+    from llmnas.runs.read import Candidate, front_ids
+
+    metrics = {
+        "a": {"val_acc": 0.9, "params": 100, "latency_ms": 5.0},
+        "b": {"val_acc": 0.9, "params": 200, "latency_ms": 1.0},
+    }
+    for text, expected in (("classify digits", {"a"}), ("classify digits, under 10 ms", {"a", "b"})):
+        spec = parse_requirements(text)
+        archive = archive_for(spec)
+        for cid, m in metrics.items():
+            archive.add(
+                _entry(EvaluationEvent(round=0, candidate_id=cid, ok=True, metrics=m, reward=1.0), 1.0)
+            )
+        board = [
+            Candidate(index=i, candidate_id=cid, metrics=m) for i, (cid, m) in enumerate(metrics.items())
+        ]
+        assert {e.candidate_id for e in archive.front()} == front_ids(board, spec) == expected

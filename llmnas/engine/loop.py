@@ -533,8 +533,7 @@ class Search:
 
 def archive_for(spec: TaskSpec) -> Archive:
     """An empty archive whose Pareto front counts latency only when the spec has a latency goal."""
-    goal = spec.max_latency_ms is not None or spec.target_latency_ms is not None
-    return Archive(objectives=objectives_for(goal))
+    return Archive(objectives=objectives_for(spec.latency_goal))
 
 
 def _over_limit_before_training(event: EvaluationEvent) -> bool:

@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from llmnas.engine.choice import choose
-from llmnas.engine.pareto import OBJECTIVES, objective_vector, pareto_front
+from llmnas.engine.pareto import objective_vector, objectives_for, pareto_front
 from llmnas.engine.reward import FAILURE_REWARDS, reward
 from llmnas.errors import UserError
 from llmnas.runs.events import (
@@ -226,10 +226,11 @@ def _apply(c: Candidate, e: EvaluationEvent, spec: dict) -> None:
     c.time = e.time or c.time
 
 
-def front_ids(candidates: list[Candidate]) -> set[str]:
-    """Ids of the candidates on the Pareto front over OBJECTIVES."""
-    points = [objective_vector(c.metrics) for c in candidates]
-    senses = [s for _, s in OBJECTIVES]
+def front_ids(candidates: list[Candidate], spec: TaskSpec) -> set[str]:
+    """Ids of the candidates on the Pareto front, over the objectives the search's archive uses."""
+    objectives = objectives_for(spec.latency_goal)
+    points = [objective_vector(c.metrics, objectives) for c in candidates]
+    senses = [s for _, s in objectives]
     return {candidates[i].candidate_id for i in pareto_front(points, senses)} if points else set()
 
 
@@ -246,8 +247,8 @@ def ranked(run: RunData, spec: TaskSpec | None = None) -> tuple[list[Candidate],
 
 def leaderboard_rows(run: RunData) -> list[dict]:
     board = ranked(run)[0]
-    front = front_ids(board)
     spec = run.task_spec
+    front = front_ids(board, spec)
     return [
         {
             "rank": rank,

@@ -147,6 +147,11 @@ class TaskSpec(BaseModel):
             update["target_params"] = target
         return self.model_copy(update=update)
 
+    @property
+    def latency_goal(self) -> bool:
+        """The words ask about latency (a limit, a target or a priority): only then does it rank models."""
+        return bool(self.max_latency_ms or self.target_latency_ms or "latency" in self.priorities)
+
     def order(self) -> tuple[Priority, ...]:
         """The priorities with quality added last when the words did not place it."""
         return self.priorities if "quality" in self.priorities else (*self.priorities, "quality")
