@@ -166,7 +166,7 @@ class TaskSpec(BaseModel):
         }
 
     def to_json(self) -> dict:
-        """The documented reading of the requirements (`search --dry-run --json`, README)."""
+        """The documented reading of the requirements (`search --dry-run --json`, docs/usage.md)."""
         return {
             "text": self.text,
             "task": self.task,
