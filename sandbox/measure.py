@@ -13,8 +13,6 @@ import time
 import torch
 from torch import nn
 
-from sandbox.protocol import BN_STATS
-
 WEIGHT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.MultiheadAttention, nn.LSTM, nn.GRU, nn.RNN)
 REMEASURE_FACTOR = 3  # runs added, as a multiple of the first series, when the limit is in the spread
 
@@ -25,9 +23,9 @@ _NO_GRAD, _SYNC = torch.no_grad, torch.cuda.synchronize
 
 
 def count_params(model: nn.Module) -> int:
-    """All parameters, trainable or frozen, plus buffers other than normalisation statistics."""
-    n = sum(p.numel() for p in _PARAMETERS(model))
-    return n + sum(b.numel() for name, b in _BUFFERS(model) if not name.endswith(BN_STATS))
+    """Every number the model carries: all parameters, trainable or frozen, and all buffers (no exception by
+    name: a buffer called running_mean can hold anything)."""
+    return sum(p.numel() for p in _PARAMETERS(model)) + sum(b.numel() for _, b in _BUFFERS(model))
 
 
 def depth(model: nn.Module) -> int:

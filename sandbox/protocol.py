@@ -25,7 +25,6 @@ ARTEFACT_BYTES = 1 << 30
 PRED_FILES = {"val": "val_pred.npy", "test": "test_pred.npy"}
 DATA_FILES = ("train_x.npy", "train_y.npy", "val_x.npy", "test_x.npy")
 MAX_RESULT_BYTES = 1_000_000
-BN_STATS = ("running_mean", "running_var", "num_batches_tracked")  # not counted as parameters
 
 
 # Hard limits: (metric, limit key in a spec or job, unit). over_limits() is the one rule for all of them.

@@ -25,7 +25,6 @@ from sandbox import measure
 from sandbox.candidate import CandidateFailure, build, guard, materialise
 from sandbox.limits import rss_mb
 from sandbox.protocol import (
-    BN_STATS,
     ONNX_FILE,
     ONNX_INPUT,
     ONNX_OUTPUT,
@@ -52,9 +51,9 @@ ONNX_OPSET = 17
 
 
 def stored_params(path: Path) -> int:
-    """Elements in the weights file (normalisation statistics aside), read from its header."""
+    """Elements of every tensor in the weights file, read from its header."""
     with _SAFE_OPEN(str(path), framework="pt") as f:
-        return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys() if not k.endswith(BN_STATS))  # noqa: SIM118
+        return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118
 
 
 def load_strict(model: torch.nn.Module, path: Path) -> None:

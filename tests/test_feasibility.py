@@ -72,11 +72,17 @@ def test_the_tabular_space_holds_a_linear_model_that_trains():
 def test_the_smallest_size_is_what_torch_builds_and_no_sample_is_smaller(modality, shape, classes):
     point, size = space.smallest(modality, shape, classes)
     model = _build(modality, point, shape, classes)
-    assert sum(p.numel() for p in model.parameters()) == size
+    assert _stored(model) == size
     assert model(torch.zeros(2, *shape)).shape == (2, classes)
     rng = np.random.default_rng(0)
-    samples = (space.sample_uniform(modality, rng) for _ in range(300))
+    samples = [space.sample_uniform(modality, rng) for _ in range(300)]
     assert min(space.param_count(modality, s, shape, classes) for s in samples) >= size
+    for s in samples[:12]:  # the count is the driver's: every stored tensor, BatchNorm statistics included
+        assert space.param_count(modality, s, shape, classes) == _stored(_build(modality, s, shape, classes))
+
+
+def _stored(model: torch.nn.Module) -> int:
+    return sum(t.numel() for t in model.state_dict().values())
 
 
 def test_a_limit_below_the_smallest_model_is_named_and_only_a_warning_with_a_language_model():

@@ -10,7 +10,7 @@ from safetensors import safe_open
 
 from llmnas.task.datasets import Dataset
 from llmnas.task.preprocess import values
-from sandbox.protocol import BN_STATS, PRED_FILES, WEIGHTS_FILE
+from sandbox.protocol import PRED_FILES, WEIGHTS_FILE
 
 
 class ScoringError(ValueError):
@@ -73,11 +73,11 @@ def load_logits(folder: Path, split: str, n: int, num_classes: int) -> np.ndarra
 
 
 def stored_params(folder: Path) -> int:
-    """Elements in the candidate's weights file (normalisation statistics aside), read from the
+    """Elements of every tensor in the candidate's weights file (no exception by name), read from the
     safetensors header: a worker can under-report its size, not hide the tensors it saved."""
     try:
         with safe_open(Path(folder) / WEIGHTS_FILE, framework="numpy") as f:
-            return sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys() if not k.endswith(BN_STATS))  # noqa: SIM118
+            return sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())  # noqa: SIM118
     except Exception as exc:  # noqa: BLE001 - any malformed file is the candidate's failure
         raise ScoringError(f"unreadable weights file: {str(exc)[:200]}") from None
 

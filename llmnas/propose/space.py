@@ -152,21 +152,22 @@ def _render_mlp(v: dict, act: str) -> str:
 def param_count(
     modality: str, choice_ids: tuple[int, ...], input_shape: tuple[int, ...], num_classes: int
 ) -> int:
-    """Parameters of the rendered model, computed from the decisions alone (normalisation statistics
-    aside, as the driver counts them): lets the proposer stay inside a hard limit before any code runs."""
+    """Parameters of the rendered model as the driver counts them (every tensor it stores: a BatchNorm
+    carries 4 per channel and a step counter), computed from the decisions alone: lets the proposer stay
+    inside a hard limit before any code runs."""
     v = values(modality, choice_ids)
     if modality == "tabular":
         n, width = 0, input_shape[0]
         for i in range(v["blocks"]):
             w = v[f"width{i}"]
-            n += width * w + w + (2 * w if v[f"norm{i}"] else 0)
+            n += width * w + w + (4 * w + 1 if v[f"norm{i}"] else 0)
             width = w
         return n + width * num_classes + num_classes
     dims = 2 if modality == "image" else 1
     n, in_ch = 0, input_shape[0]
     for i in range(v["blocks"]):
         c, k = v[f"channels{i}"], v[f"kernel{i}"]
-        n += in_ch * c * k**dims + c + (2 * c if v["norm"] else 0)
+        n += in_ch * c * k**dims + c + (4 * c + 1 if v["norm"] else 0)
         if v[f"residual{i}"] and not v[f"downsample{i}"] and in_ch != c:
             n += in_ch * c + c
         in_ch = c
