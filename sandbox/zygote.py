@@ -46,10 +46,8 @@ def _reap(deadline_s: float = 5.0) -> None:
             time.sleep(0.001)
 
 
-def _cleanup(pid: int, uid: int | None) -> None:
-    """Nothing a candidate started may outlive it."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
+def _cleanup(uid: int | None) -> None:
+    """Nothing a candidate started may outlive it (its process group is killed before it is reaped)."""
     if os.getpid() == 1:  # inside our own pid namespace every other process is a candidate's
         with contextlib.suppress(ProcessLookupError):
             os.kill(-1, signal.SIGKILL)
@@ -74,9 +72,14 @@ def run_one(job: Job, workdir: Path, limits: Limits, uid: int | None, private_mo
         over = _wait(pid, uid, cell, limits, start + limits.timeout_s)
         if over is not None:
             os.kill(pid, signal.SIGKILL)
+        # Its process group dies before the child is reaped: until then its pid, and so its group's id, cannot
+        # be reused. Killed after, without our own pid namespace, the id could name a new process group of
+        # the host: another user's command, killed by SIGKILL (the exit 137s of issue 31).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
         wall = time.perf_counter() - start
-        _cleanup(pid, uid)
+        _cleanup(uid)
         if cell.group is not None:
             cell.group.kill()
             _reap()
