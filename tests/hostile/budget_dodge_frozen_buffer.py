@@ -1,7 +1,7 @@
 # expect: budget
 # message: > limit 1,000,000
 # 1.3 M weights stored as a buffer (a frozen random projection): only 200 k are "trainable parameters".
-# The worker counts every parameter and every buffer but normalisation statistics.
+# The worker counts every parameter and every buffer.
 import math
 
 import torch
