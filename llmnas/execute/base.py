@@ -93,10 +93,11 @@ def crash_result(job: Job, message: str, **fields) -> Result:
     return Result(candidate_id=job.candidate_id, ok=False, stage=Stage.crash, message=message, **fields)
 
 
-def verdict(job: Job, out_dir: Path, missing: Callable[[], Result]) -> Result:
+def verdict(job: Job, out_dir: Path, missing: Callable[[], Result], wall: float | None = None) -> Result:
     """Check a worker's report against the files it left in ``out_dir``, and write the final result.json.
 
-    ``missing`` explains a worker that left no report (how its process ended)."""
+    ``missing`` explains a worker that left no report (how its process ended); ``wall``, the seconds the
+    supervisor outside the cell measured, replaces the worker's own figure (candidate code ran beside it)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / RESULT_FILE
     if path.is_file():
@@ -111,6 +112,8 @@ def verdict(job: Job, out_dir: Path, missing: Callable[[], Result]) -> Result:
     else:
         result = missing()
     result = result.model_copy(update={"node": None, "retries": 0})  # the executor's to say, not the worker's
+    if wall is not None:
+        result = result.model_copy(update={"wall_seconds": wall})
     if result.ok and not job.screen_only:
         lost = next((n for n in (*PRED_FILES.values(), WEIGHTS_FILE) if not (out_dir / n).is_file()), None)
         if lost:

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cache
@@ -174,6 +175,7 @@ class _Slot:
         ]
         if self.uid is not None:
             cmd += ["--uid", str(self.uid)]
+        start = time.perf_counter()  # the supervisor's clock: energy is charged on it, never the worker's
         proc = subprocess.Popen(
             cmd,
             env=self.env,
@@ -189,9 +191,10 @@ class _Slot:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             return {"status": "timeout", "code": -1, "signal": signal.SIGKILL, "wall": limits.timeout_s}
+        wall = time.perf_counter() - start
         if code < 0:
-            return {"status": "signaled", "code": -1, "signal": -code, "wall": 0.0}
-        return {"status": "exited", "code": code, "signal": 0, "wall": 0.0}
+            return {"status": "signaled", "code": -1, "signal": -code, "wall": wall}
+        return {"status": "exited", "code": code, "signal": 0, "wall": wall}
 
 
 class LocalPool:
@@ -277,7 +280,9 @@ class LocalPool:
             clear_outputs(out_dir)
             for name, limit in output_limits(self.limits).items():
                 take_file(workdir / name, out_dir / name, limit)
-            return verdict(job, out_dir, lambda: failure_from_status(job, reply, self.limits))
+            return verdict(
+                job, out_dir, lambda: failure_from_status(job, reply, self.limits), wall=reply["wall"]
+            )
         finally:
             remove_tree(workdir)
             job_file.unlink(missing_ok=True)
