@@ -9,7 +9,7 @@ if TYPE_CHECKING:
 
     from llmnas.engine.loop import SearchResult
 
-__version__ = "0.1.0"
+from llmnas.version import VERSION as __version__  # noqa: F401
 
 
 def search(

@@ -30,28 +30,12 @@ from llmnas.propose.offline import OfflineProposer, RandomProposer, limit_note
 from llmnas.runs.events import LLMCallEvent, LLMReplyEvent, RefineEvent, Replay, SandboxEvent
 from llmnas.runs.export import BestExport
 from llmnas.runs.store import RunStore
-from llmnas.task.datasets import Dataset, load_dataset
+from llmnas.task.datasets import Dataset, load_data
 from llmnas.task.llm_spec import spec_from_llm
-from llmnas.task.requirements import REFINED, asked_modality, asked_task, parse_requirements
+from llmnas.task.requirements import REFINED, parse_requirements
 from llmnas.task.spec import TaskSpec
 
 log = logging.getLogger("llmnas")
-
-
-def load_data(cfg: RunConfig) -> Dataset:
-    """The dataset, read as the task the requirements name (classification or regression) or, when they
-    name none, as its labels say; and as the input modality they name (time series: sequences)."""
-    return load_dataset(
-        cfg.data,
-        seed=cfg.seed,
-        task=asked_task(cfg.requirements),
-        modality=asked_modality(cfg.requirements),
-        label_column=cfg.label_column,
-        data_root=cfg.data_root,
-        max_samples=cfg.max_samples,
-        val_fraction=cfg.val_fraction,
-        test_fraction=cfg.test_fraction,
-    )
 
 
 def make_chat(cfg: RunConfig, api_key: str | None = None) -> ChatModel | None:
@@ -150,10 +134,10 @@ def default_run_dir(cfg: RunConfig, root: Path = Path("results")) -> Path:
 def _versions() -> dict:
     import torch
 
-    from llmnas import __version__
+    from llmnas.version import VERSION
 
     return {
-        "llmnas": __version__,
+        "llmnas": VERSION,
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "platform": platform.platform(),

@@ -341,9 +341,10 @@ def test_the_scanners_see_what_they_must(tmp_path: Path):
 
 
 def _module_imports(path: Path) -> set[str]:
-    """llmnas modules a file imports when it is imported (top level only, not inside functions)."""
+    """llmnas modules a file imports, at the top or inside a function: a circle through a function-level
+    import is a circle all the same."""
     found = set()
-    for node in ast.parse(path.read_text()).body:
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("llmnas"):
             for alias in node.names:
                 sub = f"{node.module}.{alias.name}"
@@ -391,6 +392,7 @@ def test_the_driver_is_grouped_into_packages_of_small_modules():
         "evaluate.py",
         "safe_text.py",
         "console.py",
+        "version.py",
     }
     for path in [*DRIVER.rglob("*.py"), *SANDBOX.glob("*.py")]:
         lines = len(path.read_text().splitlines())

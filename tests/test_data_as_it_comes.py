@@ -21,10 +21,9 @@ import pytest
 from llmnas import run, search
 from llmnas.cli import main
 from llmnas.config import RunConfig
-from llmnas.run import load_data
 from llmnas.runs.export import DATA_FILE
 from llmnas.task import preprocess
-from llmnas.task.datasets import DatasetError, load_dataset
+from llmnas.task.datasets import DatasetError, load_data, load_dataset
 
 COLUMNS = [
     "species",

@@ -19,9 +19,9 @@ from llmnas.engine.pareto import rank_key
 from llmnas.engine.reward import reward
 from llmnas.engine.scoring import ScoringError, score
 from llmnas.llm.prompts import format_spec
-from llmnas.run import load_data, make_spec
+from llmnas.run import make_spec
 from llmnas.runs.events import Metrics, quality
-from llmnas.task.datasets import load_dataset
+from llmnas.task.datasets import load_data, load_dataset
 from llmnas.task.loaders import DatasetError
 from llmnas.task.requirements import parse_requirements
 from llmnas.task.spec import SpecError, TaskSpec

@@ -40,7 +40,7 @@ class NodeSlot:
     def info(self) -> dict:
         import ray
 
-        from llmnas import __version__
+        from llmnas.version import VERSION
 
         return {
             "pid": os.getpid(),
@@ -48,7 +48,7 @@ class NodeSlot:
             "node_id": ray.get_runtime_context().get_node_id(),
             "root": str(self.pool.root),
             "gpus": self._gpu_ids,
-            "llmnas": __version__,
+            "llmnas": VERSION,
         }
 
     def sweep(self, node: str, root: str) -> bool:

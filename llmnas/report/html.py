@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from llmnas import __version__
 from llmnas.report.plots import carbon_png, operator_colour, pareto_png, progress_png
 from llmnas.runs.events import quality
 from llmnas.runs.layout import CODE, REPLY, RunLayout
@@ -40,6 +39,7 @@ from llmnas.runs.read import (
 from llmnas.runs.store import write_atomic
 from llmnas.runs.tables import scores_text
 from llmnas.safe_text import escape_controls
+from llmnas.version import VERSION
 from sandbox.protocol import STDOUT_FILE
 
 log = logging.getLogger("llmnas")
@@ -644,7 +644,7 @@ def render_html(run: RunData, pareto: bytes, progress: bytes, carbon: bytes | No
         f"{_requirements(run)}{_best(run, anchors)}{_plots(run, pareto, progress)}"
         f"{_carbon(run, carbon)}"
         f"{_leaderboard(run, anchors)}{_statistics(run)}{_candidates(run, anchors)}{_problems(run)}"
-        f"<footer>Generated {esc(generated)} by llmnas {esc(__version__)} from {esc(run.folder)}</footer>"
+        f"<footer>Generated {esc(generated)} by llmnas {esc(VERSION)} from {esc(run.folder)}</footer>"
         "</main></body></html>\n"
     )
 

@@ -277,9 +277,9 @@ def export_run(
     """Export one evaluated candidate of a run (default: the leaderboard's first); files already in
     ``out_dir`` under the bundle's names are replaced only with ``force``."""
     from llmnas.config import RunConfig
-    from llmnas.run import load_data
     from llmnas.runs.read import leaderboard
     from llmnas.runs.store import RunStore
+    from llmnas.task.datasets import load_data
 
     store = RunStore.open(run_dir)
     log_so_far = store.replay()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from llmnas.config import RunConfig
 from llmnas.task.builtins import diabetes, digits, mnist1d
 from llmnas.task.loaders import (
     MODALITIES,
@@ -26,6 +27,7 @@ from llmnas.task.loaders import (
 )
 from llmnas.task.preprocess import Preprocessing, apply, imputed, raw_inputs, standardised
 from llmnas.task.regression import numeric_targets, random_rows, task_of
+from llmnas.task.requirements import asked_modality, asked_task
 from llmnas.task.splits import per_class_note, stratified, subsample
 from llmnas.task.timeseries import arff_file, ts_file
 
@@ -175,6 +177,22 @@ def load_dataset(
     note = per_class_note(counts, names, (val_fraction, test_fraction), max_samples)
     raw = replace(raw, notes=(*raw.notes, *([note] if note else [])))
     return _assemble(spec, raw, parts, rows[2], {"classes": classes}, names, f"{k} classes")
+
+
+def load_data(cfg: RunConfig) -> Dataset:
+    """The dataset, read as the task the requirements name (classification or regression) or, when they
+    name none, as its labels say; and as the input modality they name (time series: sequences)."""
+    return load_dataset(
+        cfg.data,
+        seed=cfg.seed,
+        task=asked_task(cfg.requirements),
+        modality=asked_modality(cfg.requirements),
+        label_column=cfg.label_column,
+        data_root=cfg.data_root,
+        max_samples=cfg.max_samples,
+        val_fraction=cfg.val_fraction,
+        test_fraction=cfg.test_fraction,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- sources
