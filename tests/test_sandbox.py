@@ -508,7 +508,8 @@ def test_pools_are_healthy_after_the_corpus(
         for name, p in (("hook", pool), ("os", os_pool))
         for i in range(2)  # two at once: each slot takes one
     }
-    stored = 16 * 9 + 16 + 16 * 4 + 1 + 32 * 16 * 9 + 32 + 32 * 4 + 1 + 32 * 10 + 10  # BatchNorm: 4 a channel + 1
+    # every stored number: two convolutions, two BatchNorms (4 a channel and a step counter), the head
+    stored = 16 * 9 + 16 + 16 * 4 + 1 + 32 * 16 * 9 + 32 + 32 * 4 + 1 + 32 * 10 + 10
     for (name, i), future in futures.items():
         result = future.result()
         assert result.ok, f"{name} pool: {result.stage}: {result.message}"
