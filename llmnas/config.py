@@ -148,6 +148,12 @@ class RunConfig(BaseModel):
     extra_imports: tuple[str, ...] = setting(
         (), "extend the candidate import allow-list (repeatable)", flag="allow-import", group="train"
     )
+    max_candidate_kb: int = setting(
+        200,
+        "largest candidate file the driver parses, in KB (a model's reply may be 4x this)",
+        group="train",
+        ge=1,
+    )
     repair_attempts: int = setting(2, "times a rejected reply goes back to the model with its error", ge=0)
     power_watts: float = setting(20.0, "power drawn per worker, for the energy estimate", group="train", gt=0)
     carbon_g_per_kwh: float = setting(

@@ -34,7 +34,9 @@ def evaluate_file(path: Path, cfg: RunConfig, out: Path | None = None, *, force:
         refuse_overwrite([Path(out) / name for name in output_limits(cfg.limits)], "eval")
     data = load_data(cfg)
     spec = make_spec(cfg, data)
-    checked = checks.check(path.read_text(), checks.allowed_imports(cfg.extra_imports))
+    checked = checks.check(
+        path.read_text(), checks.allowed_imports(cfg.extra_imports), max_bytes=cfg.max_candidate_kb * 1024
+    )
     if isinstance(checked, checks.Rejection):
         return {"ok": False, "stage": checked.stage, "message": checked.message, "metrics": {}}
     folder = Path(out) if out else Path(tempfile.mkdtemp(prefix="llmnas-eval-"))

@@ -85,7 +85,12 @@ def make_proposer(cfg: RunConfig, spec: TaskSpec, store: RunStore, chat: ChatMod
     )
     recorded = [(e.key, e.texts) for e in log_so_far.of(LLMReplyEvent)]
     replay = ReplayChat(meter, recorded, lambda key, texts: store.append(LLMReplyEvent(key=key, texts=texts)))
-    return LLMProposer(replay, checks.allowed_imports(cfg.extra_imports), max_tokens=cfg.llm_max_tokens)
+    return LLMProposer(
+        replay,
+        checks.allowed_imports(cfg.extra_imports),
+        max_tokens=cfg.llm_max_tokens,
+        max_candidate_bytes=cfg.max_candidate_kb * 1024,
+    )
 
 
 def make_executor(cfg: RunConfig) -> Executor:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from fakes.openai_server import FakeOpenAI, error, ok
 
+from llmnas.candidate.checks import normalise
 from llmnas.llm.chat import BudgetExhausted, EndpointDown, OpenAIChat
 from llmnas.llm.usage import UsageMeter
 from llmnas.propose.base import Action, Parent
@@ -32,10 +33,17 @@ def build_model(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, num_classes))
 """
 GOOD = f"Here is a compact MLP.\n\n```python\n{CODE}```\n"
-PARENT_A = Parent("aaa111", CODE.replace("32", "48"), {"val_acc": 0.91, "params": 3_610}, reward=0.9)
-PARENT_B = Parent("bbb222", CODE.replace("nn.ReLU()", "nn.GELU()"), {"val_acc": 0.88}, reward=0.85)
+# Parents come from the archive as the static checks normalised them; prompts show them minimised,
+# which leaves normalised code without strings as it is.
+PARENT_A = Parent(
+    "aaa111", normalise(CODE.replace("32", "48")), {"val_acc": 0.91, "params": 3_610}, reward=0.9
+)
+PARENT_B = Parent("bbb222", normalise(CODE.replace("nn.ReLU()", "nn.GELU()")), {"val_acc": 0.88}, reward=0.85)
 BROKEN = Parent(
-    "ccc333", CODE.replace("64", "65"), stage="shape", message="mat1 and mat2 shapes cannot be multiplied"
+    "ccc333",
+    normalise(CODE.replace("64", "65")),
+    stage="shape",
+    message="mat1 and mat2 shapes cannot be multiplied",
 )
 RNG = np.random.default_rng(0)
 

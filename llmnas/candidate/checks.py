@@ -20,6 +20,7 @@ import libcst as cst
 from libcst.helpers import get_full_name_for_node
 from libcst.metadata import BuiltinAssignment, MetadataWrapper, PositionProvider, ScopeProvider
 
+from llmnas.candidate import bounded
 from llmnas.candidate.names import Aliases, import_aliases, imports_in, qualified
 
 DEFAULT_ALLOWED_IMPORTS: frozenset[str] = frozenset(
@@ -99,8 +100,32 @@ class Rejection:
     message: str
 
 
-def check(code: str, allowed_imports: frozenset[str] = DEFAULT_ALLOWED_IMPORTS) -> Checked | Rejection:
-    """Statically check `code` against the candidate contract; never imports or runs it."""
+def check(
+    code: str,
+    allowed_imports: frozenset[str] = DEFAULT_ALLOWED_IMPORTS,
+    max_bytes: int = bounded.MAX_CANDIDATE_BYTES,
+    timeout: float = bounded.TIME_LIMIT_S,
+) -> Checked | Rejection:
+    """Statically check `code` against the candidate contract; never imports or runs it.
+
+    Text over ``max_bytes`` is refused before it is parsed; the parse and the checks run in the limited
+    child of candidate/bounded.py, so no text holds the driver longer than ``timeout`` seconds."""
+    over = bounded.too_big(code, max_bytes)
+    if over:
+        return Rejection("static", f"{over}; write a smaller module")
+    try:
+        verdict = bounded.check(code, frozenset(allowed_imports), timeout)
+    except bounded.Failed as e:
+        return Rejection("static", f"checking the code {e}; simplify it")
+    if verdict["kind"] == "rejection":
+        return Rejection(verdict["stage"], verdict["message"])
+    return Checked(verdict["code"], candidate_id(verdict["code"]))  # the id is computed on this side
+
+
+def check_unbounded(
+    code: str, allowed_imports: frozenset[str] = DEFAULT_ALLOWED_IMPORTS
+) -> Checked | Rejection:
+    """`check` in this process with no limits: for the child of candidate/bounded.py only."""
     try:
         ast.parse(code)
         module = cst.parse_module(code)
@@ -138,7 +163,7 @@ def normalise(code: str) -> str:
         tree = ast.parse(code)
     except (cst.ParserSyntaxError, SyntaxError) as e:
         raise ValueError(f"cannot parse candidate code: {e}") from e
-    tree.body = [s for s in tree.body if not _ast_is_main_guard(s)]
+    tree.body = [s for s in tree.body if not ast_is_main_guard(s)]
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if isinstance(body, list) and body and isinstance(body[0], ast.stmt):
@@ -219,7 +244,7 @@ def _is_main_guard(stmt: cst.CSTNode) -> bool:
     )
 
 
-def _ast_is_main_guard(stmt: ast.stmt) -> bool:
+def ast_is_main_guard(stmt: ast.stmt) -> bool:
     t = getattr(stmt, "test", None)
     return (
         isinstance(stmt, ast.If)

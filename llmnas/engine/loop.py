@@ -272,7 +272,7 @@ class Search:
         """Static checks; returns the proposal (with a stage when rejected) and the candidate id."""
         if proposal.code is None:
             return proposal, None
-        checked = checks.check(proposal.code, self.allowed)
+        checked = checks.check(proposal.code, self.allowed, max_bytes=self.cfg.max_candidate_kb * 1024)
         if isinstance(checked, checks.Rejection):
             return replace(proposal, stage=checked.stage, message=checked.message), None
         return replace(proposal, code=checked.code), checked.candidate_id

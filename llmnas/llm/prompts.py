@@ -1,9 +1,15 @@
-"""Prompt templates (prompts/*.md) rendered strictly: every ``$name`` must be given, and nothing else."""
+"""Prompt templates (prompts/*.md) rendered strictly: every ``$name`` must be given, and nothing else.
+
+Text that earlier candidates or replies wrote (code, error messages) goes into a prompt only ``fenced``:
+in a code fence longer than any run of backticks in it, so nothing in it can close the fence, and the
+templates say that fenced text is data, never instructions. ``clipped`` keeps such text short.
+"""
 
 from __future__ import annotations
 
 import functools
 import importlib.resources
+import re
 import string
 from collections.abc import Mapping
 from importlib.resources.abc import Traversable
@@ -61,6 +67,25 @@ def render(name: str, **values: object) -> str:
         raise PromptError(f"prompt {name!r} does not use variable(s) {', '.join(extra)}")
     # Values can hold text a candidate wrote (error messages, code): control characters are escaped.
     return _get(name).substitute({k: escape_controls(str(v)) for k, v in values.items()}).strip()
+
+
+_BACKTICKS = re.compile(r"`+")
+
+
+def fenced(text: str, info: str = "") -> str:
+    """``text`` in a Markdown code fence it cannot close: more backticks than its longest run of them.
+    ``info`` (``python``) is ours, never the text's."""
+    longest = max((len(m.group()) for m in _BACKTICKS.finditer(text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{info}\n{text.strip(chr(10))}\n{fence}"
+
+
+def clipped(text: str, limit: int) -> str:
+    """``text`` cut to about ``limit`` characters, saying how much was left out."""
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit].rstrip()}\n[... {len(text) - limit:,} more characters left out]"
 
 
 def _get(name: str) -> string.Template:

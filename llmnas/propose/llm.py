@@ -5,6 +5,12 @@ In completion mode (a base model, see llm/chat.py) the prompt is the start of a 
 requirements and the contract in a docstring, parents and failures as comments, then the imports,
 ``build_model`` and the first lines of ``class Model`` (prompts/completion_*.md). The model's
 continuation is appended to that prefix and the whole file goes through extraction.
+
+Text from earlier candidates is shown minimised and marked (docs/architecture.md, "The trust boundary"):
+parent code without comments, docstrings or long strings (``shown_code``, parsed in the limited child of
+candidate/bounded.py), error messages cut to ``MESSAGE_CHARS``; in chat prompts both sit in fences they
+cannot close (``prompts.fenced``), in completion prompts on comment lines. Replies are extracted in that
+child too, after a size cap.
 """
 
 from __future__ import annotations
@@ -15,10 +21,11 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from llmnas.candidate.checks import DEFAULT_ALLOWED_IMPORTS, Rejection
-from llmnas.candidate.extract import extract_code
+from llmnas.candidate import bounded
+from llmnas.candidate.bounded import MAX_CANDIDATE_BYTES, MESSAGE_CHARS, RAW_TEXT_CHARS, REPLY_FACTOR
+from llmnas.candidate.checks import DEFAULT_ALLOWED_IMPORTS
 from llmnas.llm.chat import ChatModel, Completion, LLMError, NoChatTemplate, RunEnding, completion_mode
-from llmnas.llm.prompts import format_metrics, format_spec, render
+from llmnas.llm.prompts import clipped, fenced, format_metrics, format_spec, render
 from llmnas.propose.base import OPERATORS, Action, Parent, Proposal
 from llmnas.propose.instructions import InstructionArchive
 from llmnas.propose.scaling import scale_proposal
@@ -31,6 +38,7 @@ _NOTE = "instruction="
 # top-level usage code. Sent as stop strings (an OpenAI server takes four) and cut again afterwards.
 STOPS = ["\nif __name__", "\n```", '\n"""', "\nmodel ="]
 _MODULE_LEVEL_OK = re.compile(r"(?:def |class |async def |@|#|import |from |[A-Z_][A-Z0-9_]* *=)")
+_CODE_KEYS = ("parent_code", "parent_a_code", "parent_b_code", "code")
 
 
 class LLMProposer:
@@ -50,6 +58,7 @@ class LLMProposer:
         instructions: InstructionArchive | None = None,
         max_tokens: int = 2048,
         evolve_every: int = 3,
+        max_candidate_bytes: int = MAX_CANDIDATE_BYTES,
     ):
         self.chat = chat
         self.evolve_every = evolve_every
@@ -57,6 +66,7 @@ class LLMProposer:
         self.allowed_imports = frozenset(allowed_imports)
         self.instructions = instructions if instructions is not None else InstructionArchive()
         self.max_tokens = max_tokens
+        self.max_candidate_bytes = max_candidate_bytes
         self._contract = render("contract", allowed_imports=", ".join(sorted(self.allowed_imports)))
 
     def propose(
@@ -72,14 +82,18 @@ class LLMProposer:
         if op == "mutate":
             name = action.variant if action.variant in self.instructions else self.instructions.choose(rng)
             notes.append(f"{_NOTE}{name}")
-            values.update(_parent(used[0]), instruction=self.instructions.get(name).text)
+            values.update(self._parent(used[0]), instruction=self.instructions.get(name).text)
         elif op == "simplify":
-            values.update(_parent(used[0]))
+            values.update(self._parent(used[0]))
         elif op == "crossover":
-            values.update(_parent(used[0], "parent_a_"), **_parent(used[1], "parent_b_"))
+            values.update(self._parent(used[0], "parent_a_"), **self._parent(used[1], "parent_b_"))
         elif op == "repair":
-            values.update(code=used[0].code, stage=used[0].stage, message=used[0].message or "(no message)")
-        chat_prompt = render(op, **values) if not completion_mode(self.chat) else ""
+            values.update(
+                code=shown_code(used[0].code, self.max_candidate_bytes),
+                stage=used[0].stage,
+                message=clipped(used[0].message or "(no message)", MESSAGE_CHARS),
+            )
+        chat_prompt = render(op, **_marked(values)) if not completion_mode(self.chat) else ""
         trace = {"action": action, "parent_ids": tuple(p.candidate_id for p in used), "prompt": chat_prompt}
         try:
             if chat_prompt:
@@ -114,7 +128,8 @@ class LLMProposer:
             if key in out:
                 out[key] = commented(str(out[key]))
         if op == "repair":
-            out.update(code=commented(code_part(used[0].code)), message=commented(str(values["message"])))
+            code = shown_code(code_part(used[0].code), self.max_candidate_bytes)
+            out.update(code=commented(code), message=commented(str(values["message"])))
         if op == "mutate":
             out["instruction"] = " ".join(str(values["instruction"]).split())
         return render(f"completion_{op}", **out)
@@ -150,18 +165,44 @@ class LLMProposer:
                 usage=usage,
                 **trace,
             )
-        result = extract_code(extract_from or shown, self.allowed_imports)
-        if isinstance(result, Rejection):
+        result = self._extract(extract_from or shown)
+        if result["kind"] == "rejection":
             return Proposal(
                 code=None,
                 reply=shown,
-                stage=result.stage,
-                message=result.message,
+                stage=result["stage"],
+                message=result["message"],
                 notes=tuple(notes),
                 usage=usage,
                 **trace,
             )
-        return Proposal(code=result.code, reply=shown, notes=(*notes, *result.notes), usage=usage, **trace)
+        return Proposal(
+            code=result["code"], reply=shown, notes=(*notes, *result["notes"]), usage=usage, **trace
+        )
+
+    def _extract(self, reply: str) -> dict:
+        """``extract_code`` on ``reply`` in the limited child, after the size cap; a rejection as data."""
+        over = bounded.too_big(reply, self.max_candidate_bytes * REPLY_FACTOR, "the reply")
+        if over:
+            return {
+                "kind": "rejection",
+                "stage": "extract",
+                "message": f"{over}; reply with one short module",
+            }
+        try:
+            return bounded.extract(reply, self.allowed_imports)
+        except bounded.Failed as e:
+            return {
+                "kind": "rejection",
+                "stage": "extract",
+                "message": f"reading the code out of the reply {e}; reply with one short, simple module",
+            }
+
+    def _parent(self, parent: Parent, prefix: str = "parent_") -> dict[str, str]:
+        return {
+            f"{prefix}code": shown_code(parent.code, self.max_candidate_bytes),
+            f"{prefix}metrics": format_metrics(parent.metrics, parent.reward),
+        }
 
     def learn(self, proposal: Proposal, reward: float) -> None:
         """Credit the mutation instruction the proposal used (if any) with ``reward``."""
@@ -199,11 +240,22 @@ def _effective(operator: str, parents: Sequence[Parent]) -> tuple[str, list[str]
     return op, ([f"{operator} fell back to {op}: not enough suitable parents"] if op != operator else [])
 
 
-def _parent(parent: Parent, prefix: str = "parent_") -> dict[str, str]:
-    return {
-        f"{prefix}code": parent.code.strip(),
-        f"{prefix}metrics": format_metrics(parent.metrics, parent.reward),
-    }
+def shown_code(code: str, max_bytes: int = MAX_CANDIDATE_BYTES) -> str:
+    """Code as a model is shown it: minimised in the limited child (no comments, docstrings, long or wordy
+    strings); text that does not parse (a rejected reply to repair) is cut to ``RAW_TEXT_CHARS``."""
+    small = bounded.minimise(code, max_bytes)
+    return small.strip() if small is not None else clipped(code, RAW_TEXT_CHARS)
+
+
+def _marked(values: dict[str, object]) -> dict[str, object]:
+    """Chat-prompt values with the untrusted ones in fences they cannot close."""
+    out = dict(values)
+    for key in _CODE_KEYS:
+        if key in out:
+            out[key] = fenced(str(out[key]), "python")
+    if "message" in out:
+        out["message"] = fenced(str(out["message"]))
+    return out
 
 
 def docstring_safe(text: str) -> str:
