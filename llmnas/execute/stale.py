@@ -15,6 +15,7 @@ import os
 import signal
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from sandbox.cleanup import remove_tree
@@ -25,10 +26,16 @@ _UNLOCKED_GRACE_S = 3600.0  # a folder without a lock file (older llmnas, or mid
 
 
 def claim(root: Path, uids: range) -> int:
-    """Lock a new pool folder for this process; the descriptor must stay open while the pool lives."""
-    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    """Lock a new pool folder for this process; the descriptor must stay open while the pool lives.
+
+    The lock file is made, locked and written under a name of its own, then renamed into place: a sweep
+    in another process never sees an ``owner.lock`` that is not yet locked (it would take the live pool
+    for a dead one, kill its zygotes and remove its folder)."""
+    staging = root / f".{LOCK}.{os.getpid()}"
+    fd = os.open(staging, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     os.write(fd, json.dumps({"pid": os.getpid(), "uids": [uids.start, uids.stop]}).encode())
+    os.rename(staging, root / LOCK)
     return fd
 
 
@@ -37,19 +44,24 @@ def release(fd: int) -> None:
         os.close(fd)
 
 
-def _owner_gone(root: Path) -> bool:
-    """Whether nobody holds the folder's lock (an unlocked folder: whether it is old)."""
+@contextlib.contextmanager
+def _owner_gone(root: Path) -> Iterator[bool]:
+    """Whether nobody holds the folder's lock (an unlocked folder: whether it is old). A lock taken here
+    is held until the sweep is done, so two sweeps never work on one folder at once."""
     try:
         fd = os.open(root / LOCK, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
-        return time.time() - root.stat().st_mtime > _UNLOCKED_GRACE_S
+        yield time.time() - root.stat().st_mtime > _UNLOCKED_GRACE_S
+        return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
     finally:
-        os.close(fd)  # closing drops a lock we took: the sweep needs none
+        os.close(fd)
 
 
 def _uids(root: Path) -> range:
@@ -94,6 +106,7 @@ def sweep_stale() -> list[Path]:
                 continue
             if entry.stat(follow_symlinks=False).st_uid != os.geteuid():
                 continue
-            if _owner_gone(root) and sweep_sandbox(root):
-                swept.append(root)
+            with _owner_gone(root) as gone:
+                if gone and sweep_sandbox(root):
+                    swept.append(root)
     return swept
