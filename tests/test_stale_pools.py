@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import fcntl
+import os
+import signal
+import subprocess
 import tempfile
 from pathlib import Path
+
+import pytest
 
 from llmnas.execute import stale
 
@@ -43,3 +48,47 @@ def test_a_sweep_holds_the_lock_while_it_works():
     with stale._owner_gone(root) as first, stale._owner_gone(root) as second:
         assert (first, second) == (True, False)
     assert root in stale.sweep_stale()
+
+
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="candidate uids are used only when the driver runs as root"
+)
+
+
+@needs_root
+def test_live_pools_hold_distinct_uid_blocks_and_a_dead_folders_block_stays_reserved():
+    first, held = stale.reserve_uids(4)
+    second, other = stale.reserve_uids(4)
+    assert first and second and set(first).isdisjoint(second)
+    stale.release(held)  # its driver dies: the block's lock goes, but its folder is not swept yet
+    dead = _folder()
+    stale.release(stale.claim(dead, first))
+    try:
+        for _ in range(5):  # a new pool never takes a block that a pool folder still names
+            uids, fd = stale.reserve_uids(4)
+            assert uids.start != first.start
+            stale.release(fd)
+    finally:
+        stale.release(other)
+        stale.sweep_sandbox(dead)
+
+
+@needs_root
+def test_a_sweep_kills_by_uid_only_when_no_live_pool_holds_the_block():
+    uids, block = stale.reserve_uids(1)
+    dead = _folder()
+    stale.release(stale.claim(dead, uids))  # a dead folder naming a block a live pool now holds
+
+    def sleeper() -> subprocess.Popen:
+        return subprocess.Popen(["sleep", "30"], user=uids.start, cwd="/", start_new_session=True)
+
+    live = sleeper()
+    try:
+        assert stale.sweep_sandbox(dead) and live.poll() is None  # the live pool's candidate survives
+        stale.release(block)
+        again = _folder()
+        stale.release(stale.claim(again, uids))
+        stale.sweep_sandbox(again)  # the block is free: whatever still runs under it is the dead pool's
+        assert live.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        live.kill()

@@ -8,7 +8,6 @@ reads JSON and .npy/.safetensors bytes back from a candidate's folder, never exe
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import logging
 import os
@@ -93,17 +92,6 @@ def _devices(gpus: int | Sequence[str]) -> list[str]:
 def default_workers(workers: int | None) -> int:
     """Worker slots on this machine: ``workers``, or one per core."""
     return workers or os.cpu_count() or 1
-
-
-_POOLS = itertools.count()
-
-
-def _uid_base() -> int | None:
-    """Unprivileged uids of our own, one per slot (up to 256), distinct per pool and per driver
-    process, when running as root; None otherwise."""
-    if os.geteuid() != 0:
-        return None
-    return 1_000_000 + ((os.getpid() % 100_000) * 64 + next(_POOLS) % 64) * 256
 
 
 class _Slot:
@@ -220,8 +208,7 @@ class LocalPool:
         self.root = Path(tempfile.mkdtemp(prefix=stale.PREFIX))
         self.root.chmod(0o711)
         self.data_dir = self.root / "data"
-        base = _uid_base()
-        uids = range(0) if base is None else range(base, base + self.workers)
+        uids, self._uid_block = stale.reserve_uids(self.workers)
         self._owner = stale.claim(self.root, uids)
         self._slots: queue.Queue[_Slot] = queue.Queue()
         self._all: list[_Slot] = []
@@ -236,7 +223,7 @@ class LocalPool:
             env.update(isolation_env(self.root))
             if devices:
                 env["CUDA_VISIBLE_DEVICES"] = devices[i % len(devices)]
-            self._all.append(_Slot(self.root, None if base is None else base + i, env, mode == "zygote"))
+            self._all.append(_Slot(self.root, uids[i] if uids else None, env, mode == "zygote"))
             self._slots.put(self._all[-1])
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="llmnas-worker")
         self._counter = 0
@@ -299,6 +286,7 @@ class LocalPool:
         if not remove_tree(self.root):
             log.warning("could not remove the sandbox folder %s", self.root)
         stale.release(self._owner)
+        stale.release(self._uid_block)
 
     def __enter__(self) -> LocalPool:
         return self

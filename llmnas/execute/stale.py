@@ -3,13 +3,16 @@
 A live pool holds an exclusive ``flock`` on ``owner.lock`` in its folder; the kernel drops it when the
 driver dies, however it dies. The lock file also names the pool's candidate uids, so a sweep can kill a
 candidate that still runs after its zygote (it may sit in another mount namespace, where its cwd does
-not read as a path inside the folder).
+not read as a path inside the folder). Those uids are a block reserved the same way (``reserve_uids``): a
+live pool holds its block's lock, a new pool never takes a block a pool folder still names, and a sweep
+kills by uid only while it holds the block's lock itself, so it never reaches another pool's candidates.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import json
 import os
 import signal
@@ -22,6 +25,8 @@ from sandbox.cleanup import remove_tree
 
 PREFIX = "llmnas-sandbox-"
 LOCK = "owner.lock"
+UID_START, UID_BLOCK, UID_BLOCKS = 1_000_000, 256, 1 << 16  # candidate uids: blocks of 256 above 1,000,000
+_POOLS = itertools.count()
 _UNLOCKED_GRACE_S = 3600.0  # a folder without a lock file (older llmnas, or mid-creation) is left this long
 
 
@@ -39,9 +44,37 @@ def claim(root: Path, uids: range) -> int:
     return fd
 
 
-def release(fd: int) -> None:
-    with contextlib.suppress(OSError):
+def release(fd: int | None) -> None:
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def reserve_uids(count: int) -> tuple[range, int | None]:
+    """Unprivileged uids for a new pool's slots, as root (else none): a block no live pool holds and no
+    pool folder names (a dead driver's candidates may still run under it until its folder is swept). The
+    descriptor holds the block while it stays open."""
+    if os.geteuid() != 0:
+        return range(0), None
+    named = {_uids(Path(entry.path)).start for entry in _pool_folders()}
+    first = (os.getpid() * 64 + next(_POOLS)) % UID_BLOCKS
+    for i in range(UID_BLOCKS):
+        start = UID_START + (first + i) % UID_BLOCKS * UID_BLOCK
+        if start not in named and (fd := _lock_block(start)) is not None:
+            return range(start, start + count), fd
+    raise RuntimeError(f"all {UID_BLOCKS} candidate uid blocks are taken")
+
+
+def _lock_block(start: int) -> int | None:
+    """The descriptor holding the uid block at ``start``, or None when a live pool holds it."""
+    path = Path(tempfile.gettempdir()) / f"llmnas-uids-{start}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
+    except BlockingIOError:
         os.close(fd)
+        return None
 
 
 @contextlib.contextmanager
@@ -86,27 +119,39 @@ def sweep_sandbox(root: Path) -> bool:
     if not root.name.startswith(PREFIX) or root.parent != Path(tempfile.gettempdir()):
         return False
     uids = _uids(root)
+    block = _lock_block(uids.start) if uids else None  # held by a live pool: its uids are not ours to kill
+    if block is None:
+        uids = range(0)
     inside = str(root) + os.sep
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        with contextlib.suppress(OSError, ValueError):
-            if _uid(entry.name) in uids or os.readlink(f"/proc/{entry.name}/cwd").startswith(inside):
-                os.kill(int(entry.name), signal.SIGKILL)
-    return remove_tree(root)
+    try:
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            with contextlib.suppress(OSError, ValueError):
+                if _uid(entry.name) in uids or os.readlink(f"/proc/{entry.name}/cwd").startswith(inside):
+                    os.kill(int(entry.name), signal.SIGKILL)
+        return remove_tree(root)
+    finally:
+        release(block)
+
+
+def _pool_folders() -> list[os.DirEntry]:
+    """Pool folders of ours in the temp folder, live or dead."""
+    found = []
+    for entry in os.scandir(tempfile.gettempdir()):
+        with contextlib.suppress(OSError):
+            ours = entry.name.startswith(PREFIX) and entry.is_dir(follow_symlinks=False)
+            if ours and entry.stat(follow_symlinks=False).st_uid == os.geteuid():
+                found.append(entry)
+    return found
 
 
 def sweep_stale() -> list[Path]:
     """Sweep every pool folder of ours in the temp folder whose driver is gone; the folders swept."""
     swept = []
-    for entry in os.scandir(tempfile.gettempdir()):
+    for entry in _pool_folders():
         root = Path(entry.path)
-        with contextlib.suppress(OSError):
-            if not entry.name.startswith(PREFIX) or not entry.is_dir(follow_symlinks=False):
-                continue
-            if entry.stat(follow_symlinks=False).st_uid != os.geteuid():
-                continue
-            with _owner_gone(root) as gone:
-                if gone and sweep_sandbox(root):
-                    swept.append(root)
+        with contextlib.suppress(OSError), _owner_gone(root) as gone:
+            if gone and sweep_sandbox(root):
+                swept.append(root)
     return swept
