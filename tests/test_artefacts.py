@@ -129,11 +129,11 @@ def hostile_run(pool: LocalPool, digits: Dataset, tmp_path_factory):
     codes = {name: (HOSTILE / f"{name}.py").read_text() for name in HOSTILE_NAMES}
     real = checks.check
 
-    def check(code: str, allowed_imports=checks.DEFAULT_ALLOWED_IMPORTS):
+    def check(code: str, allowed_imports=checks.DEFAULT_ALLOWED_IMPORTS, **limits):
         if code in codes.values():
             normalised = checks.normalise(code)
             return checks.Checked(normalised, checks.candidate_id(normalised))
-        return real(code, allowed_imports)
+        return real(code, allowed_imports, **limits)
 
     cfg = RunConfig(
         requirements="classify 8x8 grayscale digits into 10 classes",

@@ -631,11 +631,11 @@ def _admit(monkeypatch, escapes: list[str]) -> None:
     real = validate.check
     admitted = set(escapes)
 
-    def check(code: str, allowed_imports=validate.DEFAULT_ALLOWED_IMPORTS):
+    def check(code: str, allowed_imports=validate.DEFAULT_ALLOWED_IMPORTS, **limits):
         if code in admitted:
             normalised = validate.normalise(code)
             return validate.Checked(normalised, validate.candidate_id(normalised))
-        return real(code, allowed_imports)
+        return real(code, allowed_imports, **limits)
 
     monkeypatch.setattr(validate, "check", check)
 
