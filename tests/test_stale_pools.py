@@ -67,9 +67,9 @@ def test_live_pools_hold_distinct_uid_blocks_and_a_dead_folders_block_stays_rese
         for _ in range(5):  # a new pool never takes a block that a pool folder still names
             uids, fd = stale.reserve_uids(4)
             assert uids.start != first.start
-            stale.release(fd)
+            stale.release_uids(uids, fd)
     finally:
-        stale.release(other)
+        stale.release_uids(second, other)
         stale.sweep_sandbox(dead)
 
 
@@ -85,10 +85,22 @@ def test_a_sweep_kills_by_uid_only_when_no_live_pool_holds_the_block():
     live = sleeper()
     try:
         assert stale.sweep_sandbox(dead) and live.poll() is None  # the live pool's candidate survives
-        stale.release(block)
+        stale.release_uids(uids, block)  # the live pool ends: its lock file goes with it
         again = _folder()
         stale.release(stale.claim(again, uids))
         stale.sweep_sandbox(again)  # the block is free: whatever still runs under it is the dead pool's
         assert live.wait(timeout=10) == -signal.SIGKILL
     finally:
         live.kill()
+
+
+@needs_root
+def test_a_uid_block_given_back_leaves_no_file_and_can_be_taken_again():
+    uids, fd = stale.reserve_uids(2)
+    path = stale._block_path(uids.start)
+    assert stale._lock_block(uids.start) is None  # held
+    stale.release_uids(uids, fd)
+    assert not path.exists()
+    again = stale._lock_block(uids.start)
+    assert again is not None
+    stale.release_uids(uids, again)

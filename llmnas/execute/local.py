@@ -208,8 +208,8 @@ class LocalPool:
         self.root = Path(tempfile.mkdtemp(prefix=stale.PREFIX))
         self.root.chmod(0o711)
         self.data_dir = self.root / "data"
-        uids, self._uid_block = stale.reserve_uids(self.workers)
-        self._owner = stale.claim(self.root, uids)
+        self._uids, self._uid_block = stale.reserve_uids(self.workers)
+        self._owner = stale.claim(self.root, self._uids)
         self._slots: queue.Queue[_Slot] = queue.Queue()
         self._all: list[_Slot] = []
         devices = _devices(gpus)
@@ -223,7 +223,7 @@ class LocalPool:
             env.update(isolation_env(self.root))
             if devices:
                 env["CUDA_VISIBLE_DEVICES"] = devices[i % len(devices)]
-            self._all.append(_Slot(self.root, uids[i] if uids else None, env, mode == "zygote"))
+            self._all.append(_Slot(self.root, self._uids[i] if self._uids else None, env, mode == "zygote"))
             self._slots.put(self._all[-1])
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="llmnas-worker")
         self._counter = 0
@@ -286,7 +286,7 @@ class LocalPool:
         if not remove_tree(self.root):
             log.warning("could not remove the sandbox folder %s", self.root)
         stale.release(self._owner)
-        stale.release(self._uid_block)
+        stale.release_uids(self._uids, self._uid_block)
 
     def __enter__(self) -> LocalPool:
         return self

@@ -44,10 +44,18 @@ def claim(root: Path, uids: range) -> int:
     return fd
 
 
-def release(fd: int | None) -> None:
+def release(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+def release_uids(uids: range, fd: int | None) -> None:
+    """Give a uid block back: its lock file goes while still locked, so nothing is left in the temp
+    folder and a process that opened the old file sees it is no longer the block's (``_lock_block``)."""
     if fd is not None:
         with contextlib.suppress(OSError):
-            os.close(fd)
+            os.unlink(_block_path(uids.start))
+        release(fd)
 
 
 def reserve_uids(count: int) -> tuple[range, int | None]:
@@ -65,16 +73,20 @@ def reserve_uids(count: int) -> tuple[range, int | None]:
     raise RuntimeError(f"all {UID_BLOCKS} candidate uid blocks are taken")
 
 
+def _block_path(start: int) -> Path:
+    return Path(tempfile.gettempdir()) / f"llmnas-uids-{start}.lock"
+
+
 def _lock_block(start: int) -> int | None:
     """The descriptor holding the uid block at ``start``, or None when a live pool holds it."""
-    path = Path(tempfile.gettempdir()) / f"llmnas-uids-{start}.lock"
+    path = _block_path(start)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
+    with contextlib.suppress(BlockingIOError, FileNotFoundError):
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return fd
-    except BlockingIOError:
-        os.close(fd)
-        return None
+        if os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:  # not a file given back
+            return fd
+    os.close(fd)
+    return None
 
 
 @contextlib.contextmanager
@@ -132,7 +144,7 @@ def sweep_sandbox(root: Path) -> bool:
                     os.kill(int(entry.name), signal.SIGKILL)
         return remove_tree(root)
     finally:
-        release(block)
+        release_uids(uids, block)
 
 
 def _pool_folders() -> list[os.DirEntry]:
