@@ -258,9 +258,8 @@ def _refine_spec(
         raise UserError("refine: the new instructions are empty")
     cfg = cfg.model_copy(update={"requirements": f"{cfg.requirements.rstrip()}{REFINED}{text.strip()}"})
     spec = _fill_priority_targets(make_spec(cfg, data, chat, announce), store.folder)
-    if note := limit_note(
-        spec, llm=chat is not None
-    ):  # before anything is written: a bad refinement is refused
+    # before anything is written: a refinement asking for the impossible is refused
+    if note := limit_note(spec, llm=chat is not None):
         announce(note)
     store.append_requirements(text)
     store.update_run_info(config=cfg.model_dump(mode="json"), spec=spec.model_dump(mode="json"))
@@ -275,10 +274,9 @@ def _fill_priority_targets(spec: TaskSpec, folder: Path) -> TaskSpec:
     from llmnas.runs.read import load_run, ranked
 
     board = ranked(load_run(folder), spec)[0]
-    first = spec.order()[0]
     if not board:
         return spec
-    chosen = board[0]
+    chosen, first = board[0], spec.order()[0]
     if first == "latency" and spec.target_latency_ms is None and chosen.metric("latency_ms"):
         spec = spec.model_copy(update={"target_latency_ms": chosen.metric("latency_ms") / 2})
     if first == "size" and spec.target_params is None and chosen.metric("params"):

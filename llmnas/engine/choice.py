@@ -22,11 +22,7 @@ from llmnas.task.spec import FLOORS, PRIORITIES, TaskSpec
 
 T = TypeVar("T")
 _QUALITY_FLOORS = ("accuracy", "r2")  # floors on the validation score itself
-_COST_WORDS = {
-    "size": ("smallest", "params"),
-    "latency": ("fastest", "ms"),
-    "flops": ("fewest FLOPs", "FLOPs"),
-}
+_COST_WORDS = {"size": "smallest", "latency": "fastest", "flops": "fewest FLOPs"}
 
 
 def meets_floors(metrics: Mapping[str, float | None], spec: TaskSpec) -> bool:
@@ -67,8 +63,7 @@ def choose(items: Sequence[T], metrics_of: Callable[[T], Mapping], spec: TaskSpe
         return (*(_cost(metrics[i], name) for name in order), *rank_key(metrics[i]))
 
     if order[0] == "quality":
-        first = sorted(pool, key=lambda i: (_cost(metrics[i], "quality"), *key(i)[1:]))
-        eligible, rule = first, None
+        eligible, rule = sorted(pool, key=key), None
     else:
         best = max((quality(metrics[i]) for i in pool if quality(metrics[i]) is not None), default=None)
         has_quality_floor = any(f in spec.floors for f in _QUALITY_FLOORS) and meeting
@@ -80,15 +75,16 @@ def choose(items: Sequence[T], metrics_of: Callable[[T], Mapping], spec: TaskSpe
             ]
         eligible.sort(key=key)
         rule = (best, has_quality_floor)
+    chosen, in_pool = set(eligible), set(pool)
     rest = sorted(
-        (i for i in range(len(items)) if i not in eligible),
-        key=lambda i: (i not in pool, *rank_key(metrics[i])),
+        (i for i in range(len(items)) if i not in chosen),
+        key=lambda i: (i not in in_pool, *rank_key(metrics[i])),
     )
     ordered = eligible + rest
-    return Choice(ordered, _why(metrics[ordered[0]], spec, len(meeting), len(items), rule))
+    return Choice(ordered, _why(metrics[ordered[0]], spec, len(meeting), rule))
 
 
-def _why(m: Mapping, spec: TaskSpec, meeting: int, total: int, rule: tuple | None) -> str:
+def _why(m: Mapping, spec: TaskSpec, meeting: int, rule: tuple | None) -> str:
     q = quality(m)
     score = "R²" if spec.task == "regression" else "val"
     head = f"chosen: {int(m.get('params') or 0):,} params, {score} {q:.3f}" if q is not None else "chosen"
@@ -101,10 +97,10 @@ def _why(m: Mapping, spec: TaskSpec, meeting: int, total: int, rule: tuple | Non
     where = f" of the {meeting} that meet {floors}" if spec.floors else ""
     if rule is None:
         then = spec.order()[1] if len(spec.order()) > 1 else None
-        tie = f" (ties: {_COST_WORDS[then][0]})" if then in _COST_WORDS else ""
+        tie = f" (ties: {_COST_WORDS[then]})" if then in _COST_WORDS else ""
         return f"{head} — the best validation score{where}{tie}"
     best, by_floor = rule
-    word = _COST_WORDS[first][0]
+    word = _COST_WORDS[first]
     if by_floor:
         return f"{head} — {word}{where}"
     tol = f"{spec.tolerance * 100:g} pt" if spec.task == "classification" else f"{spec.tolerance:g}"

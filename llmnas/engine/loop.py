@@ -188,11 +188,11 @@ class Search:
         self.decisions = state["decisions"]
         self.failures = deque(state["failures"], maxlen=16)
         self.stats |= state["stats"]
-        self.best_id = state["best_id"]
         self.to_scale = state.get("to_scale", [])
         self.scaled = state.get("scaled", [])
         if "spec" in state:  # the spec the checkpoint ran under, so that apply_spec sees what changed
             self.spec = TaskSpec.model_validate(state["spec"])
+        self._choose_best()  # by today's rule, whatever rule wrote the checkpoint
         return True
 
     def apply_spec(self, spec: TaskSpec) -> None:
@@ -206,8 +206,7 @@ class Search:
             e = self.evaluator.done.get(cid)
             if e and e.ok and not violations(e.metrics.numbers(), spec):
                 self.archive.add(_entry(e, reward(e.metrics.numbers(), spec)))
-        best = self.best()
-        self.best_id = best.candidate_id if best else None
+        self._choose_best()
         if spec.max_params != before:  # an unchanged limit keeps the queue (a resume mid-way through it)
             raised = before is not None and spec.max_params is not None and spec.max_params > before
             front = sorted(self.archive.front(), key=lambda e: rank_key(e.metrics))
@@ -416,8 +415,7 @@ class Search:
         if outcome.ok:
             self.stats["passed"] += 1
             self.archive.add(_entry(outcome, r))
-            best = self.best()
-            self.best_id = best.candidate_id if best else None
+            self._choose_best()
         else:
             self._remember_failure(cid, p.code, str(outcome.stage), outcome.message)
 
@@ -494,14 +492,16 @@ class Search:
         reasons = [a for a in answers if isinstance(a, str)]
         return reasons[0] if reasons else ("stopped by the user" if False in answers else None)
 
-    def best(self) -> Entry | None:
-        """The candidate handed back: the spec's choice among the passing ones (engine/choice.py)."""
+    def _choose_best(self) -> None:
+        """``best_id``: the spec's choice among the passing candidates (engine/choice.py), made again
+        whenever the archive or the spec changes."""
         entries = self.archive.all_entries
-        ordered = choose(entries, lambda e: e.metrics, self.spec).order
-        return entries[ordered[0]] if ordered else None
+        order = choose(entries, lambda e: e.metrics, self.spec).order
+        self.best_id = entries[order[0]].candidate_id if order else None
 
-    def why(self) -> str:
-        return choose(self.archive.all_entries, lambda e: e.metrics, self.spec).why
+    def best(self) -> Entry | None:
+        """The candidate handed back (``best_id``)."""
+        return next((e for e in self.archive.all_entries if e.candidate_id == self.best_id), None)
 
     @property
     def round_size(self) -> int:
@@ -527,7 +527,7 @@ class Search:
             {k: v for k, v in done.metrics.model_dump().items() if k in REPORTED_ONLY and v is not None}
             if done
             else {},
-            why=self.why(),
+            why=choose(self.archive.all_entries, lambda e: e.metrics, self.spec).why,
         )
 
 

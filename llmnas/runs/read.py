@@ -238,16 +238,15 @@ def ranked(run: RunData, spec: TaskSpec | None = None) -> tuple[list[Candidate],
     """Passing candidates within the limits of ``spec`` (default: the spec in force) in its order
     (engine/choice.py), and one line on why the first, the one handed back, won."""
     spec = spec or run.task_spec
-    pool = sorted(
-        (c for c in run.passed if not over_limits(c.metrics, spec.model_dump())), key=lambda c: c.index
-    )
+    limits = spec.model_dump()
+    pool = sorted((c for c in run.passed if not over_limits(c.metrics, limits)), key=lambda c: c.index)
     picked = choose(pool, lambda c: c.metrics, spec)
     return [pool[i] for i in picked.order], picked.why
 
 
 def leaderboard_rows(run: RunData) -> list[dict]:
-    board = ranked(run)[0]
     spec = run.task_spec
+    board = ranked(run, spec)[0]
     front = front_ids(board, spec)
     return [
         {

@@ -22,7 +22,7 @@ _SUFFIX = {
     "g": 1e9,
 }
 NUMBER = r"(?<![\w.-])(\d{1,3}(?:[, \u00a0\u202f]\d{3})+(?![\d.])|\d*\.\d+|\d+(?:\.\d+)?(?:e[+-]?\d+)?)"  # 20,000  20 000  .95  3e4
-NUM = rf"{NUMBER}\s*(k|thousand|million|mio|m|billion|b)?(?![a-z])"
+SCALE = r"k|thousand|million|mio|m|billion|b"  # what may follow a count: 20k, 1.5 million
 UPPER = (
     r"(?:under|below|beneath|less than|fewer than|lower than|smaller than|at most|no more than|not more than"
     r"|not exceed(?:ing)?|no (?:bigger|larger|greater|higher|slower) than|max(?:imum|imal)?(?:\s+of)?"
@@ -95,6 +95,19 @@ def each(r: Reading, pattern: str, handle: Callable[[re.Match], None]) -> None:
     for m in re.finditer(pattern, r.text, FLAGS):
         if r.free(m):
             handle(m)
+
+
+def each_in_clauses(
+    r: Reading, context: str, pattern: str, handle: Callable[[re.Match], None], words: bool = True
+) -> None:
+    """``each``, within the clauses that match ``context``: a unit or a subject named once for the clause
+    ("under 1k but at least 1M params", "2 ms on CPU")."""
+    compiled = re.compile(pattern, FLAGS)
+    for start, end in clauses(r.text, words):
+        if re.search(context, r.text[start:end], FLAGS):
+            for m in compiled.finditer(r.text, start, end):
+                if r.free(m):
+                    handle(m)
 
 
 def clauses(text: str, words: bool = True) -> list[tuple[int, int]]:

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import re
 
-from llmnas.task.phrases import APPROX, FLAGS, LOWER, NUMBER, UPPER, Reading, clauses, each, number
+from llmnas.task.phrases import (
+    APPROX,
+    FLAGS,
+    LOWER,
+    NUMBER,
+    SCALE,
+    UPPER,
+    Reading,
+    each,
+    each_in_clauses,
+    number,
+)
 from llmnas.task.spec import BYTES_PER_PARAM
 
 _PARAMS = r"(?:trainable\s+)?(?:param(?:eter)?s?|weights)\b"
@@ -69,7 +80,7 @@ def params(r: Reading) -> None:
     def limit(m: re.Match) -> None:
         r.limit("max_params", int(number(m.group("n"), m.group("s"))), m)
 
-    n = rf"(?P<n>{NUMBER})\s*(?P<s>k|thousand|million|mio|m|billion|b)?(?![a-z])"
+    n = rf"(?P<n>{NUMBER})\s*(?P<s>{SCALE})?(?![a-z])"
     for pattern in (
         rf"{UPPER}\s*{n}[\s-]*{_PARAMS}",
         rf"{_PARAMS}\s*(?:count\s*)?(?:{UPPER}|:|=|of at most)\s*{n}",
@@ -96,23 +107,16 @@ def params(r: Reading) -> None:
 def bare_params(r: Reading) -> None:
     """ "under 1k but at least 1M params": bounds with no unit, in a clause that names parameters."""
     unit = r"(?!\s*(?:ms|us|µs|s\b|sec|%|[kmgt]?flops|[kmgt]?macs|[kmg]i?b\b|bytes?|x\s*\d|hz|fps|classes|points?))"
-    for start, end in clauses(r.text, words=False):
-        clause = r.text[start:end]
-        if not re.search(_PARAMS, clause, FLAGS):
-            continue
-        for bound, upper in ((UPPER, True), (LOWER, False)):
-            for m in re.finditer(
-                rf"{bound}\s*{NUMBER}\s*(k|thousand|million|mio|m|billion|b)?(?![\w.]){unit}", clause, FLAGS
-            ):
-                span = (start + m.start(), start + m.end())
-                if any(span[0] < e and s < span[1] for s, e in r.read):
-                    continue
-                r.read.append(span)
-                value = int(number(m.group(1), m.group(2)))
-                if upper:
-                    r.limits.setdefault("max_params", {}).setdefault(value, m.group(0).strip())
-                else:
-                    r.size_floors.append((value, m.group(0).strip()))
+    bare = rf"\s*(?P<n>{NUMBER})\s*(?P<s>{SCALE})?(?![\w.]){unit}"
+
+    def upper(m: re.Match) -> None:
+        r.limit("max_params", int(number(m.group("n"), m.group("s"))), m)
+
+    def lower(m: re.Match) -> None:
+        r.size_floors.append((int(number(m.group("n"), m.group("s"))), r.mark(m)))
+
+    each_in_clauses(r, _PARAMS, UPPER + bare, upper, words=False)
+    each_in_clauses(r, _PARAMS, LOWER + bare, lower, words=False)
 
 
 def flops(r: Reading) -> None:
@@ -130,7 +134,7 @@ def flops(r: Reading) -> None:
             flops *= 2  # a multiply-add is two floating-point operations
         r.limit("max_flops", int(flops), m)
 
-    n = rf"(?P<n>{NUMBER})\s*(?P<s>k|thousand|million|mio|m|billion|b)?\s*"
+    n = rf"(?P<n>{NUMBER})\s*(?P<s>{SCALE})?\s*"
     unit = rf"(?P<u>{_FLOPS.replace('(k|m|g|t)', '(?P<p>k|m|g|t)')})"
     each(r, rf"(?:(?P<low>{LOWER})\s*|(?:{UPPER}|{APPROX})\s*)?{n}{unit}", limit)
     unit2 = unit.replace("?P<u>", "?P<u2>").replace("?P<p>", "?P<p2>")
@@ -177,19 +181,12 @@ def latency(r: Reading) -> None:
         r, rf"{UPPER}\s*(?:a|one|half a)\s+(?P<u>second|millisecond|microsecond)\b", limit
     )  # "under a second"
     each(r, rf"{time}\s*(?:max(?:imum)?|at most|or less|or under|tops|at the most|or faster)\b", limit)
-    for start, end in clauses(r.text):  # "2 ms on CPU", "latency: 5ms"
-        clause = r.text[start:end]
-        if not re.search(_LATENCY_CONTEXT, clause, FLAGS):
-            continue
-        for m in re.finditer(rf"(?P<approx>){time}", clause, FLAGS):
-            span = (start + m.start(), start + m.end())
-            if not any(span[0] < e and s < span[1] for s, e in r.read) and not re.search(
-                rf"{LOWER}\s*$", clause[: m.start()], FLAGS
-            ):
-                r.read.append(span)
-                r.limits.setdefault("max_latency_ms", {}).setdefault(
-                    _ms(m.group("n"), m.group("u")), m.group(0)
-                )
+
+    def bare(m: re.Match) -> None:  # "2 ms on CPU", "latency: 5ms"; "at least 2 ms" is no limit
+        if not re.search(rf"{LOWER}\s*$", r.text[: m.start()], FLAGS):
+            limit(m)
+
+    each_in_clauses(r, _LATENCY_CONTEXT, time, bare)
 
     def rate(m: re.Match) -> None:
         per_second = number(m.group("n"), m.group("s")) * (1000 if m.groupdict().get("k") else 1)
