@@ -1,6 +1,5 @@
 """Running a candidate's code: build its model, check its output, turn anything it raises into a
-failure with a stage. Shared by the training process (sandbox/worker.py) and the scoring process
-(sandbox/score.py); both build the model from the same code."""
+failure with a stage. Used by the training process (sandbox/worker.py), the only one that runs it."""
 
 from __future__ import annotations
 
@@ -12,11 +11,6 @@ import torch
 from sandbox.protocol import Job, Stage
 
 CANDIDATE_FILE = "candidate.py"
-_IS_LAZY, _PARAMETERS, _BUFFERS = (
-    torch.nn.parameter.is_lazy,
-    torch.nn.Module.parameters,
-    torch.nn.Module.buffers,
-)
 _OOM_MARKERS = ("can't allocate memory", "out of memory", "cannot allocate memory", "std::bad_alloc")
 
 
@@ -72,15 +66,6 @@ def build(job: Job) -> torch.nn.Module:
             Stage.build, f"build_model returned {type(model).__name__}, not a torch.nn.Module"
         )
     return model
-
-
-def materialise(model: torch.nn.Module, x: torch.Tensor) -> None:
-    """Give lazy modules (``nn.LazyLinear`` ...) their shapes with one forward pass in eval mode, so that
-    saved weights load into them; nothing runs for a model without uninitialised tensors."""
-    if any(_IS_LAZY(t) for t in (*_PARAMETERS(model), *_BUFFERS(model))):
-        model.eval()
-        with torch.no_grad():
-            model(x)
 
 
 def check_shape(model: torch.nn.Module, x: torch.Tensor, num_classes: int) -> None:

@@ -1,4 +1,5 @@
-"""Cost metrics of a built model: parameters, depth and latency at batch 1 (FLOPs: proxies).
+"""Cost figures: a built model's parameters and depth (the training process's screen before it trains),
+and the latency of a forward call (the scoring process, on the artifact).
 
 Everything a measurement calls is bound when this module is imported, before any candidate code
 runs in the process, so a candidate that rebinds ``time.perf_counter`` or ``statistics.median`` (or
@@ -9,17 +10,15 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 
-import torch
 from torch import nn
 
 WEIGHT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.MultiheadAttention, nn.LSTM, nn.GRU, nn.RNN)
 REMEASURE_FACTOR = 3  # runs added, as a multiple of the first series, when the limit is in the spread
 
 _PARAMETERS, _BUFFERS, _MODULES = nn.Module.parameters, nn.Module.named_buffers, nn.Module.modules
-_EVAL = nn.Module.eval
 _CLOCK, _MEDIAN, _QUANTILES = time.perf_counter, statistics.median, statistics.quantiles
-_NO_GRAD, _SYNC = torch.no_grad, torch.cuda.synchronize
 
 
 def count_params(model: nn.Module) -> int:
@@ -48,31 +47,24 @@ def near_limit(median: float, iqr: float, limit: float | None) -> bool:
     return limit is not None and abs(median - limit) <= iqr
 
 
-def _timed_runs(model: nn.Module, example: torch.Tensor, runs: int, warmup: int) -> list[float]:
-    cuda = example.is_cuda
+def _timed_runs(forward: Callable[[], object], runs: int, warmup: int) -> list[float]:
     times = []
     for i in range(warmup + runs):
-        if cuda:
-            _SYNC()
         t0 = _CLOCK()
-        model(example)
-        if cuda:
-            _SYNC()
+        forward()
         if i >= warmup:
             times.append((_CLOCK() - t0) * 1000)
     return times
 
 
 def latency_ms(
-    model: nn.Module, example: torch.Tensor, runs: int, warmup: int = 5, limit: float | None = None
+    forward: Callable[[], object], runs: int, warmup: int = 5, limit: float | None = None
 ) -> tuple[float, float, int]:
-    """Median and IQR of batch-1 forward time in ms after warm-up (synchronised on CUDA), and the
-    number of timed runs: more than ``runs`` when the median was near ``limit`` (see near_limit)."""
-    _EVAL(model)
-    with _NO_GRAD():
-        times = _timed_runs(model, example, runs, warmup)
+    """Median and IQR of ``forward()``'s time in ms after warm-up, and the number of timed runs: more
+    than ``runs`` when the median was near ``limit`` (see near_limit)."""
+    times = _timed_runs(forward, runs, warmup)
+    median, iqr = spread(times)
+    if near_limit(median, iqr, limit):
+        times += _timed_runs(forward, runs * REMEASURE_FACTOR, 0)
         median, iqr = spread(times)
-        if near_limit(median, iqr, limit):
-            times += _timed_runs(model, example, runs * REMEASURE_FACTOR, 0)
-            median, iqr = spread(times)
     return median, iqr, len(times)

@@ -142,3 +142,37 @@ def _copy(name: str, src_dir: int, dst_dir: int) -> bool:
         return True
     finally:
         os.close(src)
+
+
+def scoring_view(data_dir: str, workdir: str, keep: tuple[str, ...], size_mb: int) -> bool:
+    """In the scoring process, still root: new mount and IPC namespaces, fresh scratch folders, and the
+    pool covered by an empty read-only tmpfs but for ``workdir`` and the files ``keep`` of ``data_dir``,
+    bound back at their paths (the files read-only). Returns False where the host allows no mount
+    namespace: the scorer then sees what the training process saw (it runs no candidate code)."""
+    try:
+        libc.unshare(libc.CLONE_NEWNS)
+    except OSError:
+        return False
+    with contextlib.suppress(OSError):
+        libc.unshare(libc.CLONE_NEWIPC)
+    fresh_scratch(size_mb)
+    root = os.environ.get(POOL) or ""
+    cover = root if root and _under(data_dir, (root,)) and _under(workdir, (root,)) else data_dir
+    files = {os.path.join(data_dir, name): os.open(os.path.join(data_dir, name), os.O_PATH) for name in keep}
+    fds = {workdir: os.open(workdir, os.O_PATH | os.O_DIRECTORY), **files}
+    try:
+        libc.mount("llmnas-score", cover, "tmpfs", _TMPFS_FLAGS | libc.MS_NOEXEC, "mode=0755,size=1m")
+        for path, fd in fds.items():
+            if path in files:
+                os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o444))
+            else:
+                os.makedirs(path, mode=0o755, exist_ok=True)
+            libc.mount(f"/proc/self/fd/{fd}", path, None, libc.MS_BIND | libc.MS_REC)
+            if path in files:
+                libc.mount(None, path, None, libc.MS_REMOUNT | libc.MS_BIND | libc.MS_RDONLY | _TMPFS_FLAGS)
+        libc.mount(None, cover, None, libc.MS_REMOUNT | libc.MS_RDONLY | _TMPFS_FLAGS | libc.MS_NOEXEC)
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+    return True

@@ -15,11 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 RESULT_FILE = "result.json"
 WEIGHTS_FILE = "weights.safetensors"
-# Optional: the trained network as an ONNX graph (data, no code), written by the scoring process when
-# the model exports; the driver checks it against the predictions before any export hands it out.
+# The artifact: the trained network as an ONNX graph (data, no code), written by the training process as it
+# ends. Everything a candidate is scored on is measured on this file, and it is the file users get.
 ONNX_FILE = "model.onnx"
 ONNX_INPUT, ONNX_OUTPUT = "input", "logits"  # its graph's names; axis 0 of both is the batch
 TRAIN_FILE = "train.json"  # the training process's report to the worker; never leaves the worker
+SCORE_DATA = ("val_x.npy", "test_x.npy")  # all the scoring process sees of the data folder
 STDOUT_FILE = "stdout.txt"
 ARTEFACT_BYTES = 1 << 30
 PRED_FILES = {"val": "val_pred.npy", "test": "test_pred.npy"}
@@ -30,8 +31,10 @@ MAX_RESULT_BYTES = 1_000_000
 # Hard limits: (metric, limit key in a spec or job, unit). over_limits() is the one rule for all of them.
 HARD_LIMITS = (
     ("params", "max_params", ""),
+    ("model_bytes", "max_bytes", " bytes"),
     ("flops", "max_flops", ""),
     ("latency_ms", "max_latency_ms", " ms"),
+    ("latency_b64_ms", "max_latency_ms", " ms"),  # per sample at batch 64: the limit holds at both sizes
     ("peak_mem_mb", "max_memory_mb", " MiB"),
 )
 
@@ -53,7 +56,7 @@ def over_limits(metrics: Mapping[str, Any], limits: Mapping[str, Any]) -> list[s
 
 
 def _fmt_limit(key: str, v: float) -> str:
-    return f"{v:.3g}" if key in ("latency_ms", "peak_mem_mb") else f"{v:,.0f}"
+    return f"{v:.3g}" if key in ("latency_ms", "latency_b64_ms", "peak_mem_mb") else f"{v:,.0f}"
 
 
 SAFE_ENV = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES")
@@ -80,6 +83,7 @@ class Stage(StrEnum):
     budget = "budget"
     proxy = "proxy"
     train = "train"
+    export = "export"  # the trained model could not be written as an ONNX graph
     timeout = "timeout"
     memory = "memory"
     crash = "crash"
@@ -143,7 +147,6 @@ class Job(_Frozen):
     device: str = "cpu"
     proxies: tuple[str, ...] = ()
     screen_only: bool = False  # stop after the proxies: a pre-screen, no training
-    save_weights: bool = True  # also export an ONNX copy (the weights are always saved)
     max_latency_ms: float | None = Field(None, gt=0)  # the spec's limit: re-measure when close to it
 
     @model_validator(mode="after")
@@ -160,15 +163,19 @@ class Metrics(_Frozen):
     """What the sandbox measured. Every value is bounded and every float finite: a forged report
     fails validation (the driver then fails the candidate), it cannot poison sorting or sums.
 
-    params, flops, depth, latency and peak memory come from the scoring process, which builds the
-    model from its code and the saved weights only; params is the weights file's count."""
+    params, model_bytes, flops, depth, latency and peak memory are measured on the artifact (``ONNX_FILE``)
+    by the scoring process, which runs no candidate code: params counts every initializer and constant
+    of the graph, model_bytes is the file's size, latency_ms is batch 1 and latency_b64_ms per sample at
+    batch 64. The training figures (steps, loss, proxies) come from the process that ran the code."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     params: int = Field(ge=0, le=MAX_COUNT)
+    model_bytes: int | None = Field(None, ge=0, le=MAX_COUNT)
     flops: int = Field(ge=0, le=MAX_COUNT)
     depth: int = Field(0, ge=0, le=MAX_COUNT)
     latency_ms: float | None = Field(None, ge=0)
+    latency_b64_ms: float | None = Field(None, ge=0)
     latency_iqr_ms: float | None = Field(None, ge=0)
     latency_runs: int = Field(0, ge=0, le=MAX_COUNT)
     peak_mem_mb: float | None = Field(None, ge=0)
@@ -191,6 +198,10 @@ class Result(_Frozen):
     metrics: Metrics | None = None
     device: str = "cpu"
     wall_seconds: float = Field(0.0, ge=0, allow_inf_nan=False)
+    # Recorded by the worker's supervisor when the training process has exited: the artifact and weights
+    # as they were then. The driver checks the files it gets back against them.
+    artifact_sha256: str | None = Field(None, pattern="^[0-9a-f]{64}$")
+    weights_sha256: str | None = Field(None, pattern="^[0-9a-f]{64}$")
     # Set by the executor on the driver (whatever a worker writes here is replaced): the Ray node that
     # answered, and how many times the candidate was run again after its worker died.
     node: str | None = Field(None, max_length=64)

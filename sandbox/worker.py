@@ -7,14 +7,16 @@ job, the folder protocol and the failure rules; reading them together is how to 
 :func:`run_confined` in a forked child. Either way that process never runs candidate code: it
 supervises two children forked from it and confined alike (sandbox/limits.py):
 
-1. training: build, shape, budget, proxies, train to the step budget, save ``weights.safetensors``,
+1. training, the only process that runs candidate code: build, shape, budget, proxies, train to the
+   step budget, save ``weights.safetensors``, write the artifact ``model.onnx`` (sandbox/artifact.py),
    report to ``train.json``;
-2. scoring (sandbox/score.py), started once the training process and all it started are dead and
-   the folder holds nothing but the weights: build from the code, load the weights strictly,
-   predict the validation and test inputs, measure latency, FLOPs, depth and peak memory.
+2. scoring (sandbox/score.py), started once the training process and all it started are dead and the
+   folder holds nothing but the weights and the artifact, both sealed (hashed, rewritten read-only):
+   in namespaces of its own with a view of the pool holding only its folder and the validation and
+   test inputs, it runs the artifact with onnxruntime and measures it.
 
-So the predictions and costs come from a process that knows the code and the weights, nothing else
-the training process kept (attributes, closures, hooks, patched functions).
+So the predictions and costs are those of the file users get, measured by a process that runs no code
+of the candidate's and inherits nothing the training process kept.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import hashlib
 import importlib
 import json
 import math
@@ -41,16 +44,19 @@ import numpy as np
 import torch
 from safetensors.torch import save_model
 
-from sandbox import measure, score, view
+from sandbox import artifact, measure, score, view
 from sandbox.candidate import CandidateFailure, build, check_shape, describe, guard, stage_of
 from sandbox.cell import folder_full
 from sandbox.cleanup import remove_tree
 from sandbox.limits import confine
-from sandbox.mounts import make_private_tmp
+from sandbox.mounts import make_private_tmp, scoring_view
 from sandbox.protocol import (
+    ARTEFACT_BYTES,
     DATA_FILES,
     MAX_RESULT_BYTES,
+    ONNX_FILE,
     RESULT_FILE,
+    SCORE_DATA,
     STDOUT_FILE,
     TRAIN_FILE,
     WEIGHTS_FILE,
@@ -143,6 +149,7 @@ def train_stage(job: Job, workdir: Path, deadline: float | None = None) -> Resul
             return _result(job, start, ok=True, metrics=metrics)
         report = _fit(job, model, x, y, gen, deadline)
         guard(Stage.train, save_model, model.cpu(), str(workdir / WEIGHTS_FILE))
+        guard(Stage.export, artifact.write, model, x[:2], workdir / ONNX_FILE)
     except CandidateFailure as fail:
         return _result(job, start, ok=False, stage=fail.stage, message=str(fail))
     trained = metrics.model_copy(
@@ -157,15 +164,15 @@ def train_stage(job: Job, workdir: Path, deadline: float | None = None) -> Resul
     return _result(job, start, ok=True, metrics=trained)
 
 
-def score_stage(job: Job, workdir: Path, trained: Result, start: float) -> Result:
-    """The scoring process: the costs and predictions of the model rebuilt from code and weights,
-    added to the training report (which the worker read before this process existed)."""
+def score_stage(job: Job, workdir: Path, trained: Result, start: float, seals: dict[str, str]) -> Result:
+    """The scoring process: the artifact's predictions and costs added to the training report (which
+    the worker read before this process existed), with the seals the worker recorded."""
     try:
-        costs = score.score(job, workdir, _device(job))
+        costs = score.score(job, workdir)
     except CandidateFailure as fail:
-        return _result(job, start, ok=False, stage=fail.stage, message=str(fail))
+        return _result(job, start, ok=False, stage=fail.stage, message=str(fail), **seals)
     metrics = trained.metrics.model_copy(update=costs.model_dump(exclude_unset=True))
-    return _result(job, start, ok=True, metrics=metrics)
+    return _result(job, start, ok=True, metrics=metrics, **seals)
 
 
 def run_job(job: Job, workdir: Path) -> Result:
@@ -174,7 +181,7 @@ def run_job(job: Job, workdir: Path) -> Result:
     trained = train_stage(job, workdir)
     if not trained.ok or job.screen_only:
         return trained
-    return score_stage(job, workdir, trained, start)
+    return score_stage(job, workdir, trained, start, seal(workdir))
 
 
 WARM_UP_CODE = """
@@ -240,14 +247,24 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def _spawn(body: Callable[[], None], job: Job, workdir: Path, limits: Limits, uid: int | None) -> int:
-    """Fork a child that confines itself, runs ``body`` and exits: 0 when ``body`` returned."""
+def _spawn(
+    body: Callable[[], None],
+    job: Job,
+    workdir: Path,
+    limits: Limits,
+    uid: int | None,
+    setup: Callable[[], object] | None = None,
+) -> int:
+    """Fork a child that runs ``setup`` (still privileged), confines itself, runs ``body`` and exits: 0
+    when ``body`` returned."""
     pid = os.fork()
     if pid:
         return pid
     code = 3
     try:
         _die_with_parent()
+        if setup is not None:
+            setup()
         confine(str(workdir), limits, uid, job.threads, cuda=job.device == "cuda")
         body()
         code = 0
@@ -328,6 +345,35 @@ def _clear(workdir: Path, keep: tuple[str, ...]) -> None:
                 os.unlink(entry.path)
 
 
+def _sealed(path: Path) -> str:
+    """Rewrite the file at ``path`` as a fresh read-only file of this process's own (a link, a special
+    file, a hard link or an oversized file fails the candidate); its SHA-256."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        raise CandidateFailure(Stage.crash, f"the training process left no {path.name}") from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1 or info.st_size > ARTEFACT_BYTES:
+            raise CandidateFailure(
+                Stage.crash, f"{path.name} is not a plain file of at most {ARTEFACT_BYTES:,} bytes"
+            )
+        data = f.read(ARTEFACT_BYTES + 1)
+    os.unlink(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o444)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def seal(workdir: Path) -> dict[str, str]:
+    """The artifact and the weights as the training process left them, sealed: the Result's hashes."""
+    return {
+        "artifact_sha256": _sealed(workdir / ONNX_FILE),
+        "weights_sha256": _sealed(workdir / WEIGHTS_FILE),
+    }
+
+
 def _read_report(path: Path, job: Job) -> Result | None:
     """The training process's report, or None when it left none that is valid and its own."""
     try:
@@ -369,10 +415,8 @@ def _supervise(job: Job, workdir: Path, limits: Limits, uid: int | None) -> Resu
     report = _read_report(workdir / TRAIN_FILE, job) if status == 0 else None
     if report is None and status is not None and folder_full(workdir):
         _die_by(signal.SIGXFSZ)  # the candidate filled its working folder: no room was left for a report
-    _clear(
-        workdir,
-        (WEIGHTS_FILE, STDOUT_FILE) if report and report.ok and not job.screen_only else (STDOUT_FILE,),
-    )
+    scored = report is not None and report.ok and not job.screen_only
+    _clear(workdir, (WEIGHTS_FILE, ONNX_FILE, STDOUT_FILE) if scored else (STDOUT_FILE,))
     if status is None:
         return _timed_out(job, limits, start, "training")
     if status != 0:
@@ -382,8 +426,17 @@ def _supervise(job: Job, workdir: Path, limits: Limits, uid: int | None) -> Resu
         return _result(job, start, ok=False, stage=Stage.crash, message=msg)
     if not report.ok or job.screen_only:
         return report
+    try:
+        seals = seal(workdir)
+    except CandidateFailure as fail:
+        return _result(job, start, ok=False, stage=fail.stage, message=str(fail))
     scorer = _spawn(
-        lambda: write_result(score_stage(job, workdir, report, start), workdir), job, workdir, limits, uid
+        lambda: write_result(score_stage(job, workdir, report, start, seals), workdir),
+        job,
+        workdir,
+        limits,
+        uid,
+        setup=lambda: scoring_view(job.data_dir, str(workdir), SCORE_DATA, limits.file_mb),
     )
     status = _wait(scorer, end, uid)
     if status is None:

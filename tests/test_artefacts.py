@@ -198,20 +198,19 @@ def test_export_of_a_candidate_that_arms_itself_elsewhere_never_runs_it(
     assert accuracy(logits, digits.y_val) == pytest.approx(hostile_run["events"][cid]["metrics"]["val_acc"])
     assert not marker.exists(), "running the ONNX ran the candidate's code"
 
-    # `from model import load; load()` as a user types it: refused, pointing to the ONNX.
+    # `from model import load; load()` as a user types it: the scored ONNX, and nothing of the code.
     env = {**os.environ, ARM: str(marker)}
     env.pop("LLMNAS_TRUST_CODE", None)
     done = subprocess.run(
-        [sys.executable, "-c", "from model import load; load()"],
+        [sys.executable, "-c", "from model import load; m = load(); print(m.module, m.session is not None)"],
         cwd=out, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert done.returncode != 0 and "UntrustedCodeError" in done.stderr, done.stderr
-    assert "onnxruntime.InferenceSession" in done.stderr and "trust_code=True" in done.stderr
+    assert done.returncode == 0 and done.stdout.split() == ["None", "True"], done.stderr
     assert not marker.exists(), f"load() without opt-in ran the candidate: {marker.read_text()}"
 
     module = _export_module(out)
-    with pytest.raises(module.UntrustedCodeError):
-        module.load()
+    labels = module.load().predict(digits.x_val_raw)
+    assert np.mean(labels == digits.y_val) == pytest.approx(hostile_run["events"][cid]["metrics"]["val_acc"])
     assert not marker.exists()
 
     # With the opt-in the code runs, and it was armed: the refusal above is what kept it off.

@@ -7,6 +7,7 @@ store) and are skipped when ray is not installed (pip install 'llmnas[ray]').
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import sys
@@ -22,7 +23,17 @@ from llmnas.errors import UserError
 from llmnas.execute.local import LocalPool
 from llmnas.execute.ray import RayExecutor, import_ray
 from llmnas.task.datasets import load_dataset
-from sandbox.protocol import PRED_FILES, RESULT_FILE, WEIGHTS_FILE, Job, Limits, Result, Stage
+from sandbox.protocol import (
+    ONNX_FILE,
+    PRED_FILES,
+    RESULT_FILE,
+    WEIGHTS_FILE,
+    Job,
+    Limits,
+    Metrics,
+    Result,
+    Stage,
+)
 
 try:
     import ray
@@ -245,6 +256,16 @@ def test_driver_checks_what_a_node_sends_back(tmp_path):
         assert not result.ok and result.stage == Stage.crash and message in result.message, name
     assert not (tmp_path / "escape.npy").exists()
     assert not (tmp_path / "bare" / "evil.py").exists()
-    files = {RESULT_FILE: ok, WEIGHTS_FILE: b"w", **{n: b"p" for n in PRED_FILES.values()}}
-    assert ex._land(job, files, tmp_path / "fine").ok
+    sealed = Result(
+        candidate_id="c1",
+        ok=True,
+        metrics=Metrics(params=1, flops=0, model_bytes=10**6),
+        artifact_sha256=hashlib.sha256(b"graph").hexdigest(),
+        weights_sha256=hashlib.sha256(b"w").hexdigest(),
+    ).model_dump_json()
+    files = {RESULT_FILE: sealed.encode(), WEIGHTS_FILE: b"w", **{n: b"p" for n in PRED_FILES.values()}}
+    swapped = ex._land(job, files | {ONNX_FILE: b"other graph"}, tmp_path / "swapped")
+    assert not swapped.ok and f"{ONNX_FILE} is not the file sealed" in swapped.message
+    fine = ex._land(job, files | {ONNX_FILE: b"graph"}, tmp_path / "fine")
+    assert fine.ok and fine.metrics.model_bytes == len(b"graph")  # the file's size, not the worker's word
     assert (tmp_path / "fine" / WEIGHTS_FILE).read_bytes() == b"w"

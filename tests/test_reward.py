@@ -40,13 +40,27 @@ def test_reward_needs_accuracy():
 
 
 def test_violations_are_readable():
-    spec = TaskSpec(max_params=20_000, max_latency_ms=1.0, max_flops=1_000_000)
-    v = violations({"params": 25_300, "latency_ms": 1.5, "flops": 900_000}, spec)
+    spec = TaskSpec(max_params=20_000, max_latency_ms=1.0, max_flops=1_000_000, max_bytes=90_000)
+    fast = {"latency_b64_ms": 0.1, "model_bytes": 80_000}
+    v = violations({"params": 25_300, "latency_ms": 1.5, "flops": 900_000} | fast, spec)
     assert v == ["params 25,300 > limit 20,000", "latency_ms 1.5 > limit 1 ms"]
-    assert violations({"params": 20_000, "latency_ms": 1.0, "flops": 1_000_000}, spec) == []
+    assert violations({"params": 20_000, "latency_ms": 1.0, "flops": 1_000_000} | fast, spec) == []
     assert violations({"params": 100}, spec) == [
+        "model_bytes not measured (limit 90,000 bytes)",
         "flops not measured (limit 1,000,000)",
         "latency_ms not measured (limit 1 ms)",
+        "latency_b64_ms not measured (limit 1 ms)",
+    ]
+
+
+def test_the_latency_limit_holds_at_batch_1_and_per_sample_at_batch_64_and_the_file_size_counts():
+    """A graph fast for one sample and slow per sample in a batch breaks the limit; so does a file over
+    the stated size, whatever its parameter count."""
+    spec = TaskSpec(max_latency_ms=0.05, max_bytes=32_768)
+    tricked = {"latency_ms": 0.008, "latency_b64_ms": 0.153, "model_bytes": 30_000}
+    assert violations(tricked, spec) == ["latency_b64_ms 0.153 > limit 0.05 ms"]
+    assert violations({"latency_ms": 0.01, "latency_b64_ms": 0.01, "model_bytes": 40_000}, spec) == [
+        "model_bytes 40,000 > limit 32,768 bytes"
     ]
     assert violations({}, TaskSpec()) == []
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import math
 import os
 import re
 import shutil
@@ -66,7 +67,7 @@ from sandbox.protocol import DATA_FILES, Result, TrainConfig
 
 CORPUS_DIR = Path(__file__).parent / "hostile"
 REPO = Path(__file__).resolve().parent.parent
-STAGES = {"static", "build", "shape", "budget", "train", "timeout", "memory", "crash", "ok"}
+STAGES = {"static", "build", "shape", "budget", "train", "export", "timeout", "memory", "crash", "ok"}
 MODES = ("hook", "os")
 HEADER_KEYS = {
     "expect",
@@ -76,6 +77,7 @@ HEADER_KEYS = {
     "modes",
     "payload",
     "score",
+    "counted",
 }
 CORPUS_MAX_PARAMS = 1_000_000
 CORPUS_SPEC = TaskSpec(max_params=CORPUS_MAX_PARAMS)  # the hard limit the driver applies in judge()
@@ -102,6 +104,12 @@ class Case:
     @property
     def chance(self) -> bool:
         return self.header.get("score") == "chance"
+
+    @property
+    def counted(self) -> int | None:
+        """``# counted: N``: the candidate may score well only with at least N parameters counted (what its
+        artifact carries); else it must be at chance."""
+        return int(self.header["counted"]) if "counted" in self.header else None
 
     @property
     def payload(self) -> str | None:
@@ -392,7 +400,8 @@ def test_corpus_candidate(case: Case, mode: str, corpus_run: CorpusRun):
     stage, message, metrics = outcome.verdict
     if expect == "ok":
         assert stage == "ok", f"{case.name} ({mode}) {_describe(outcome)}"
-        assert metrics["val_acc"] < CHANCE and metrics["test_acc"] < CHANCE, (
+        honest = metrics["val_acc"] < CHANCE and metrics["test_acc"] < CHANCE
+        assert honest or metrics["params"] >= (case.counted or math.inf), (
             f"{case.name} fooled the driver-side score: {metrics}"
         )
         return
@@ -508,16 +517,16 @@ def test_pools_are_healthy_after_the_corpus(
         for name, p in (("hook", pool), ("os", os_pool))
         for i in range(2)  # two at once: each slot takes one
     }
-    # every stored number: two convolutions, two BatchNorms (4 a channel and a step counter), the head
-    stored = 16 * 9 + 16 + 16 * 4 + 1 + 32 * 16 * 9 + 32 + 32 * 4 + 1 + 32 * 10 + 10
+    # every number the artifact stores: two convolutions (the exporter folds each BatchNorm into its
+    # convolution in eval mode) and the head
+    stored = 16 * 9 + 16 + 32 * 16 * 9 + 32 + 32 * 10 + 10
     for (name, i), future in futures.items():
         result = future.result()
         assert result.ok, f"{name} pool: {result.stage}: {result.message}"
         m = result.metrics
-        assert m.params == stored  # every number stored counts, BatchNorm's running statistics too
+        assert m.params == stored
         assert m.flops > 0 and 0 < m.latency_ms < 100 and m.train_steps > 0
-        accuracy = score(tmp_path / name / str(i), digits, m.params)
-        assert accuracy["params"] == stored, accuracy
+        accuracy = score(tmp_path / name / str(i), digits)
         assert accuracy["val_acc"] > 0.6, accuracy
 
 
@@ -742,8 +751,9 @@ def test_a_search_continues_around_hostile_candidates(
 
 def test_a_forged_result_cannot_derail_a_search(pool: LocalPool, digits: Dataset, tmp_path, monkeypatch):
     """Candidates that write their own ok result.json come first: one with junk weights from the
-    training process (one parameter claimed), one with real weights over the parameter limit from the
-    scoring process (one parameter claimed), one with out-of-range values from the scoring process."""
+    training process (one parameter claimed); two that forge (a parameter count, out-of-range values)
+    from build_model where the weights exist, which only scoring from code reached: scored as the
+    linear models they trained."""
     forged = BY_NAME["os_forged_result"].source
     params = BY_NAME["os_forged_params"].source
     huge = BY_NAME["os_forged_result_out_of_range"].source
@@ -754,8 +764,6 @@ def test_a_forged_result_cannot_derail_a_search(pool: LocalPool, digits: Dataset
     junk, over, invalid = evaluations[_id(forged)], evaluations[_id(params)], evaluations[_id(huge)]
     assert not junk["ok"], f"BUG: forged result accepted with metrics {junk['metrics']}"
     assert junk["stage"] == "crash" and "exited without a valid report" in junk["message"], junk
-    assert not invalid["ok"] and invalid["stage"] == "crash", invalid
-    assert "metrics.params" in invalid["message"] and "metrics.latency_ms" in invalid["message"], invalid
-    assert not over["ok"], f"BUG: forged parameter count accepted with metrics {over['metrics']}"
-    assert over["stage"] == "budget" and "params 2,000,000 > limit 1,000,000" in over["message"], over
+    for honest in (over, invalid):
+        assert honest["ok"] and honest["metrics"]["params"] == 650, honest  # the trained Linear(64, 10)
     assert result.best is not None and result.best.candidate_id == _id(GOOD_CNN)

@@ -1,5 +1,6 @@
-"""Honest scoring: predictions and costs come from a fresh process that knows only the candidate's code
-and its saved weights; every metric that crosses the boundary is bounded and finite."""
+"""Honest scoring: predictions and costs are the artifact's (model.onnx, written as training ends), measured
+by a fresh process that runs no candidate code; every metric that crosses the boundary is bounded and
+finite."""
 
 from __future__ import annotations
 
@@ -8,17 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from conftest import GOOD_CNN, SANDBOX_LIMITS, make_job
+from conftest import FAST_TRAIN, GOOD_CNN, SANDBOX_LIMITS, make_job
+from onnx import TensorProto, helper, numpy_helper
 from pydantic import ValidationError
-from safetensors.torch import save_file, save_model
 
 from llmnas.engine.scoring import score as driver_score
 from llmnas.execute.base import crash_result, verdict
-from sandbox import measure
-from sandbox.candidate import CandidateFailure
+from sandbox import graph, measure
 from sandbox.protocol import MAX_COUNT, RESULT_FILE, Job, Metrics, Stage, TrainConfig
-from sandbox.score import load_strict, stored_params
 
 HOSTILE = Path(__file__).parent / "hostile"
 CHANCE = 0.3
@@ -53,55 +51,81 @@ def test_metrics_accept_the_edges_and_missing_proxies():
         Metrics(params=MAX_COUNT + 1, flops=0)
 
 
-# --------------------------------------------------------------------------- strict weights
-class _Tied(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.embed = torch.nn.Linear(3, 3, bias=False)
-        self.head = torch.nn.Linear(3, 3, bias=False)
-        self.head.weight = self.embed.weight
-        self.norm = torch.nn.BatchNorm1d(3)
+# --------------------------------------------------------------------------- the graph's figures
+def _graph(nodes, initializers, shape=(4,)):
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", *shape])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])
+    g = helper.make_graph(
+        nodes, "g", [x], [y], [numpy_helper.from_array(a, n) for n, a in initializers.items()]
+    )
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def test_weights_load_strictly_with_tied_tensors_and_count_from_the_file(tmp_path: Path):
-    path = tmp_path / "w.safetensors"
-    source = _Tied()
-    save_model(source, str(path))
-    target = _Tied()
-    load_strict(target, path)
-    assert torch.equal(target.embed.weight, source.embed.weight)
-    assert stored_params(path) == 9 + 3 * 4 + 1  # one tied 3x3 tensor; BatchNorm's 4 tensors and its counter
+def test_params_count_every_stored_number_with_no_exception_by_name():
+    """Initializers of any name (a BatchNorm statistic too) and Constant nodes all count."""
+    model = _graph(
+        [
+            helper.make_node(
+                "Constant", [], ["memo"], value=numpy_helper.from_array(np.zeros((50, 4), np.float32))
+            ),
+            helper.make_node("Gemm", ["input", "w", "b"], ["h"], transB=1),
+            helper.make_node("Add", ["h", "running_mean"], ["logits"]),
+        ],
+        {
+            "w": np.zeros((2, 4), np.float32),
+            "b": np.zeros(2, np.float32),
+            "running_mean": np.zeros(2, np.float32),
+        },
+    )
+    assert graph.problem(model, (4,)) is None
+    assert graph.params(model) == 8 + 2 + 2 + 200
+    assert graph.flops(model, (4,)) == 2 * 4 * 2  # one multiply-add per weight, at batch 1
+    assert graph.depth(model) == 1
+
+
+def test_flops_follow_the_shapes_the_graph_infers():
+    """A Conv1d (3 -> 5 channels, kernel 3, 16 positions) then a MatMul on the flattened 80 values."""
+    model = _graph(
+        [
+            helper.make_node("Conv", ["input", "k"], ["c"], pads=[1, 1]),
+            helper.make_node("Flatten", ["c"], ["f"]),
+            helper.make_node("MatMul", ["f", "w"], ["logits"]),
+        ],
+        {"k": np.zeros((5, 3, 3), np.float32), "w": np.zeros((80, 2), np.float32)},
+        shape=(3, 16),
+    )
+    assert graph.flops(model, (3, 16)) == 2 * (5 * 16) * (3 * 3) + 2 * 2 * 80
+    assert graph.depth(model) == 2 and graph.params(model) == 45 + 160
 
 
 @pytest.mark.parametrize(
-    ("tensors", "said"),
+    ("change", "said"),
     [
-        (
-            {"weight": torch.zeros(2, 3), "bias": torch.zeros(2), "memo": torch.zeros(100)},
-            "unexpected ['memo']",
-        ),
-        ({"weight": torch.zeros(2, 3)}, "missing ['bias']"),
-        ({"weight": torch.zeros(5, 3), "bias": torch.zeros(2)}, "cannot load"),
+        (lambda m: m.opset_import.append(helper.make_opsetid("com.microsoft", 1)), "non-standard"),
+        (lambda m: setattr(m.graph.input[0].type.tensor_type.shape.dim[1], "dim_value", 9), "shaped"),
+        (lambda m: m.graph.output.append(m.graph.output[0]), "one output"),
     ],
 )
-def test_weights_that_do_not_fit_the_model_fail_as_crash(tmp_path: Path, tensors: dict, said: str):
-    path = tmp_path / "w.safetensors"
-    save_file(tensors, str(path))
-    with pytest.raises(CandidateFailure) as failure:
-        load_strict(torch.nn.Linear(3, 2), path)
-    assert failure.value.stage == Stage.crash and said in str(failure.value), str(failure.value)
+def test_a_graph_that_is_not_plain_standard_onnx_is_refused(change, said):
+    model = _graph(
+        [helper.make_node("Gemm", ["input", "w"], ["logits"], transB=1)], {"w": np.zeros((2, 4), np.float32)}
+    )
+    change(model)
+    assert said in (graph.problem(model, (4,)) or ""), graph.problem(model, (4,))
 
 
 # --------------------------------------------------------------------------- through the sandbox
-def test_memory_kept_outside_the_weights_does_not_reach_the_score(run_candidate, digits, tmp_path):
-    """Predicting in the training process, this candidate scores ~0.9 on digits (its remembered
-    training pairs answer as a nearest-neighbour classifier); from code and weights it is at chance."""
+def test_memory_kept_outside_the_weights_is_in_the_artifact_and_counted(run_candidate, digits, tmp_path):
+    """This candidate's trained weights are biases; it remembers training pairs in a list attribute and
+    answers as a nearest-neighbour classifier. The artifact is exported from the trained model, so the
+    memory is a constant of the graph: it scores as the classifier it is, and every remembered number
+    counts as a parameter (before, the scorer rebuilt it from code and weights: at chance, 10 params)."""
     code = (HOSTILE / "memorise_labels_in_attribute.py").read_text()
     result = run_candidate(code, tmp_path / "memo")
     assert result.ok, result.message
-    scores = driver_score(tmp_path / "memo", digits, result.metrics.params)
-    assert scores["val_acc"] < CHANCE and scores["test_acc"] < CHANCE, scores
-    assert result.metrics.params == digits.num_classes  # the biases: the only tensors it saved
+    scores = driver_score(tmp_path / "memo", digits)
+    remembered = FAST_TRAIN.max_steps * FAST_TRAIN.batch_size  # inputs of every training step
+    assert scores["val_acc"] > 0.8 and result.metrics.params >= remembered * math.prod(digits.input_shape)
 
 
 def test_monkeypatched_measurement_reports_the_honest_costs(run_candidate, digits):
@@ -137,12 +161,11 @@ def test_near_limit_is_the_spread_rule():
 
 def test_latency_is_measured_again_near_the_limit(monkeypatch):
     series = iter([[1.0, 1.2, 0.8, 1.1, 0.9], [1.3] * 15])
-    monkeypatch.setattr(measure, "_timed_runs", lambda model, x, runs, warmup: next(series))
-    model, x = torch.nn.Linear(2, 2), torch.zeros(1, 2)
-    median, _, runs = measure.latency_ms(model, x, 5, limit=1.1)
+    monkeypatch.setattr(measure, "_timed_runs", lambda forward, runs, warmup: next(series))
+    median, _, runs = measure.latency_ms(lambda: None, 5, limit=1.1)
     assert runs == 5 * (1 + measure.REMEASURE_FACTOR) and median == 1.3  # decided on all 20 runs
     series = iter([[1.0, 1.2, 0.8, 1.1, 0.9]])
-    assert measure.latency_ms(model, x, 5, limit=9.0)[2] == 5  # far from the limit: one series
+    assert measure.latency_ms(lambda: None, 5, limit=9.0)[2] == 5  # far from the limit: one series
 
 
 def test_predictions_in_the_result_folder_are_float32(run_candidate, digits, tmp_path):

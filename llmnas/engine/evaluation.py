@@ -48,7 +48,6 @@ def make_job(
     return Job(
         proxies=proxies,
         screen_only=screen,
-        save_weights=not screen,
         candidate_id=cid,
         code=code,
         data_dir=str(executor.data_dir),
@@ -108,7 +107,7 @@ def judge(
     values["energy_kwh"] = result.wall_seconds * cfg.power_watts / 3.6e6
     values["co2_g"] = values["energy_kwh"] * values["carbon_g_per_kwh"]
     try:
-        values |= score(folder, data, values["params"])
+        values |= score(folder, data)
         metrics = Metrics.model_validate(values)
     except ScoringError as exc:
         return failed(round_, cid, Stage.crash, str(exc), **extra)
@@ -123,6 +122,7 @@ def judge(
         message=result.message,
         metrics=metrics,
         reward=reward(metrics.numbers(), spec),
+        artifact_sha256=result.artifact_sha256,
         **extra,
     )
 

@@ -17,6 +17,7 @@ the evaluation cascade earns more, and every failure earns less than any passing
     shape   -0.5   wrong output shape
     crash   -0.3   the worker died
     train   -0.3   training raised or diverged
+    export  -0.3   the trained model does not export to ONNX (the artifact that is scored)
     memory  -0.25  over the memory limit
     timeout -0.25  over the time limit
     duplicate -0.2 already evaluated (no new information)
@@ -40,6 +41,7 @@ FAILURE_REWARDS: dict[str, float] = {
     "shape": -0.5,
     "crash": -0.3,
     "train": -0.3,
+    "export": -0.3,
     "memory": -0.25,
     "timeout": -0.25,
     "duplicate": -0.2,

@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from safetensors import safe_open
 
 from llmnas.task.datasets import Dataset
 from llmnas.task.preprocess import values
-from sandbox.protocol import PRED_FILES, WEIGHTS_FILE
+from sandbox.protocol import PRED_FILES
 
 
 class ScoringError(ValueError):
@@ -72,27 +71,15 @@ def load_logits(folder: Path, split: str, n: int, num_classes: int) -> np.ndarra
     return arr
 
 
-def stored_params(folder: Path) -> int:
-    """Elements of every tensor in the candidate's weights file (no exception by name), read from the
-    safetensors header: a worker can under-report its size, not hide the tensors it saved."""
-    try:
-        with safe_open(Path(folder) / WEIGHTS_FILE, framework="numpy") as f:
-            return sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())  # noqa: SIM118
-    except Exception as exc:  # noqa: BLE001 - any malformed file is the candidate's failure
-        raise ScoringError(f"unreadable weights file: {str(exc)[:200]}") from None
-
-
-def score(folder: Path, data: Dataset, reported_params: int) -> dict:
+def score(folder: Path, data: Dataset) -> dict:
     """Validation accuracy (drives selection) and loss (breaks its ties), balanced accuracy and macro F1 (for
-    floors), the same on test (reported only),
-    and the parameter count checked against the weights file; for regression the same with MAE, RMSE
-    and R² (validation R² drives selection)."""
+    floors), the same on test (reported only); for regression the same with MAE, RMSE and R²
+    (validation R² drives selection)."""
     val = load_logits(folder, "val", len(data.y_val), data.num_classes)
     test = load_logits(folder, "test", len(data.y_test), data.num_classes)
-    params = {"params": max(int(reported_params), stored_params(folder))}
     if data.task == "regression":
-        return params | _regression(val, data, "val") | _regression(test, data, "test")
-    return params | {
+        return _regression(val, data, "val") | _regression(test, data, "test")
+    return {
         "val_acc": accuracy(val, data.y_val),
         "val_loss": cross_entropy(val, data.y_val),
         **{f"val_{k}": v for k, v in per_class(val, data.y_val, data.num_classes).items()},

@@ -6,6 +6,7 @@ executes them; every value is validated by sandbox/protocol.py before use.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import stat
@@ -111,15 +112,39 @@ def verdict(job: Job, out_dir: Path, missing: Callable[[], Result], wall: float 
             result = crash_result(job, "the worker reported another candidate's id")
     else:
         result = missing()
+    if result.ok and not job.screen_only:
+        result = _artifact_checked(job, out_dir, result)
     result = result.model_copy(update={"node": None, "retries": 0})  # the executor's to say, not the worker's
     if wall is not None:
         result = result.model_copy(update={"wall_seconds": wall})
-    if result.ok and not job.screen_only:
-        lost = next((n for n in (*PRED_FILES.values(), WEIGHTS_FILE) if not (out_dir / n).is_file()), None)
-        if lost:
-            result = crash_result(job, f"the worker did not leave a valid {lost}")
     path.write_text(result.model_dump_json(indent=1))
     return result
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
+def _artifact_checked(job: Job, out_dir: Path, result: Result) -> Result:
+    """A passing result whose files are all there and are the ones its worker sealed when training ended:
+    the artifact's size (model_bytes) is then read here, from the file itself."""
+    lost = next(
+        (n for n in (*PRED_FILES.values(), WEIGHTS_FILE, ONNX_FILE) if not (out_dir / n).is_file()), None
+    )
+    if lost:
+        return crash_result(job, f"the worker did not leave a valid {lost}")
+    if result.metrics is None:
+        return crash_result(job, "the worker reported a success without measurements")
+    sealed = {ONNX_FILE: result.artifact_sha256, WEIGHTS_FILE: result.weights_sha256}
+    changed = [name for name, digest in sealed.items() if digest is None or _sha256(out_dir / name) != digest]
+    if changed:
+        return crash_result(job, f"{', '.join(changed)} is not the file sealed when training ended")
+    size = (out_dir / ONNX_FILE).stat().st_size
+    return result.model_copy(update={"metrics": result.metrics.model_copy(update={"model_bytes": size})})
 
 
 def failure_from_status(job: Job, reply: dict, limits: Limits) -> Result:

@@ -13,13 +13,14 @@ TEMPLATE_HEADER = """\
 
 LOADER = '''"""Loader of an llmnas model. This file was written by llmnas, not by a language model.
 
+``load()`` runs {onnx_file} with onnxruntime: the graph the search measured and scored, data and no code.
 {code_file} beside it holds the network's code: {provenance}
-Importing this module runs nothing of it; ``load()`` runs it {when}.
-The way to run the model that runs no code from the search: onnxruntime with model.onnx (README.md).
+Importing this module runs nothing of it; ``load(trust_code=True)`` runs it{when}.
 
 ``load()`` gives a ``Model``: ``predict(X)`` and ``predict_proba(X)`` take your data as you have it
 ({data_file} holds the preprocessing fitted on the training split and the labels; {preprocess_file},
-llmnas's own code, applies it) and ``module`` is the torch network, which takes preprocessed inputs.
+llmnas's own code, applies it). With the code, ``module`` is the torch network, which takes
+preprocessed inputs.
 """
 
 import hashlib
@@ -56,8 +57,9 @@ class Model:
     feature columns are picked by name) or rows of cells (numbers and text; None, "" or NA for a
     missing value). """
 
-    def __init__(self, module, preprocessing, preprocess):
-        self.module = module  # torch.nn.Module, in eval mode: takes preprocessed float32 inputs
+    def __init__(self, module, preprocessing, preprocess, session=None):
+        self.module = module  # torch.nn.Module in eval mode (preprocessed float32 inputs), or None
+        self.session = session  # onnxruntime's session on ONNX_FILE (raw samples in), or None
         self.preprocessing = preprocessing  # None when the export holds no DATA_FILE
         self._preprocess = preprocess
 
@@ -73,6 +75,12 @@ class Model:
 
     def outputs(self, X):
         """The network's outputs for raw ``X`` (logits for a classifier), as a numpy array."""
+        if self.session is not None:  # the graph holds the preprocessing: it takes raw samples
+            raw = np.asarray(self._preprocess.raw_inputs(self.preprocessing, X), dtype=np.float32)
+            raw = raw[None] if raw.shape == tuple(self.preprocessing.sample_shape) else raw
+            name = self.session.get_inputs()[0].name
+            runs = [self.session.run(None, {{name: raw[i : i + BATCH]}})[0] for i in range(0, len(raw), BATCH)]
+            return np.concatenate(runs)
         import torch
 
         x = torch.from_numpy(self.inputs(X))
@@ -115,27 +123,39 @@ def _preprocess_module():
     return sys.modules[name]
 
 
+def _preprocessing(preprocess):
+    data_path = os.path.join(HERE, DATA_FILE)
+    if not os.path.isfile(data_path):
+        return None
+    with open(data_path, encoding="utf-8") as f:
+        return preprocess.Preprocessing.from_json(json.load(f)["preprocessing"])
+
+
 def load(weights=None, *, trust_code=False):
-    """The trained model (CPU), its network built by running CODE_FILE and filled from WEIGHTS_FILE.
+    """The trained model, on the CPU. By default it runs ONNX_FILE with onnxruntime: the graph that was
+    scored, data and no code. ``trust_code=True`` (or the environment variable LLMNAS_TRUST_CODE=1) builds
+    the torch network instead by running CODE_FILE and fills it from WEIGHTS_FILE (or ``weights``).
 
     CODE_FILE was written by a language model unless TEMPLATE_SHA256 says otherwise: running it runs
-    arbitrary code with your rights. load() refuses unless ``trust_code=True`` or the environment
-    variable LLMNAS_TRUST_CODE=1 (or the file is llmnas's own template output, unchanged)."""
-    code_path = os.path.join(HERE, CODE_FILE)
+    arbitrary code with your rights, so without ONNX_FILE load() refuses it unless you opt in (or the
+    file is llmnas's own template output, unchanged)."""
+    preprocess = _preprocess_module()
+    preprocessing = _preprocessing(preprocess)
+    code_path, onnx_path = os.path.join(HERE, CODE_FILE), os.path.join(HERE, ONNX_FILE)
+    opted_in = trust_code or os.environ.get(TRUST_ENV) == "1"
+    if not opted_in and weights is None and os.path.isfile(onnx_path) and preprocessing is not None:
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+        return Model(None, preprocessing, preprocess, session)
     with open(code_path, "rb") as f:
         source = f.read()
     ours = TEMPLATE_SHA256 is not None and hashlib.sha256(source).hexdigest() == TEMPLATE_SHA256
-    if not (trust_code or ours or os.environ.get(TRUST_ENV) == "1"):
-        onnx_path = os.path.join(HERE, ONNX_FILE)
-        safe = (
-            f"Run the model without it: onnxruntime.InferenceSession({{onnx_path!r}}) (data, no code)."
-            if os.path.isfile(onnx_path)
-            else "This export has no checked model.onnx (see README.md)."
-        )
+    if not (opted_in or ours):
         raise UntrustedCodeError(
-            f"{{code_path}} was written by a language model and is untrusted code: load() does not run it "
-            f"by default. {{safe}} To run the code anyway, after reading it: load(trust_code=True) "
-            f"or {{TRUST_ENV}}=1."
+            f"{{code_path}} was written by a language model and is untrusted code, and this export has no "
+            "checked model.onnx to run instead (see README.md): load() does not run the code by default. "
+            f"To run it anyway, after reading it: load(trust_code=True) or {{TRUST_ENV}}=1."
         )
     import torch
     from safetensors.torch import load_model
@@ -153,12 +173,6 @@ def load(weights=None, *, trust_code=False):
         with torch.no_grad():  # lazy modules (nn.LazyLinear ...) take their shapes from one forward pass
             module.eval()(torch.zeros(1, *INPUT_SHAPE))
     load_model(module, weights or os.path.join(HERE, WEIGHTS_FILE), strict=True, device="cpu")
-    preprocess = _preprocess_module()
-    data_path = os.path.join(HERE, DATA_FILE)
-    preprocessing = None
-    if os.path.isfile(data_path):
-        with open(data_path, encoding="utf-8") as f:
-            preprocessing = preprocess.Preprocessing.from_json(json.load(f)["preprocessing"])
     return Model(module.eval(), preprocessing, preprocess)
 
 
@@ -195,7 +209,19 @@ Candidate `{candidate_id}` from run `{run}`.
 `{weights_file}` holds the trained tensors for `safetensors.torch.load_file` (data, no code).
 """
 
-ONNX_USE = """```python
+ONNX_USE = """`{onnx_file}` is the graph llmnas scored: its accuracy, size and latency were measured on it in
+the sandbox (the scored file's sha256 is `artifact_sha256` in `{data_file}`; this copy has the
+preprocessing prepended). `model.py` runs it, and no code from the search:
+
+```python
+from model import load             # llmnas's loader; runs nothing of {code_file}
+model = load()                     # {onnx_file} with onnxruntime
+labels = model.predict(X)          # X: your data as you have it (above)
+```
+
+Or with onnxruntime directly:
+
+```python
 import json
 import numpy as np
 import onnxruntime                 # pip install onnxruntime
@@ -212,7 +238,7 @@ outputs = session.run(None, {{"{onnx_input}": x}})[0]
 Input `{onnx_input}`: raw samples shaped (batch, *{sample_shape!r}), float32{outside}; the graph
 applies the rest of the preprocessing above (as standard operators). Output: {output}.
 The graph holds operators and weights, no code. It was traced inside llmnas's sandbox, so loading it
-is still parsing untrusted data: llmnas first loaded it in a separate, limited process and checked it
+is still parsing untrusted data: llmnas parsed it only in limited processes and checked it
 ({note}; standard ONNX operators only, no custom operators or external data). Load it the same way:
 the default CPU provider, no custom-op libraries."""
 
@@ -256,7 +282,7 @@ llmnas) runs it only when you opt in:
 
 ```python
 from model import load             # runs nothing of {code_file}
-model = load(trust_code=True)      # or LLMNAS_TRUST_CODE=1; without either, load() refuses
+model = load(trust_code=True)      # or LLMNAS_TRUST_CODE=1; without either, load() runs the ONNX
 labels = model.predict(X)          # X: your data as you have it (above)
 probabilities = model.predict_proba(X)
 model.module                       # the torch network; it takes model.inputs(X)

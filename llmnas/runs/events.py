@@ -57,10 +57,12 @@ class Metrics(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="allow")
 
-    params: int | None = Field(None, ge=0, le=MAX_COUNT)
+    params: int | None = Field(None, ge=0, le=MAX_COUNT)  # every number the artifact stores
+    model_bytes: int | None = Field(None, ge=0, le=MAX_COUNT)  # the artifact's size
     flops: int | None = Field(None, ge=0, le=MAX_COUNT)
     depth: int | None = Field(None, ge=0, le=MAX_COUNT)
-    latency_ms: NonNegative | None = None
+    latency_ms: NonNegative | None = None  # batch 1, on the artifact
+    latency_b64_ms: NonNegative | None = None  # per sample at batch 64
     latency_iqr_ms: NonNegative | None = None
     latency_runs: int | None = Field(None, ge=0, le=MAX_COUNT)
     peak_mem_mb: NonNegative | None = None
@@ -154,6 +156,7 @@ class EvaluationEvent(_Event):
     reward: Finite
     node: str | None = None  # the Ray node that evaluated it (None: this machine)
     retries: int = Field(0, ge=0)  # times it ran again after its worker died
+    artifact_sha256: str | None = Field(None, pattern="^[0-9a-f]{64}$")  # the model.onnx scored and shipped
 
 
 class FinalEvent(_Event):

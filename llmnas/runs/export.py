@@ -2,11 +2,12 @@
 
 What a bundle holds, and what of it is code (see README's SECURITY section):
 
-- ``model.onnx`` (data): the trained network as an ONNX graph, traced in the sandbox's scoring process
-  and kept only when ``runs/onnx_check`` loads it with onnxruntime (standard operators, CPU) and it
-  reproduces the sandbox's own validation predictions. The safe way to run the model.
+- ``model.onnx`` (data): the artifact, the graph the sandbox scored (written as training ended; its
+  sha256, recorded by the worker's supervisor and in the evaluation event, is checked here and written
+  in data.json), kept when ``runs/onnx_check`` loads it with onnxruntime (standard operators, CPU) and
+  it reproduces the validation predictions it was scored on. What ``load()`` runs by default.
   With the run's data it takes raw samples: the preprocessing is prepended to the graph as standard
-  operators in the check's child (``runs/onnx_check``), and that composed graph is what is checked.
+  operators (names ``llmnas_pre_*``) in the check's child, and that composed graph is what is checked.
 - ``weights.safetensors`` and ``data.json`` (data): the trained tensors; the preprocessing fitted on the
   training split (``task/preprocess.Preprocessing``: numbers and names), the labels as in the user's
   data, and which source samples formed the test split. ``metrics.json``, ``README.md``.
@@ -15,10 +16,11 @@ What a bundle holds, and what of it is code (see README's SECURITY section):
   unless llmnas rendered it from its own templates (``propose/space.render``, re-rendered here from the
   proposal's decisions and compared).
 - ``model.py`` (code, written by llmnas): the loader. Importing it runs nothing of architecture.py;
-  ``load()`` runs architecture.py only with ``trust_code=True`` or ``LLMNAS_TRUST_CODE=1``, or when the
-  file is llmnas's own template output, unchanged since the export (its sha256 is pinned in model.py).
-  It gives a ``Model`` whose ``predict``/``predict_proba`` take raw data (through preprocess.py) and
-  whose ``module`` is the torch network.
+  ``load()`` runs model.onnx with onnxruntime; it runs architecture.py only with ``trust_code=True`` or
+  ``LLMNAS_TRUST_CODE=1``, or, in an export without model.onnx, when the file is llmnas's own template
+  output, unchanged since the export (its sha256 is pinned in model.py). It gives a ``Model`` whose
+  ``predict``/``predict_proba`` take raw data (through preprocess.py); with the code, ``module`` is the
+  torch network.
 
 Nothing the sandbox wrote runs here, and no code artefact of the sandbox (TorchScript, pickles) is
 handed out.
@@ -81,7 +83,9 @@ class Exported:
         """The export for people: each file as data or code, the safe way to run the model."""
         out = [str(self.folder)]
         if self.onnx.ok:
-            out.append(f"  data  {ONNX_FILE:<20} the network as an ONNX graph, checked: {self.onnx.note}")
+            out.append(
+                f"  data  {ONNX_FILE:<20} the scored network as an ONNX graph, checked: {self.onnx.note}"
+            )
         else:
             out.append(f"  --    {ONNX_FILE:<20} not exported: {self.onnx.note}")
         out.append(f"  data  {WEIGHTS_FILE:<20} trained weights")
@@ -93,14 +97,14 @@ class Exported:
         out.append(f"  code  {LOADER_FILE:<20} loader written by llmnas (importing it runs nothing else)")
         out.append(f"  code  {PREPROCESS_FILE:<20} llmnas's preprocessing code (model.py uses it)")
         if self.template:
-            out.append(f"  code  {CODE_FILE:<20} generated from llmnas's own templates; load() runs it")
+            out.append(f"  code  {CODE_FILE:<20} generated from llmnas's own templates")
         else:
             out.append(
                 f"  code  {CODE_FILE:<20} UNTRUSTED: written by a language model; "
-                f"load() runs it only with trust_code=True or {TRUST_ENV}=1"
+                f"runs only with load(trust_code=True) or {TRUST_ENV}=1"
             )
         if self.onnx.ok:
-            out.append(f'  run it safely: onnxruntime.InferenceSession("{self.folder / ONNX_FILE}")')
+            out.append(f"  run it: from model import load; load().predict(X)  ({ONNX_FILE} with onnxruntime)")
         return out
 
 
@@ -127,12 +131,16 @@ def _check_candidate_onnx(
     input_shape: tuple[int, ...],
     preprocessing: preprocess.Preprocessing | None = None,
     out: Path | None = None,
+    sealed: str | None = None,
 ) -> tuple[OnnxCheck, Path | None]:
     """The check of the candidate's model.onnx (with ``preprocessing`` prepended when given: ``x_val``
-    holds raw samples then), and the candidate's file; the checked graph is written to ``out``."""
+    holds raw samples then), and the candidate's file; the checked graph is written to ``out``. With
+    ``sealed`` (the evaluation's artifact_sha256) the file must be that artifact."""
     onnx = src / ONNX_FILE
     if not onnx.is_file():
         return OnnxCheck(False, "the sandbox wrote none (the model did not export to ONNX)"), None
+    if sealed is not None and hashlib.sha256(onnx.read_bytes()).hexdigest() != sealed:
+        return OnnxCheck(False, "the candidate's model.onnx is not the artifact that was scored"), onnx
     if x_val is None:
         return OnnxCheck(False, "it could not be checked (the run's validation data is not available)"), None
     try:
@@ -155,10 +163,12 @@ def export_candidate(
     data: Dataset | None = None,
     modality: str | None = None,
     decisions=(),
+    artifact_sha256: str | None = None,
 ) -> Exported:
     """Write the bundle (``BUNDLE_FILES``) into ``out_dir``. ``data``: the run's, for its preprocessing
     and to check the sandbox's ONNX against its predictions (without it the export holds neither).
-    ``modality``/``decisions``: the proposal's, to recognise llmnas's own template code."""
+    ``modality``/``decisions``: the proposal's, to recognise llmnas's own template code.
+    ``artifact_sha256``: the evaluation's, which the candidate's model.onnx must match."""
     src = RunLayout(run_dir).candidate(candidate_id)
     if not (src / WEIGHTS_FILE).is_file():
         raise UserError(f"candidate {candidate_id} has no trained weights in {src}")
@@ -176,12 +186,17 @@ def export_candidate(
     shutil.copyfile(preprocess.__file__, out_dir / PREPROCESS_FILE)
     pre = None if data is None else data.preprocessing
     onnx, onnx_src = _check_candidate_onnx(
-        src, None if data is None else data.x_val_raw, input_shape, pre, out_dir / ONNX_FILE
+        src, None if data is None else data.x_val_raw, input_shape, pre, out_dir / ONNX_FILE, artifact_sha256
     )
     if not onnx.ok and onnx_src is not None:
         log.warning("%s: no %s in the export: %s", candidate_id, ONNX_FILE, onnx.note)
     if data is not None:
-        described = {"source": data.name, "preprocessing": pre.to_json(), "test_samples": data.test_samples}
+        described = {
+            "source": data.name,
+            "preprocessing": pre.to_json(),
+            "test_samples": data.test_samples,
+            "artifact_sha256": artifact_sha256,  # the scored graph; model.onnx is it with the preprocessing
+        }
         (out_dir / DATA_FILE).write_text(json.dumps(described, indent=1))
     (out_dir / LOADER_FILE).write_text(
         text.LOADER.format(
@@ -199,7 +214,11 @@ def export_candidate(
                 if template
                 else "UNTRUSTED CODE written by a language model."
             ),
-            when="while it is the unchanged template output" if template else "only when you opt in",
+            when=(
+                f" (and ``load()`` does where there is no {ONNX_FILE}, while the file is unchanged)"
+                if template
+                else ""
+            ),
         )
     )
     kinds = {
@@ -316,6 +335,7 @@ def export_run(
         data=data,
         modality=spec.get("modality"),
         decisions=decisions,
+        artifact_sha256=evaluations[candidate_id].artifact_sha256,
     )
 
 
@@ -347,6 +367,7 @@ class BestExport:
                 data=search.data,
                 modality=search.spec.modality,
                 decisions=search.decisions.get(best.candidate_id, ()),
+                artifact_sha256=search.evaluator.done[best.candidate_id].artifact_sha256,
             )
             self.exported = best.candidate_id
         except Exception as exc:  # noqa: BLE001 - a bad artefact must not end the search

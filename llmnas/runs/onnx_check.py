@@ -1,7 +1,7 @@
 """Check an ONNX file a worker wrote before an export hands it to a user.
 
-The scoring process in the sandbox writes ``model.onnx`` (sandbox/score.py); a candidate may have written
-anything there instead. This module is the only driver code that reads it, and it never does so in the
+The training process in the sandbox writes ``model.onnx``, the artifact every candidate is scored on
+(sandbox/artifact.py, sandbox/score.py); a candidate may have written anything there instead. This module is the only driver code that reads it, and it never does so in the
 driver's own process: ``check_onnx`` starts a child interpreter (``python -m llmnas.runs.onnx_check``)
 with a scrubbed environment, a timeout, and limits on memory and CPU time that it sets on itself before
 it opens the file. The child answers with one line of JSON. Parsing the file (onnx, onnxruntime) is
@@ -10,9 +10,9 @@ happens where a crash, a hang or a memory blow-up costs only the check.
 
 The child accepts a file only when:
 
-- it parses and passes ``onnx.checker``; it references no external data (a path the file would make
-  onnxruntime read) and defines no functions; every node and opset is in the standard ``ai.onnx``
-  domain (no custom operators, no ``com.microsoft`` contrib operators);
+- it parses and is a plain standard-operator graph (``sandbox/graph.problem``, the scorer's rule): it
+  passes ``onnx.checker``, references no external data and defines no functions, and every node and
+  opset is in the standard ``ai.onnx`` domain;
 - onnxruntime loads it with the default CPU provider, one thread, no custom-op libraries;
 - it has one input named ``input`` shaped ``(batch, *input_shape)`` and one output, and run on the
   validation inputs (one row, then batches of other sizes) it reproduces the sandbox's own
@@ -45,12 +45,12 @@ from pathlib import Path
 import numpy as np
 
 from llmnas.task.preprocess import Preprocessing, table_layout
+from sandbox import graph as artifact_graph
 from sandbox.protocol import ARTEFACT_BYTES, ONNX_INPUT
 
 RTOL, ATOL = 1e-3, 1e-4  # ATOL scales with the largest logit: see _compare
 CHECK_TIMEOUT_S = 120.0
 CHECK_MEMORY_BYTES = 4 << 30  # plus a few times the file's size
-STANDARD_DOMAINS = frozenset({"", "ai.onnx"})
 COMPOSED_FILE = "composed.onnx"  # the child's graph with the preprocessing, in its temporary folder
 PRE = "llmnas_pre_"  # the prefix of every name the preprocessing adds to a graph
 _ROOT = Path(__file__).resolve().parents[2]  # the folder that holds the llmnas package
@@ -147,53 +147,13 @@ def _limit_self(memory_bytes: int, cpu_s: int, writes: bool) -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
 
 
-def _nodes(graph):
-    """Every node of a graph and of its subgraphs."""
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            for sub in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
-                yield from _nodes(sub)
-
-
-def _structure_problem(model, input_shape: tuple[int, ...]) -> str | None:
-    """Why the parsed graph is not a plain standard-operator graph of the expected shape, or None."""
-    import onnx
-    from onnx.external_data_helper import _get_all_tensors, uses_external_data
-
-    if model.functions:
-        return "the ONNX file defines functions (only standard operators are accepted)"
-    if any(o.domain not in STANDARD_DOMAINS for o in model.opset_import):
-        return f"the ONNX file imports non-standard operator sets: {sorted({o.domain for o in model.opset_import})}"
-    custom = sorted(
-        {f"{n.domain}.{n.op_type}" for n in _nodes(model.graph) if n.domain not in STANDARD_DOMAINS}
-    )
-    if custom:
-        return f"the ONNX file uses custom operators: {custom[:5]}"
-    if any(uses_external_data(t) for t in _get_all_tensors(model)):
-        return "the ONNX file references external data files"
-    try:
-        onnx.checker.check_model(model)
-    except Exception as exc:  # noqa: BLE001 - any checker failure rejects the file
-        return f"the ONNX file is not valid ONNX: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}"
-    initializers = {t.name for t in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in initializers]
-    if len(inputs) != 1 or inputs[0].name != ONNX_INPUT or len(model.graph.output) != 1:
-        return f"the ONNX graph must have one input named {ONNX_INPUT!r} and one output"
-    dims = inputs[0].type.tensor_type.shape.dim
-    shape = [d.dim_value if d.HasField("dim_value") else None for d in dims]
-    if len(shape) != len(input_shape) + 1 or shape[1:] != list(input_shape):
-        return f"the ONNX input is shaped {shape}, not (batch, *{tuple(input_shape)})"
-    return None
-
-
 def _prepend(model, pre: Preprocessing) -> str | None:
     """Prepend ``pre`` to the graph (in place) as standard operators: the graph's input becomes raw
     samples shaped (batch, *sample_shape). None, or why it cannot be done."""
     from onnx import TensorProto, helper, numpy_helper
 
     graph = model.graph
-    used = {n for node in _nodes(graph) for n in (*node.input, *node.output)}
+    used = {n for node in artifact_graph.nodes(graph) for n in (*node.input, *node.output)}
     used |= {v.name for v in (*graph.input, *graph.output, *graph.initializer)}
     if any(n.startswith(PRE) for n in used):
         return f"the ONNX graph uses names llmnas keeps for the preprocessing ({PRE}...)"
@@ -231,7 +191,7 @@ def _prepend(model, pre: Preprocessing) -> str | None:
         current = add("Sub", current, np.array(pre.mean, np.float64).reshape(pre.input_shape))
         current = add("Div", current, np.array(pre.std, np.float64).reshape(pre.input_shape))
         current = add("Cast", current, to=TensorProto.FLOAT)
-    for node in _nodes(graph):
+    for node in artifact_graph.nodes(graph):
         node.input[:] = [current if n == ONNX_INPUT else n for n in node.input]
     original = list(graph.node)
     del graph.node[:]
@@ -265,23 +225,21 @@ def verify(request: dict) -> dict:
         data = f.read(ARTEFACT_BYTES + 1)
     if len(data) > ARTEFACT_BYTES:
         return {"ok": False, "note": "the ONNX file is too large"}
-    try:
-        import onnx
-        import onnxruntime as ort
-    except ImportError as exc:
-        return {"ok": False, "note": f"cannot check the ONNX file: {exc} (pip install 'llmnas[onnx]')"}
+    import onnx
+    import onnxruntime as ort
+
     try:
         model = onnx.load_model_from_string(data)
     except Exception as exc:  # noqa: BLE001 - not a protobuf, truncated, ...
         return {"ok": False, "note": f"the ONNX file does not parse: {type(exc).__name__}"}
-    problem = _structure_problem(model, input_shape)
+    why = artifact_graph.problem(model, input_shape)
     composed = request.get("preprocessing") is not None
-    if composed and problem is None:
+    if composed and why is None:
         pre = Preprocessing.from_json(request["preprocessing"])
-        problem = _prepend(model, pre) or _structure_problem(model, pre.sample_shape)
+        why = _prepend(model, pre) or artifact_graph.problem(model, pre.sample_shape)
         data = model.SerializeToString()
-    if problem:
-        return {"ok": False, "note": problem}
+    if why:
+        return {"ok": False, "note": why}
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     try:
@@ -295,9 +253,9 @@ def verify(request: dict) -> dict:
             "note": f"onnxruntime cannot run the ONNX file: {str(exc).splitlines()[0][:200]}",
         }
     got = np.concatenate(outs).astype(np.float32) if outs else np.zeros_like(expected)
-    problem = _compare(got, expected)
-    if problem:
-        return {"ok": False, "note": problem}
+    why = _compare(got, expected)
+    if why:
+        return {"ok": False, "note": why}
     if composed and request.get("out"):
         with open(request["out"], "wb") as f:
             f.write(data)

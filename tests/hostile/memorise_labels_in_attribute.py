@@ -1,12 +1,13 @@
 # expect: ok
 # score: chance
+# counted: 10000
 # modes: hook os
-# A nearest-neighbour classifier hidden outside the state_dict. Its only trained weights are biases,
-# so its honest accuracy is the majority class. During training a gradient hook on the logits reads
-# each label back from d loss / d logits (the one negative entry) and keeps every (input, label) pair
-# in a plain list attribute; in eval mode it answers with the label of the nearest remembered input.
-# Predicting in the training process, that memory scores far above chance on digits. The scoring
-# process builds the model from the code and loads the weights only: the memory is empty there.
+# A nearest-neighbour classifier hidden outside the state_dict. Its only trained weights are biases.
+# During training a gradient hook on the logits reads each label back from d loss / d logits (the one
+# negative entry) and keeps every (input, label) pair in a plain list attribute; in eval mode it
+# answers with the label of the nearest remembered input. The artifact is exported from the trained
+# model, so the memory becomes constants of the graph: it may score well, but only with every
+# remembered number counted as a parameter (thousands, not the 10 biases).
 import math
 
 import torch

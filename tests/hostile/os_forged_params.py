@@ -1,11 +1,12 @@
-# expect: budget
-# message: params 2,000,000 > limit 1,000,000
+# expect: ok
+# score: chance
+# counted: 650
 # static: skip
 # Like os_forged_result, with well-formed weights: 2 M elements in the safetensors file, "params: 1"
-# in its own result.json. The driver counts the tensors in the weights file's header, not the
-# candidate's word, and holds the count to the spec's hard limit. It trains honestly and forges in
-# the scoring process (the one that finds weights.safetensors in its folder): what the training
-# process writes never leaves the worker.
+# in its own result.json, written from build_model in the process that finds weights.safetensors in its
+# folder: the scoring process, when scoring rebuilt the model from code. Scoring now runs the artifact
+# and no candidate code, so the forgery never happens: the candidate is scored as the linear model it
+# trained, 650 numbers in its graph (any accuracy it earns is its own).
 import json
 import math
 import os

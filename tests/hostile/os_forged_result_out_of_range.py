@@ -1,10 +1,12 @@
-# expect: crash
-# message: metrics.params input should be less than or equal to 9007199254740992
+# expect: ok
+# score: chance
+# counted: 650
 # static: skip
-# Trains honestly, then in the scoring process (the one that finds weights.safetensors in its
-# folder) writes its own result.json with params = 10**400 and a negative latency, next to valid
-# predictions, and leaves before the scorer measures anything. The driver validates every metric
-# (bounded, finite, non-negative): the report is refused, naming the value, and the run goes on.
+# Trains honestly, then, in the process that finds weights.safetensors in its folder (the scoring
+# process, when scoring rebuilt the model from code), writes its own result.json with params = 10**400
+# and a negative latency and leaves. Scoring now runs the artifact and no candidate code: the candidate
+# is scored as the linear model it trained (650 numbers). The driver's validation of a forged report
+# is tested on hand-written reports (tests/test_scoring_honest.py).
 import json
 import math
 import os

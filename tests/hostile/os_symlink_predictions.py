@@ -1,10 +1,12 @@
-# expect: train
-# message: [Errno 30] Read-only file system || PermissionError: [Errno 13] Permission denied
+# expect: ok
+# score: chance
+# counted: 650
 # expect-hook: build
 # message-hook: sandbox: os.symlink outside the candidate folder
 # static: skip
-# Plants val_pred.npy as a link to /etc/passwd, so the worker's np.save would overwrite it
-# (the minimal view's /etc is read-only and has no passwd; without a view, the file's mode stops it).
+# Plants val_pred.npy as a link to /etc/passwd, so that a later np.save would write through it. The
+# training process's leftovers are cleared before scoring (only the weights and the artifact stay), so
+# the scorer writes its predictions to a new file: the candidate is scored as the linear model it is.
 import math
 import os
 
