@@ -259,7 +259,7 @@ def test_a_file_writing_payload_cannot_reach_the_user(
 def test_an_onnx_that_does_not_match_the_sandbox_is_not_exported(
     hostile_run, digits: Dataset, tmp_path, capsys
 ):
-    """A candidate that writes its own model.onnx (or patches the exporter) gets nothing out of it."""
+    """A model.onnx other than the artifact that was scored (a file changed after the run) is not exported."""
     cid = hostile_run["ids"]["artefact_arms_outside_sandbox"]
     candidate = hostile_run["run"] / "candidates" / cid
     original = (candidate / ONNX_FILE).read_bytes()
@@ -268,11 +268,11 @@ def test_an_onnx_that_does_not_match_the_sandbox_is_not_exported(
         _export_onnx(forged, candidate / ONNX_FILE)
         printed = _export(hostile_run["run"], cid, tmp_path / "x", capsys)
         assert not (tmp_path / "x" / ONNX_FILE).exists()
-        assert "does not reproduce the sandbox's validation predictions" in printed
-        assert "does not reproduce" in (tmp_path / "x" / "README.md").read_text()
+        assert "is not the artifact that was scored" in printed
+        assert "is not the artifact that was scored" in (tmp_path / "x" / "README.md").read_text()
         (candidate / ONNX_FILE).write_bytes(b"\x08\x07not an onnx file")
         printed = _export(hostile_run["run"], cid, tmp_path / "x", capsys, "--force")  # the same folder
-        assert not (tmp_path / "x" / ONNX_FILE).exists() and "does not parse" in printed
+        assert not (tmp_path / "x" / ONNX_FILE).exists() and "is not the artifact that was scored" in printed
     finally:
         (candidate / ONNX_FILE).write_bytes(original)
 

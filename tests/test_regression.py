@@ -157,22 +157,20 @@ def _predictions(folder: Path, val: np.ndarray, test: np.ndarray) -> Path:
 def test_the_driver_scores_regression_in_the_targets_units(tmp_path: Path):
     data = load_dataset("diabetes", seed=0)
     z = lambda y: (y - data.target_mean) / data.target_std  # noqa: E731 - what a perfect worker returns
-    perfect = score(_predictions(tmp_path / "p", z(data.y_val), z(data.y_test)), data, 12)
+    perfect = score(_predictions(tmp_path / "p", z(data.y_val), z(data.y_test)), data)
     assert perfect["val_mae"] < 1e-3 and perfect["val_rmse"] < 1e-3 and perfect["val_r2"] > 0.999999
-    assert perfect["params"] == 12 and "val_acc" not in perfect
-    off = score(_predictions(tmp_path / "o", z(data.y_val + 10), z(data.y_test - 10)), data, 12)
+    assert "val_acc" not in perfect and "params" not in perfect  # sizes are the artifact's, not the score's
+    off = score(_predictions(tmp_path / "o", z(data.y_val + 10), z(data.y_test - 10)), data)
     assert off["val_mae"] == pytest.approx(10, abs=1e-3) and off["test_rmse"] == pytest.approx(10, abs=1e-3)
     mean = np.zeros(len(data.y_val))  # the training mean everywhere: R² near 0, never above
-    flat = score(_predictions(tmp_path / "m", mean, np.zeros(len(data.y_test))), data, 12)
+    flat = score(_predictions(tmp_path / "m", mean, np.zeros(len(data.y_test))), data)
     assert -0.2 < flat["val_r2"] < 0.05
-    wild = score(
-        _predictions(tmp_path / "w", np.full(len(data.y_val), 3e38), mean[: len(data.y_test)]), data, 1
-    )
+    wild = score(_predictions(tmp_path / "w", np.full(len(data.y_val), 3e38), mean[: len(data.y_test)]), data)
     Metrics.model_validate(wild)  # clipped: finite and within the schema's bounds
     assert wild["val_r2"] < -1e6
     nan = np.full(len(data.y_val), np.nan)
     with pytest.raises(ScoringError, match="NaN/inf"):
-        score(_predictions(tmp_path / "n", nan, np.zeros(len(data.y_test))), data, 12)
+        score(_predictions(tmp_path / "n", nan, np.zeros(len(data.y_test))), data)
 
 
 def test_r2_ranks_and_rewards_regression_candidates():

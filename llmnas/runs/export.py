@@ -2,28 +2,22 @@
 
 What a bundle holds, and what of it is code (see README's SECURITY section):
 
-- ``model.onnx`` (data): the artifact, the graph the sandbox scored (written as training ended; its
-  sha256, recorded by the worker's supervisor and in the evaluation event, is checked here and written
-  in data.json), kept when ``runs/onnx_check`` loads it with onnxruntime (standard operators, CPU) and
-  it reproduces the validation predictions it was scored on. What ``load()`` runs by default.
-  With the run's data it takes raw samples: the preprocessing is prepended to the graph as standard
-  operators (names ``llmnas_pre_*``) in the check's child, and that composed graph is what is checked.
+- ``model.onnx`` (data): the artifact the sandbox scored (its sha256, sealed by the worker and in the
+  event, is checked here and written in data.json), kept when ``runs/onnx_check`` loads it with
+  onnxruntime and it reproduces the predictions it was scored on; what ``load()`` runs. With the run's
+  data the preprocessing is prepended as standard operators (``llmnas_pre_*``): it takes raw samples.
 - ``weights.safetensors`` and ``data.json`` (data): the trained tensors; the preprocessing fitted on the
   training split (``task/preprocess.Preprocessing``: numbers and names), the labels as in the user's
   data, and which source samples formed the test split. ``metrics.json``, ``README.md``.
 - ``preprocess.py`` (code, llmnas's own ``task/preprocess.py``, copied unchanged): applies data.json.
-- ``architecture.py`` (code): the candidate's source as it was evaluated. Written by a language model
-  unless llmnas rendered it from its own templates (``propose/space.render``, re-rendered here from the
-  proposal's decisions and compared).
+- ``architecture.py`` (code): the candidate's source, written by a language model unless llmnas rendered
+  it from its own templates (``propose/space.render``: re-rendered here from its decisions, compared).
 - ``model.py`` (code, written by llmnas): the loader. Importing it runs nothing of architecture.py;
-  ``load()`` runs model.onnx with onnxruntime; it runs architecture.py only with ``trust_code=True`` or
-  ``LLMNAS_TRUST_CODE=1``, or, in an export without model.onnx, when the file is llmnas's own template
-  output, unchanged since the export (its sha256 is pinned in model.py). It gives a ``Model`` whose
-  ``predict``/``predict_proba`` take raw data (through preprocess.py); with the code, ``module`` is the
-  torch network.
+  ``load()`` runs model.onnx; it runs architecture.py only with ``trust_code=True`` (or
+  ``LLMNAS_TRUST_CODE=1``), or without model.onnx when it is llmnas's own template output, unchanged (its
+  sha256 is pinned in model.py). Its ``Model.predict``/``predict_proba`` take raw data.
 
-Nothing the sandbox wrote runs here, and no code artefact of the sandbox (TorchScript, pickles) is
-handed out.
+Nothing the sandbox wrote runs here; no code artefact of the sandbox (TorchScript, pickles) is handed out.
 """
 
 from __future__ import annotations
@@ -81,13 +75,10 @@ class Exported:
 
     def lines(self) -> list[str]:
         """The export for people: each file as data or code, the safe way to run the model."""
-        out = [str(self.folder)]
-        if self.onnx.ok:
-            out.append(
-                f"  data  {ONNX_FILE:<20} the scored network as an ONNX graph, checked: {self.onnx.note}"
-            )
-        else:
-            out.append(f"  --    {ONNX_FILE:<20} not exported: {self.onnx.note}")
+        scored = f"the scored network as an ONNX graph, checked: {self.onnx.note}"
+        out = [str(self.folder), f"  data  {ONNX_FILE:<20} {scored}"]
+        if not self.onnx.ok:
+            out[1] = f"  --    {ONNX_FILE:<20} not exported: {self.onnx.note}"
         out.append(f"  data  {WEIGHTS_FILE:<20} trained weights")
         if self.preprocessed:
             out.append(f"  data  {DATA_FILE:<20} preprocessing fitted on the training split, labels")
@@ -133,9 +124,8 @@ def _check_candidate_onnx(
     out: Path | None = None,
     sealed: str | None = None,
 ) -> tuple[OnnxCheck, Path | None]:
-    """The check of the candidate's model.onnx (with ``preprocessing`` prepended when given: ``x_val``
-    holds raw samples then), and the candidate's file; the checked graph is written to ``out``. With
-    ``sealed`` (the evaluation's artifact_sha256) the file must be that artifact."""
+    """The check of the candidate's model.onnx, which must be the ``sealed`` artifact when given (with
+    ``preprocessing`` prepended: ``x_val`` holds raw samples then); the checked graph goes to ``out``."""
     onnx = src / ONNX_FILE
     if not onnx.is_file():
         return OnnxCheck(False, "the sandbox wrote none (the model did not export to ONNX)"), None
