@@ -30,7 +30,7 @@ def test_learns_the_favoured_operator():
     run(pol, np.random.default_rng(0), 200)
     p = pol.probabilities()["operator"]
     assert p["mutate"] > 0.6
-    assert all(p[o] > 1e-3 for o in OPERATORS)
+    assert all(p[o] > 2e-4 for o in OPERATORS)  # the entropy term keeps every option alive
     s = pol.stats()
     assert s["mutate"]["mean_reward"] == 1.0 and s["mutate"]["count"] > 50
     assert sum(v["count"] for v in s.values()) == 200

@@ -1,5 +1,5 @@
-"""Random search, the baseline of bench/search_efficiency.py: the default's operators and limits, chosen
-uniformly, parents uniform among passing candidates, nothing learned, the same run for the same seed."""
+"""Random search, the baseline of bench/search_efficiency.py and bench/search_table.py: uniform draws from
+the space inside the default's limits, no parents, nothing learned, the same run for the same seed."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def test_uniform_policy_offers_everything_and_never_moves():
     before = policy.probabilities()
     rng = np.random.default_rng(0)
     chosen = []
-    for i in range(400):
+    for i in range(100 * len(OFFLINE_OPERATORS)):
         action = policy.choose(rng, OFFLINE_OPERATORS, ["width", "depth", f"new{i % 3}"])
         policy.update(action, 1.0 if action.operator == "mutate" else -1.0)  # a policy would learn this
         chosen.append(action)
@@ -43,9 +43,9 @@ def test_uniform_policy_offers_everything_and_never_moves():
     assert learning.probabilities()["operator"]["mutate"] > 0.3, "the contrast: the default does learn"
 
 
-def test_random_proposer_offers_the_default_operators_and_learns_nothing():
+def test_random_proposer_only_draws_and_learns_nothing():
     proposer = RandomProposer("image", seed=0)
-    assert proposer.operators == OfflineProposer.operators == OFFLINE_OPERATORS
+    assert proposer.operators == ("generate",) and OfflineProposer("image", 0).operators == OFFLINE_OPERATORS
     spec = parse_requirements(REQ).resolve(input_shape=(1, 8, 8), num_classes=10, modality="image")
     untouched, rng = proposer.state()[1], np.random.default_rng(0)
     for i in range(4):
@@ -69,14 +69,11 @@ def _run(tmp_path, name: str, seed: int = 1):
     return start(cfg, tmp_path / name, progress=False, announce=lambda _: None)
 
 
-def test_random_strategy_uses_the_default_operators_learns_nothing_and_repeats(tmp_path):
+def test_random_strategy_draws_uniformly_learns_nothing_and_repeats(tmp_path):
     first = _run(tmp_path, "a")
     events = logged(first.run_dir)
     proposals = [e for e in events if e["type"] == "proposal"]
-    operators = {p["operator"] for p in proposals}
-    assert "generate" in operators and operators & {"mutate", "crossover", "simplify"}, operators
-    assert {p["selector"] for p in proposals if p["operator"] != "generate"} == {UNIFORM}
-    assert any(p["parents"] for p in proposals)
+    assert {p["operator"] for p in proposals} == {"generate"} and not any(p["parents"] for p in proposals)
     uniform = Policy.uniform().probabilities()["operator"]
     for r in (e for e in events if e["type"] == "round"):
         assert r["policy"]["operator"] == pytest.approx(uniform)

@@ -42,7 +42,7 @@ from llmnas.engine.reward import failure_reward, reward, violations
 from llmnas.errors import RunFailed
 from llmnas.execute.base import Executor
 from llmnas.llm.chat import BudgetExhausted, EndpointDown, RunEnding
-from llmnas.propose.base import Action, Parent, Proposal, Proposer
+from llmnas.propose.base import OWN_PARENTS, Action, Parent, Proposal, Proposer
 from llmnas.propose.scaling import scale_budget
 from llmnas.runs.events import (
     REPORTED_ONLY,
@@ -232,7 +232,8 @@ class Search:
         ops = [op for op in self.proposer.operators if op in ("generate", "repair")]
         n = len(self.archive.all_entries)
         if n >= MIN_POPULATION:
-            ops += [op for op in self.proposer.operators if op in ("mutate", "simplify", "crossover")]
+            later = ("mutate", "simplify", "crossover", *OWN_PARENTS)
+            ops += [op for op in self.proposer.operators if op in later]
             if "scale" in self.proposer.operators and self._growable() is not None:
                 ops.append("scale")
         if not self.failures and "repair" in ops:
@@ -257,7 +258,7 @@ class Search:
         if action.operator == "repair":
             f = self.failures.popleft()
             parents = [Parent(f["candidate_id"], f["code"], stage=f["stage"], message=f["message"])]
-        elif action.operator == "generate":  # from scratch: no parents, and no draw from the RNG for them
+        elif action.operator in ("generate", *OWN_PARENTS):  # no archive parents: no draw from the RNG
             parents = []
         elif action.operator == "scale":
             cid = self.to_scale.pop(0) if self.to_scale else self._growable().candidate_id

@@ -173,10 +173,11 @@ class Policy:
         }
 
     def load_state_dict(self, d: dict) -> None:
-        """Restore exactly what ``state_dict`` saved."""
+        """Restore exactly what ``state_dict`` saved (operators added since start untried, at 0)."""
         self._logits = {h: {str(n): float(v) for n, v in d["logits"][h]} for h in _HEADS}
+        self._logits["operator"] = dict.fromkeys(OPERATORS, 0.0) | self._logits["operator"]
         self._baseline = None if d["baseline"] is None else float(d["baseline"])
         self._scale = None if d["scale"] is None else float(d["scale"])
-        self._count = {op: int(n) for op, n in d["count"].items()}
-        self._reward_sum = {op: float(s) for op, s in d["reward_sum"].items()}
+        self._count = dict.fromkeys(OPERATORS, 0) | {op: int(n) for op, n in d["count"].items()}
+        self._reward_sum = dict.fromkeys(OPERATORS, 0.0) | {op: float(s) for op, s in d["reward_sum"].items()}
         self._pending = [(op, tuple(avail)) for op, avail in d["pending"]]

@@ -10,7 +10,10 @@ import numpy as np
 
 from llmnas.task.spec import TaskSpec
 
-OPERATORS = ("generate", "mutate", "crossover", "simplify", "repair", "scale")
+OPERATORS = ("generate", "evolve", "local", "predict", "mutate", "crossover", "simplify", "repair", "scale")
+# Operators that pick their parents from the points the proposer has seen (propose/evolution.py), not
+# from the archive: the loop hands them none.
+OWN_PARENTS = ("evolve", "local", "predict")
 
 
 @dataclass(frozen=True)

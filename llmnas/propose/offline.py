@@ -11,10 +11,11 @@ from llmnas.errors import UserError
 from llmnas.propose import space
 from llmnas.propose.base import Action, Parent, Proposal
 from llmnas.propose.controller import Controller
+from llmnas.propose.evolution import METHODS, History, canonical, mutated
 from llmnas.propose.scaling import scale_proposal
 from llmnas.task.spec import TaskSpec
 
-OFFLINE_OPERATORS = ("generate", "mutate", "crossover", "simplify", "scale")
+OFFLINE_OPERATORS = ("generate", *METHODS, "mutate", "crossover", "simplify", "scale")
 SAMPLE_TRIES = 64
 
 
@@ -40,17 +41,34 @@ def limit_note(spec: TaskSpec, *, llm: bool) -> str | None:
 
 
 class OfflineProposer:
-    """Zoph & Le controller for ``generate``; libcst mutations for ``mutate``/``simplify``;
-    decision-level uniform crossover of two controller-born parents for ``crossover``; compound
-    scaling for ``scale``."""
+    """Zoph & Le controller (REINFORCE with a baseline) for ``generate``; aging evolution, local search
+    and predictor-guided proposals over the points evaluated so far for ``evolve``, ``local`` and
+    ``predict`` (propose/evolution.py); for ``mutate``, one decision of the variant's kind when the parent
+    is a point of the space, else a libcst code mutation (as for ``simplify`` without decisions);
+    decision-level uniform crossover of two controller-born parents for ``crossover``; compound scaling
+    for ``scale``.
+    ``operators`` narrows what the policy may choose (ablations)."""
 
-    operators = OFFLINE_OPERATORS
     variants = MUTATIONS
 
-    def __init__(self, modality: str, seed: int, *, learn_controller: bool = True):
+    def __init__(
+        self,
+        modality: str,
+        seed: int,
+        *,
+        learn_controller: bool = True,
+        operators: tuple[str, ...] = OFFLINE_OPERATORS,
+    ):
+        unknown = sorted(set(operators) - set(OFFLINE_OPERATORS))
+        if unknown or "generate" not in operators:
+            raise ValueError(
+                f"offline operators are {OFFLINE_OPERATORS}, generate among them; got {operators}"
+            )
         self.modality = modality
+        self.operators = tuple(operators)
         self.controller = Controller(space.decisions_for(modality), seed=seed)
         self.learn_controller = learn_controller
+        self.history = History(modality)
         self._pending: list[tuple[tuple[int, ...], float]] = []
 
     def _render(
@@ -70,6 +88,10 @@ class OfflineProposer:
         op = action.operator
         if op == "scale" and parents:
             return scale_proposal(action, parents[0], spec)
+        if op in METHODS:
+            point = METHODS[op](self.history, rng, lambda p: self._fits(p, spec))
+            if point is not None:
+                return self._render(action, point, note=f"{op}: from {len(self.history.rows)} points seen")
         if op == "crossover" and len(parents) >= 2:
             a, b = parents[0].decisions, parents[1].decisions
             if a and b:
@@ -88,6 +110,16 @@ class OfflineProposer:
                 return self._render(
                     action, smaller, (parents[0].candidate_id,), "simplify: one size step down"
                 )
+        if op == "mutate" and parents and parents[0].decisions:  # a point of the space: a decision changes
+            point = mutated(
+                self.history,
+                canonical(self.modality, parents[0].decisions),
+                action.variant,
+                rng,
+                lambda p: self._fits(p, spec),
+            )
+            if point is not None:
+                return self._render(action, point, (parents[0].candidate_id,), f"mutate {action.variant}")
         if op in ("mutate", "simplify") and parents:
             parent = parents[0]
             kinds = applicable(parent.code)
@@ -109,6 +141,15 @@ class OfflineProposer:
                         message=f"mutation {kind} failed: {exc}",
                     )
         return self._render(action, self._sample_within(spec, rng))
+
+    def _fits(self, decisions: tuple[int, ...], spec: TaskSpec) -> bool:
+        """Whether the point is inside the spec's parameter limit (the space's own count)."""
+        if spec.max_params is None or spec.input_shape is None or spec.num_classes is None:
+            return True
+        return (
+            space.param_count(self.modality, decisions, tuple(spec.input_shape), spec.num_classes)
+            <= spec.max_params
+        )
 
     def _sample_within(self, spec: TaskSpec, rng: np.random.Generator) -> tuple[int, ...]:
         """A sample inside the spec's parameter limit (the space counts parameters analytically), so a
@@ -145,7 +186,11 @@ class OfflineProposer:
         return self.controller.sample(rng)
 
     def learn(self, proposal: Proposal, reward: float) -> None:
-        if proposal.decisions and proposal.action.operator == "generate" and self.learn_controller:
+        if not proposal.decisions:
+            return
+        if proposal.stage != "duplicate":  # evaluated (or given back over a limit): a point seen
+            self.history.add(proposal.decisions, reward)
+        if proposal.action.operator == "generate" and self.learn_controller:
             self._pending.append((proposal.decisions, reward))
 
     def end_round(self, rng: np.random.Generator) -> None:
@@ -154,19 +199,19 @@ class OfflineProposer:
         self.controller.update(batch)
 
     def state(self) -> tuple[dict, bytes]:
-        return {}, self.controller.to_bytes()
+        return {"history": self.history.to_json()}, self.controller.to_bytes()
 
     def load_state(self, meta: dict, blob: bytes) -> None:
         self.controller.load_bytes(blob)
+        self.history = History(self.modality, meta.get("history", []))
 
 
 class RandomProposer(OfflineProposer):
-    """Random search with the same operators: ``generate`` draws uniformly from the space (inside the
-    parameter limit, as the default does); mutations and crossover are the default's; nothing is learned.
-    The operators and parents are chosen at random by ``Policy.uniform()`` (strategy ``random``)."""
+    """Random search, the baseline of NAS benchmarks: every proposal a uniform draw from the space, inside
+    the parameter limit as the default's; nothing is learned, no parent is used (strategy ``random``)."""
 
     def __init__(self, modality: str, seed: int):
-        super().__init__(modality, seed, learn_controller=False)
+        super().__init__(modality, seed, learn_controller=False, operators=("generate",))
 
     def _sample(self, rng: np.random.Generator) -> tuple[int, ...]:
         return space.sample_uniform(self.modality, rng)

@@ -9,6 +9,7 @@ can build for a data shape, counted with `param_count`, the renderer's arithmeti
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -22,6 +23,7 @@ class Decision:
     choices: tuple
 
 
+@cache
 def decisions_for(modality: str) -> tuple[Decision, ...]:
     """The ordered decisions the controller emits for a modality."""
     if modality == "tabular":
@@ -152,9 +154,10 @@ def _render_mlp(v: dict, act: str) -> str:
 def param_count(
     modality: str, choice_ids: tuple[int, ...], input_shape: tuple[int, ...], num_classes: int
 ) -> int:
-    """Parameters of the rendered model as the driver counts them (every tensor it stores: a BatchNorm
-    carries 4 per channel and a step counter), computed from the decisions alone: lets the proposer stay
-    inside a hard limit before any code runs."""
+    """Every number the rendered model's tensors hold (a BatchNorm carries 4 per channel and a step
+    counter), computed from the decisions alone: lets the proposer stay inside a hard limit before any
+    code runs. The scored artifact holds a little less where the exporter folds a BatchNorm into the
+    layer before it, and a few more where a layer exports shape constants."""
     v = values(modality, choice_ids)
     if modality == "tabular":
         n, width = 0, input_shape[0]
