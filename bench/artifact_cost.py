@@ -75,8 +75,12 @@ def main() -> None:
             shares.append(added / total)
             parts = "  ".join(f"{k} {v * 1000:6.0f} ms" for k, v in sorted(spent.items()))
             params = result.metrics.params if result.metrics else "-"
-            print(f"candidate {i}: {total:6.2f} s  params {params:>7}  {parts}  added {100 * added / total:4.1f}%")
-    print(f"median added share: {100 * statistics.median(shares):.1f}% of a candidate's evaluation (n={args.n})")
+            print(
+                f"candidate {i}: {total:6.2f} s  params {params:>7}  {parts}  added {100 * added / total:4.1f}%"
+            )
+    print(
+        f"median added share: {100 * statistics.median(shares):.1f}% of a candidate's evaluation (n={args.n})"
+    )
 
 
 if __name__ == "__main__":

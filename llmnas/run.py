@@ -23,13 +23,14 @@ from llmnas.execute.local import LocalPool
 from llmnas.llm.backends import parse_llm
 from llmnas.llm.chat import ChatModel, completion_mode
 from llmnas.llm.replay import ReplayChat
-from llmnas.llm.usage import Usage, UsageMeter, cost_rates
+from llmnas.llm.usage import UsageMeter, cost_rates
 from llmnas.propose.base import Proposer
 from llmnas.propose.llm import LLMProposer
 from llmnas.propose.offline import OfflineProposer, RandomProposer, limit_note
-from llmnas.runs.events import LLMCallEvent, LLMReplyEvent, RefineEvent, Replay, SandboxEvent
+from llmnas.runs.events import LLMCallEvent, LLMReplyEvent, RefineEvent, SandboxEvent
 from llmnas.runs.export import BestExport
 from llmnas.runs.store import RunStore
+from llmnas.runs.view import RunView
 from llmnas.task.datasets import Dataset, load_data
 from llmnas.task.llm_spec import spec_from_llm
 from llmnas.task.requirements import REFINED, parse_requirements
@@ -69,22 +70,26 @@ def make_spec(cfg: RunConfig, data: Dataset, chat: ChatModel | None = None, anno
     )
 
 
-def make_proposer(cfg: RunConfig, spec: TaskSpec, store: RunStore, chat: ChatModel | None) -> Proposer:
+def make_proposer(
+    cfg: RunConfig, spec: TaskSpec, store: RunStore, chat: ChatModel | None, view: RunView
+) -> Proposer:
+    """The proposer. With a model, the usage logged in ``view`` counts against the budgets and the
+    replies recorded there are served again (exact resume)."""
     if chat is None:
         if cfg.strategy == "random":
             return RandomProposer(spec.modality, cfg.seed)
         return OfflineProposer(spec.modality, cfg.seed)
-    log_so_far = store.replay()
     meter = UsageMeter(
         chat,
         max_tokens=cfg.max_tokens,
         max_cost_usd=cfg.max_cost_usd,
         price_per_m=cost_rates(chat.name, cfg.price_in, cfg.price_out, cfg.max_cost_usd),
-        usage=usage_so_far(log_so_far),
+        usage=view.usage,
         on_call=lambda record: store.append(LLMCallEvent(**record)),
     )
-    recorded = [(e.key, e.texts) for e in log_so_far.of(LLMReplyEvent)]
-    replay = ReplayChat(meter, recorded, lambda key, texts: store.append(LLMReplyEvent(key=key, texts=texts)))
+    replay = ReplayChat(
+        meter, view.replies, lambda key, texts: store.append(LLMReplyEvent(key=key, texts=texts))
+    )
     return LLMProposer(
         replay,
         checks.allowed_imports(cfg.extra_imports),
@@ -117,18 +122,6 @@ def local_pool(cfg: RunConfig, workers: int | None = None) -> LocalPool:
     count = torch.cuda.device_count()
     gpus = count if resolve_device(cfg.device, count > 0) == "cuda" else 0
     return LocalPool(workers or cfg.workers, cfg.limits, preload=cfg.extra_imports, gpus=gpus)
-
-
-def usage_so_far(log_so_far: Replay) -> Usage:
-    """LLM calls, tokens and cost logged in a run (budgets carry over a resume)."""
-    spent = Usage()
-    for e in log_so_far.of(LLMCallEvent):
-        spent.calls += 1
-        spent.failures += not e.ok
-        spent.prompt_tokens += e.prompt_tokens
-        spent.completion_tokens += e.completion_tokens
-        spent.cost_usd += e.cost_usd
-    return spent
 
 
 def default_run_dir(cfg: RunConfig, root: Path = Path("results")) -> Path:
@@ -199,12 +192,12 @@ def resume(
 ) -> SearchResult:
     """Continue a run from its folder: the last checkpoint plus the evaluations logged after it."""
     store = RunStore.open(folder)
-    info = store.run_info
-    cfg = RunConfig.model_validate(info["config"])
+    record = store.record
+    cfg = RunConfig.model_validate(record.config)
     if budget is not None:
         cfg = cfg.model_copy(update={"budget": budget})
         store.update_run_info(config=cfg.model_dump(mode="json"))
-    spec = TaskSpec.model_validate(info["spec"])
+    spec = TaskSpec.model_validate(record.spec)
     announce(f"Resuming {folder}")
     return _search(cfg, spec, load_data(cfg), store, make_chat(cfg, api_key), progress, clock=clock)
 
@@ -224,11 +217,11 @@ def refine(
     archive at once), the archive and the policy carry over, and the search goes on for ``budget`` more
     candidates (default: the run's original budget). ``interactive`` asks for feedback after each round."""
     store = RunStore.open(folder)
-    cfg = RunConfig.model_validate(store.run_info["config"])
+    cfg = RunConfig.model_validate(store.record.config)
     data, chat = load_data(cfg), make_chat(cfg, api_key)
     cfg, spec = _refine_spec(store, cfg, data, chat, text, announce)
     saved = store.load_state()
-    done = saved[0]["proposed"] if saved else 0
+    done = saved[0].proposed if saved else 0
     cfg = cfg.model_copy(update={"budget": done + (budget or cfg.budget)})
     store.update_run_info(config=cfg.model_dump(mode="json"))
 
@@ -296,7 +289,8 @@ def _search(
 ) -> SearchResult:
     clock = clock or SystemClock()
     grid, pacer = _carbon(cfg, clock)
-    proposer = make_proposer(cfg, spec, store, chat)
+    view = store.view()  # the log, read once for the proposer and the search
+    proposer = make_proposer(cfg, spec, store, chat, view)
     tuner = _finetuner(cfg, chat, store)
     listeners = [*([tuner] if tuner else []), *([between_rounds] if between_rounds else []), BestExport()]
     if cfg.time_limit:
@@ -318,6 +312,7 @@ def _search(
                 clock=clock,
                 grid=grid,
                 pacer=pacer,
+                view=view,
             )
             if tuner is not None:
                 tuner(search)  # catches up after a kill
@@ -353,7 +348,7 @@ def _carbon(cfg: RunConfig, clock: Clock) -> tuple[Grid, CarbonPacer | None]:
 
 def _with_usage(result: SearchResult, store: RunStore, chat: ChatModel | None) -> SearchResult:
     if chat is not None:
-        result.stats["llm"] = asdict(usage_so_far(store.replay()))
+        result.stats["llm"] = asdict(store.view().usage)
     return result
 
 

@@ -59,6 +59,6 @@ def test_final_train_retrains_the_choice_and_reports_test_once(tmp_path: Path, c
     assert all(v is None for k, v in final["metrics"].items() if k.startswith("val_"))  # it trained on val
     with safe_open(str(out / "final" / chosen.candidate_id / "weights.safetensors"), "np") as weights:
         assert list(weights.keys())  # a model of its own, trained on more data
-    assert load_run(out).finals[0].candidate_id == chosen.candidate_id
+    assert load_run(out).view.finals[0].candidate_id == chosen.candidate_id
     assert main(["report", str(out)]) == 0
     assert "trained again on train + validation (reported once)" in (out / "report.html").read_text()

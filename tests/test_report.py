@@ -206,7 +206,7 @@ def test_hostile_ids_never_become_paths_or_markup(tmp_path: Path):
     assert "TOP SECRET" not in page
     assert "<i>x</i>" not in page and "secret" not in page.split("<footer>")[0]
     # Ids that are not plain names never load: the report says which log lines it skipped.
-    assert [p.split(":")[0] for p in load_run(run).problems] == [
+    assert [p.split(":")[0] for p in load_run(run).view.problems] == [
         f"events.jsonl line {n} skipped" for n in (1, 2, 3, 4)
     ]
     assert "Skipped log lines" in page

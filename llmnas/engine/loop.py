@@ -53,9 +53,11 @@ from llmnas.runs.events import (
     StoppedEvent,
     quality,
 )
+from llmnas.runs.records import Checkpoint
 from llmnas.runs.store import RunStore
 from llmnas.runs.tables import scores_text
 from llmnas.runs.traces import keep_proposal_files
+from llmnas.runs.view import RunView
 from llmnas.task.datasets import Dataset
 from llmnas.task.spec import TaskSpec
 
@@ -114,7 +116,9 @@ class Search:
         clock: Clock | None = None,
         grid: Grid | None = None,
         pacer: RoundListener | None = None,
+        view: RunView | None = None,
     ):
+        """``view``: the run's log as already read (default: read it from ``store`` now)."""
         self.cfg, self.spec, self.data = cfg, spec, data
         self.proposer, self.store = proposer, store
         self.allowed = checks.allowed_imports(cfg.extra_imports)
@@ -143,11 +147,11 @@ class Search:
         self.listeners = list(listeners)
         self.pacer = pacer
         self.stop = StopFlag()
-        log_so_far = store.replay()
-        self._logged = {(e.round, e.slot) for e in log_so_far.of(ProposalEvent)}
-        self._sizes = {e.round: e.round_size for e in log_so_far.of(ProposalEvent) if e.round_size}
+        view = view or store.view()
+        self._logged = view.logged  # a replayed round's proposals are not logged again
+        self._sizes = view.round_sizes  # ... and it keeps its size
         self._size = 0  # proposals the current round counts
-        done = {e.candidate_id: e for e in log_so_far.of(EvaluationEvent)}
+        done = dict(view.evaluations)  # the evaluator adds each new one
         self.evaluator = Evaluator(
             cfg, spec, data, executor, store, done, self.stop.as_completed, clock=clock, grid=grid
         )
@@ -155,43 +159,42 @@ class Search:
             self.apply_spec(spec)
 
     # ------------------------------------------------------------------ state
-    def _state(self) -> tuple[dict, bytes]:
+    def _state(self) -> tuple[Checkpoint, bytes]:
         meta, blob = self.proposer.state()
-        return {
-            "round": self.round,
-            "proposed": self.proposed,
-            "rng": self.rng.bit_generator.state,
-            "policy": self.policy.state_dict(),
-            "archive": self.archive.state_dict(),
-            "proposer": meta,
-            "known": list(self.known),
-            "decisions": self.decisions,
-            "failures": list(self.failures),
-            "stats": self.stats,
-            "best_id": self.best_id,
-            "spec": self.spec.model_dump(mode="json"),
-            "to_scale": self.to_scale,
-            "scaled": self.scaled,
-        }, blob
+        return Checkpoint(
+            round=self.round,
+            proposed=self.proposed,
+            rng=self.rng.bit_generator.state,
+            policy=self.policy.state_dict(),
+            archive=self.archive.state_dict(),
+            proposer=meta,
+            known=list(self.known),
+            decisions=self.decisions,
+            failures=list(self.failures),
+            stats=self.stats,
+            best_id=self.best_id,
+            spec=self.spec.model_dump(mode="json"),
+            to_scale=self.to_scale,
+            scaled=self.scaled,
+        ), blob
 
     def _restore(self) -> bool:
         saved = self.store.load_state()
         if saved is None:
             return False
         state, blob = saved
-        self.round, self.proposed = state["round"], state["proposed"]
-        self.rng.bit_generator.state = state["rng"]
-        self.policy.load_state_dict(state["policy"])
-        self.archive.load_state_dict(state["archive"])
-        self.proposer.load_state(state["proposer"], blob)
-        self.known = dict.fromkeys(state["known"])
-        self.decisions = state["decisions"]
-        self.failures = deque(state["failures"], maxlen=16)
-        self.stats |= state["stats"]
-        self.to_scale = state.get("to_scale", [])
-        self.scaled = state.get("scaled", [])
-        if "spec" in state:  # the spec the checkpoint ran under, so that apply_spec sees what changed
-            self.spec = TaskSpec.model_validate(state["spec"])
+        self.round, self.proposed = state.round, state.proposed
+        self.rng.bit_generator.state = state.rng
+        self.policy.load_state_dict(state.policy)
+        self.archive.load_state_dict(state.archive)
+        self.proposer.load_state(state.proposer, blob)
+        self.known = dict.fromkeys(state.known)
+        self.decisions = state.decisions
+        self.failures = deque(state.failures, maxlen=16)
+        self.stats |= state.stats
+        self.to_scale, self.scaled = state.to_scale, state.scaled
+        if state.spec is not None:  # the spec the checkpoint ran under, so that apply_spec sees what changed
+            self.spec = TaskSpec.model_validate(state.spec)
         self._choose_best()  # by today's rule, whatever rule wrote the checkpoint
         return True
 

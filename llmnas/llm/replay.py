@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 
 from llmnas.llm.chat import ChatModel, Completion, Messages
 
@@ -24,13 +24,13 @@ class ReplayChat:
     def __init__(
         self,
         chat: ChatModel,
-        recorded: list[tuple[str, list[str]]],
+        recorded: Iterable[tuple[str, Sequence[str]]],
         on_reply: Callable[[str, list[str]], None],
     ):
         self.chat = chat
         self.name = chat.name
         self.on_reply = on_reply
-        self._queue: dict[str, deque[list[str]]] = defaultdict(deque)
+        self._queue: dict[str, deque[Sequence[str]]] = defaultdict(deque)
         for key, texts in recorded:
             self._queue[key].append(texts)
 

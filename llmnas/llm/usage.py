@@ -69,6 +69,16 @@ class Usage:
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    def add(
+        self, ok: bool, prompt_tokens: int = 0, completion_tokens: int = 0, cost_usd: float = 0.0
+    ) -> None:
+        """Count one call: a failed one is a call and a failure (the meter, and a run's log read back)."""
+        self.calls += 1
+        self.failures += not ok
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
+        self.cost_usd += cost_usd
+
 
 class UsageMeter:
     """Wraps a ChatModel: counts tokens and cost per call, refuses calls once a budget is spent, and ends
@@ -148,8 +158,7 @@ class UsageMeter:
         except LLMError as e:
             record.update(ok=False, error=str(e), seconds=round(time.perf_counter() - start, 3))
             with self._lock:
-                self.usage.calls += 1
-                self.usage.failures += 1
+                self.usage.add(ok=False)
                 self._unreachable = self._unreachable + 1 if e.kind in ("connection", "timeout") else 0
                 unreachable = self._unreachable
             self._emit(record)
@@ -165,10 +174,7 @@ class UsageMeter:
         generated = sum(c.completion_tokens for c in completions)
         cost = (prompt * self.price_per_m[0] + generated * self.price_per_m[1]) / 1e6
         with self._lock:
-            self.usage.calls += 1
-            self.usage.prompt_tokens += prompt
-            self.usage.completion_tokens += generated
-            self.usage.cost_usd += cost
+            self.usage.add(True, prompt, generated, cost)
         record.update(
             ok=True,
             prompt_tokens=prompt,

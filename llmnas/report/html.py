@@ -221,9 +221,9 @@ def _spec_text(spec: dict) -> str:
 
 
 def _requirements(run: RunData) -> str:
-    cfg = run.info.get("config") if isinstance(run.info.get("config"), dict) else {}
+    cfg = run.record.config
     train = cfg.get("train") if isinstance(cfg.get("train"), dict) else {}
-    versions = run.info.get("versions") if isinstance(run.info.get("versions"), dict) else {}
+    versions = run.record.versions
     config_rows = [
         ("data", esc(cfg.get("data"))),
         ("proposer", esc(cfg.get("llm")) + (f" ({esc(cfg.get('strategy'))})" if cfg.get("strategy") else "")),
@@ -241,16 +241,16 @@ def _requirements(run: RunData) -> str:
             + ", "
             f"batch {esc(train.get('batch_size'))}, lr {esc(train.get('lr'))}",
         ),
-        ("seed", esc(run.info.get("seed"))),
+        ("seed", esc(run.record.seed)),
         ("versions", esc(", ".join(f"{k} {v}" for k, v in versions.items()))),
     ]
     refinements = ""
-    if run.refinements:
+    if run.view.refinements:
         items = []
-        for r in run.refinements:
+        for r in run.view.refinements:
             items.append(f"<li><b>{esc(r.time)}</b>: {esc(r.text)}</li>")
         refinements = f"<h3>Refinements</h3><ul>{''.join(items)}</ul>"
-    spec_title = "Parsed spec (after the last refinement)" if run.refinements else "Parsed spec"
+    spec_title = "Parsed spec (after the last refinement)" if run.view.refinements else "Parsed spec"
     return (
         '<section id="requirements"><h2>Requirements and spec</h2><div class="grid2"><div>'
         f"<h3>Requirements (requirements.md)</h3><pre class='wrap'>{esc(run.requirements.strip())}</pre>"
@@ -278,9 +278,9 @@ def _score_rows(run: RunData, b: Candidate) -> list[tuple[str, str]]:
 
 def _final_rows(run: RunData) -> list[tuple[str, str]]:
     """--final-train: the chosen model trained again on train + validation, its test score reported once."""
-    if not run.finals:
+    if not run.view.finals:
         return []
-    f = run.finals[-1]
+    f = run.view.finals[-1]
     text = (
         f"{esc(scores_text(f.metrics.model_dump(), ('test',)))} ({f.train_samples:,} training samples)"
         if f.ok
@@ -350,11 +350,11 @@ def _carbon(run: RunData, png: bytes | None) -> str:
         return ""
     grams = sum(c.metric("co2_g") or 0.0 for c in run.candidates)
     kwh = sum(c.metric("energy_kwh") or 0.0 for c in run.candidates)
-    cfg = run.info.get("config") if isinstance(run.info.get("config"), dict) else {}
-    paused = sum(p.seconds for p in run.pauses)
+    cfg = run.record.config
+    paused = sum(p.seconds for p in run.view.pauses)
     how = (
         f"charged the forecast's intensity ({esc(cfg.get('carbon_forecast'))}) at its time; grey bands: "
-        f"{len(run.pauses)} pause(s) for lower-carbon windows, {paused / 3600:.2f} h in all"
+        f"{len(run.view.pauses)} pause(s) for lower-carbon windows, {paused / 3600:.2f} h in all"
         if cfg.get("carbon_forecast")
         else f"charged the constant {fmt(cfg.get('carbon_g_per_kwh'), 'g')} gCO2/kWh"
     )
@@ -444,7 +444,7 @@ def _statistics(run: RunData) -> str:
             for k, v in sorted(probs.items(), key=lambda kv: -kv[1])
         )
         heads.append(f"<div><h3>{esc(head)}</h3><table><tbody>{rows}</tbody></table></div>")
-    round_no = run.rounds[-1].round if run.rounds else None
+    round_no = run.view.rounds[-1].round if run.view.rounds else None
     policy_html = (
         f"<p class='sub'>After round {esc(round_no)} (the last \"round\" event). The policy learns which "
         "operator, prompt variant, temperature and parent selector earn reward.</p>"
@@ -601,10 +601,14 @@ def _candidates(run: RunData, anchors: dict[str, str]) -> str:
 
 def _problems(run: RunData) -> str:
     """Log lines that could not be read (cut short, malformed, out of range): shown, never fatal."""
-    if not run.problems:
+    if not run.view.problems:
         return ""
-    items = "".join(f"<li class='mono'>{esc(p)}</li>" for p in run.problems[:50])
-    more = f"<p class='muted'>... and {len(run.problems) - 50} more</p>" if len(run.problems) > 50 else ""
+    items = "".join(f"<li class='mono'>{esc(p)}</li>" for p in run.view.problems[:50])
+    more = (
+        f"<p class='muted'>... and {len(run.view.problems) - 50} more</p>"
+        if len(run.view.problems) > 50
+        else ""
+    )
     return f"<section id='problems'><h2>Skipped log lines</h2><ul>{items}</ul>{more}</section>"
 
 

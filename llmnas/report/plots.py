@@ -285,7 +285,7 @@ def carbon_png(run: RunData) -> bytes | None:
         cumulative.append(total)
     times = [t for t, _, _ in charged]
     ax.step(times, cumulative, where="post", color="#222222", linewidth=1.8, label="CO2 so far", zorder=4)
-    for pause in run.pauses:
+    for pause in run.view.pauses:
         start, until = datetime.fromisoformat(pause.time), datetime.fromisoformat(pause.until)
         ax.axvspan(start, until, color=GREY, alpha=0.25, linewidth=0, zorder=1)
     ax.set_ylim(bottom=0)
@@ -312,7 +312,7 @@ def _forecast(run: RunData, first, last) -> list:
     from llmnas.engine.carbon import Grid
     from llmnas.errors import UserError
 
-    path = (run.info.get("config") or {}).get("carbon_forecast")
+    path = run.record.config.get("carbon_forecast")
     if not isinstance(path, str):
         return []
     try:

@@ -1,8 +1,9 @@
 """The run log's schema: every kind of event events.jsonl holds, one pydantic model each, a closed set.
 
-RunStore.append is the one writer; :func:`replay` is what every reader uses (resume, show, report,
-traces, usage accounting, replayed LLM replies). A line that is cut short, is not JSON, names an unknown
-kind or holds a value out of range is reported with its line number and skipped, never fatal.
+RunStore.append is the one writer; :func:`replay` reads the lines back, and runs/view.RunView folds them
+into what every reader uses (resume, show, report, traces, usage accounting, replayed LLM replies). A
+line that is cut short, is not JSON, names an unknown kind or holds a value out of range is reported
+with its line number and skipped, never fatal.
 """
 
 from __future__ import annotations
@@ -269,15 +270,32 @@ Event = Annotated[
 _EVENT = TypeAdapter(Event)
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A line of the log that could not be read: the file's name, the line's number (from 1) and why."""
+
+    file: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file} line {self.line} skipped: {self.reason}"
+
+
 @dataclass
 class Replay:
-    """The events of a run in log order, and one line per line that could not be read."""
+    """The events of a run in log order, and the lines that could not be read."""
 
     events: list[Event] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
 
     def of(self, kind: type[_Event]) -> list:
         return [e for e in self.events if isinstance(e, kind)]
+
+    @property
+    def problems(self) -> list[str]:
+        """One line per skipped line, for logs and reports."""
+        return [str(s) for s in self.skipped]
 
 
 def parse_line(line: str) -> Event:
@@ -307,7 +325,7 @@ def replay(path: Path) -> Replay:
         try:
             out.events.append(parse_line(line))
         except ValueError as exc:
-            out.problems.append(f"{Path(path).name} line {number} skipped: {exc}")
+            out.skipped.append(Skipped(Path(path).name, number, str(exc)))
     return out
 
 

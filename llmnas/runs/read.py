@@ -3,17 +3,17 @@ statistics and one-line run summaries. No plotting here, so `llmnas list` and `l
 
 Everything tolerates a run in progress: events.jsonl may be growing or cut mid-line, a candidate may
 be proposed but not yet evaluated (``status == "pending"``), and a run may have no events at all.
-Proposals logged twice (a resumed round is replayed) count once, keyed by (round, slot).
+The log is read through runs/view.RunView, whose rules hold here (a replayed proposal counts once, a
+candidate's latest evaluation wins).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,22 +22,13 @@ from pydantic import ValidationError
 
 from llmnas.engine.choice import choose
 from llmnas.engine.pareto import objective_vector, objectives_for, pareto_front
-from llmnas.engine.reward import FAILURE_REWARDS, reward
+from llmnas.engine.reward import reward
 from llmnas.errors import UserError
-from llmnas.runs.events import (
-    EvaluationEvent,
-    FinalEvent,
-    LLMCallEvent,
-    PauseEvent,
-    ProposalEvent,
-    RefineEvent,
-    RoundEvent,
-    StoppedEvent,
-    quality,
-    replay,
-)
+from llmnas.runs.events import quality
 from llmnas.runs.layout import RunLayout
+from llmnas.runs.records import RunRecord
 from llmnas.runs.store import RunStore
+from llmnas.runs.view import RunView, Trial
 from llmnas.task.spec import TaskSpec
 from sandbox.protocol import over_limits
 
@@ -104,18 +95,11 @@ def _text(value: Any) -> str:
 @dataclass
 class RunData:
     folder: Path
-    info: dict
-    spec: dict
+    record: RunRecord  # run.json
+    spec: dict  # the spec in force
     requirements: str
     candidates: list[Candidate]
-    rounds: list[RoundEvent]
-    refinements: list[RefineEvent]
-    stopped: list[StoppedEvent]
-    llm_calls: list[LLMCallEvent]
-    last_event_time: str | None
-    problems: list[str] = field(default_factory=list)  # log lines that could not be read
-    finals: list[FinalEvent] = field(default_factory=list)  # --final-train results, in log order
-    pauses: list[PauseEvent] = field(default_factory=list)  # carbon pacing's waits between rounds
+    view: RunView  # the log as read (rounds, refinements, stops, pauses, finals, model calls, skipped lines)
 
     @property
     def passed(self) -> list[Candidate]:
@@ -135,95 +119,38 @@ class RunData:
         return "R²" if self.spec.get("task") == "regression" else "accuracy"
 
 
-def current_spec(info: dict, refinements: list[RefineEvent]) -> dict:
-    """The spec in force: the run's, replaced by the last refinement."""
-    spec = info.get("spec") if isinstance(info.get("spec"), dict) else {}
-    return refinements[-1].spec if refinements else spec
-
-
 def load_run(run_dir: Path) -> RunData:
     """Everything the report, `show` and `list` need, from the run folder as it is right now."""
-    paths = RunStore.open(run_dir).paths
-    try:
-        info = json.loads(paths.run_info.read_text())
-    except ValueError as exc:
-        raise UserError(f"{paths.run_info} is not valid JSON ({exc})") from None
-    if not isinstance(info, dict):
-        raise UserError(f"{paths.run_info} does not hold a JSON object")
+    store = RunStore.open(run_dir)
+    record, paths = store.record, store.paths
     try:
         requirements = paths.requirements.read_text(encoding="utf-8", errors="replace")
     except OSError:
-        requirements = str((info.get("config") or {}).get("requirements") or "")
-    log_so_far = replay(paths.events)
-    proposals: dict[tuple[int, int], ProposalEvent] = {}
-    for e in log_so_far.of(ProposalEvent):
-        proposals.pop((e.round, e.slot), None)  # a replayed proposal moves to where it was logged again
-        proposals[(e.round, e.slot)] = e
-    evaluations = {e.candidate_id: e for e in log_so_far.of(EvaluationEvent)}
-    refinements = log_so_far.of(RefineEvent)
-    spec = current_spec(info, refinements)
-
-    candidates: list[Candidate] = []
-    seen: set[str] = set()
-    for key in sorted(proposals):
-        p = proposals[key]
-        c = Candidate(
-            index=len(candidates) + 1,
-            candidate_id=p.candidate_id,
-            round=p.round,
-            slot=p.slot,
-            operator=p.operator,
-            variant=p.variant,
-            temperature=p.temperature,
-            selector=p.selector,
-            parents=list(p.parents),
-            notes=list(p.notes),
-            repairs=p.repairs,
-            usage=dict(p.usage),
-            time=p.time,
-        )
-        if p.stage is not None:  # rejected before the sandbox (static, duplicate, extract, llm ...)
-            c.status, c.stage, c.message = "failed", str(p.stage), p.message
-            c.reward = p.reward if p.reward is not None else FAILURE_REWARDS.get(c.stage)
-        elif c.candidate_id in evaluations and c.candidate_id not in seen:
-            _apply(c, evaluations[c.candidate_id], spec)
-        if c.candidate_id is not None and p.stage is None:
-            seen.add(c.candidate_id)
-        candidates.append(c)
-    for cid, e in evaluations.items():  # evaluations whose proposal line was lost
-        if cid not in seen:
-            c = Candidate(index=len(candidates) + 1, candidate_id=cid, round=e.round)
-            _apply(c, e, spec)
-            candidates.append(c)
-            seen.add(cid)
-    last = log_so_far.events[-1].time if log_so_far.events else None
-    return RunData(
-        paths.folder,
-        info,
-        spec,
-        requirements,
-        candidates,
-        log_so_far.of(RoundEvent),
-        refinements,
-        log_so_far.of(StoppedEvent),
-        log_so_far.of(LLMCallEvent),
-        last,
-        log_so_far.problems,
-        log_so_far.of(FinalEvent),
-        log_so_far.of(PauseEvent),
-    )
+        requirements = str(record.config.get("requirements") or "")
+    view = RunView.read(paths.folder)
+    spec = view.spec(record.spec)
+    candidates = [_candidate(index, t, spec) for index, t in enumerate(view.trials, 1)]
+    return RunData(paths.folder, record, spec, requirements, candidates, view)
 
 
-def _apply(c: Candidate, e: EvaluationEvent, spec: dict) -> None:
-    c.evaluated = True
-    c.status = "ok" if e.ok else "failed"
-    c.stage = None if e.ok else str(e.stage or "unknown")
-    c.message = e.message
-    c.metrics = e.metrics.model_dump(exclude_none=True)
-    c.reward = e.reward
-    if c.ok:
-        c.over_limit = over_limits(c.metrics, spec)
-    c.time = e.time or c.time
+def _candidate(index: int, t: Trial, spec: dict) -> Candidate:
+    """A trial as the report shows it: metrics as plain data, and the limits of ``spec`` it breaks."""
+    p, e = t.proposal, t.evaluation
+    logged = {} if p is None else {
+        "operator": p.operator, "variant": p.variant, "temperature": p.temperature, "selector": p.selector,
+        "parents": list(p.parents), "notes": list(p.notes), "repairs": p.repairs, "usage": dict(p.usage),
+        "time": p.time,
+    }  # fmt: skip
+    c = Candidate(index, t.candidate_id, t.round, t.slot, message=t.message, reward=t.reward, **logged)
+    if t.rejected:
+        c.status, c.stage = "failed", str(t.stage)
+    elif e is not None:
+        c.evaluated, c.status, c.time = True, t.status, e.time or c.time
+        c.stage = None if e.ok else str(e.stage or "unknown")
+        c.metrics = e.metrics.model_dump(exclude_none=True)
+        if c.ok:
+            c.over_limit = over_limits(c.metrics, spec)
+    return c
 
 
 def front_ids(candidates: list[Candidate], spec: TaskSpec) -> set[str]:
@@ -311,31 +238,26 @@ def failure_stages(run: RunData) -> list[dict]:
 
 def policy_probabilities(run: RunData) -> dict[str, dict[str, float]]:
     """The policy's probabilities from the last "round" event ({} before the first round ends)."""
-    return dict(run.rounds[-1].policy) if run.rounds else {}
+    return dict(run.view.rounds[-1].policy) if run.view.rounds else {}
 
 
 def llm_usage(run: RunData) -> dict | None:
-    if not run.llm_calls:
+    """Model calls, failures, tokens and cost of the run, and the models called (None: no call)."""
+    calls = run.view.llm_calls
+    if not calls:
         return None
-    total = {"calls": 0, "failures": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
-    for e in run.llm_calls:
-        total["calls"] += 1
-        total["failures"] += not e.ok
-        for key in ("prompt_tokens", "completion_tokens", "cost_usd"):
-            total[key] += getattr(e, key)
-    models = sorted({e.model for e in run.llm_calls if e.model})
-    return total | {"models": models}
+    return asdict(run.view.usage) | {"models": sorted({e.model for e in calls if e.model})}
 
 
 def summary(run: RunData) -> dict:
     """One run in a few fields: the row of `llmnas list` and the header of the report."""
-    cfg = run.info.get("config") if isinstance(run.info.get("config"), dict) else {}
+    cfg = run.record.config
     cs = run.candidates
     board = ranked(run)[0]
     best = board[0] if board else None
     budget = cfg.get("budget") if isinstance(cfg.get("budget"), int) else None
     pending = sum(c.status == "pending" for c in cs)
-    if run.stopped:
+    if run.view.stopped:
         status = "stopped"
     elif not cs:
         status = "empty"
@@ -347,22 +269,22 @@ def summary(run: RunData) -> dict:
     return {
         "run": run.folder.name,
         "path": str(run.folder),
-        "created": _text(run.info.get("created")) or None,
+        "created": run.record.created or None,
         "requirements": _text(cfg.get("requirements") or run.spec.get("text")),
         "data": cfg.get("data"),
         "llm": cfg.get("llm"),
         "strategy": cfg.get("strategy"),
-        "seed": run.info.get("seed", cfg.get("seed")),
+        "seed": cfg.get("seed") if run.record.seed is None else run.record.seed,
         "budget": budget,
         "proposed": len(cs),
         "evaluated": sum(c.evaluated for c in cs),
         "passed": sum(c.ok for c in cs),
         "failed": sum(c.status == "failed" for c in cs),
         "pending": pending,
-        "refinements": len(run.refinements),
+        "refinements": len(run.view.refinements),
         "status": status,
-        "stopped_reason": run.stopped[-1].reason if run.stopped else None,
-        "last_event": run.last_event_time,
+        "stopped_reason": run.view.stopped[-1].reason if run.view.stopped else None,
+        "last_event": run.view.last_time,
         "updated": _mtime(events),
         "best": None
         if best is None

@@ -12,11 +12,15 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from llmnas.errors import RunFailed, UserError
 from llmnas.runs.events import Replay, _Event, dump, now, replay
 from llmnas.runs.layout import CODE, PROMPT, REPLY, RunLayout
+from llmnas.runs.records import Checkpoint, RunRecord
+from llmnas.runs.view import RunView
 
 log = logging.getLogger("llmnas")
 
@@ -42,7 +46,9 @@ class RunStore:
         self._events = None
 
     @classmethod
-    def create(cls, folder: Path, run_info: dict, requirements: str) -> RunStore:
+    def create(cls, folder: Path, record: RunRecord | Mapping[str, Any], requirements: str) -> RunStore:
+        """A new run folder holding ``record`` (run.json; a mapping is validated as one)."""
+        record = RunRecord.model_validate(record)
         paths = RunLayout(folder)
         if paths.events.exists():
             raise UserError(f"{folder} already holds a run: use `llmnas resume {folder}` or another --out")
@@ -53,7 +59,7 @@ class RunStore:
                 )
             paths.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             paths.candidates.mkdir(exist_ok=True, mode=0o700)
-            write_atomic(paths.run_info, json.dumps(run_info, indent=1, default=str))
+            write_atomic(paths.run_info, _dump(record))
             write_atomic(paths.requirements, f"# Requirements\n\n{now()}\n\n{requirements.strip()}\n")
         except OSError as exc:
             raise UserError(
@@ -68,11 +74,18 @@ class RunStore:
         return cls(folder)
 
     @property
-    def run_info(self) -> dict:
-        return json.loads(self.paths.run_info.read_text())
+    def record(self) -> RunRecord:
+        """run.json, typed (runs/records.py)."""
+        return RunRecord.read(self.paths.run_info)
 
-    def update_run_info(self, **changes) -> None:
-        write_atomic(self.paths.run_info, json.dumps(self.run_info | changes, indent=1, default=str))
+    @property
+    def run_info(self) -> dict:
+        """run.json as plain data (what runs/export.py reads)."""
+        return self.record.model_dump(mode="json")
+
+    def update_run_info(self, **changes: Any) -> None:
+        """Rewrite run.json with ``changes`` (config, spec: dumped) over what it holds."""
+        write_atomic(self.paths.run_info, _dump(RunRecord.model_validate(self.run_info | changes)))
 
     def append_requirements(self, text: str) -> None:
         with open(self.paths.requirements, "a") as f:
@@ -124,6 +137,10 @@ class RunStore:
             log.warning("%s", problem)
         return out
 
+    def view(self) -> RunView:
+        """The log folded once into what resume reads (runs/view.py); unreadable lines logged as above."""
+        return RunView.fold(self.replay())
+
     def candidate_dir(self, candidate_id: str) -> Path:
         return self.paths.candidate(candidate_id)
 
@@ -141,23 +158,28 @@ class RunStore:
     def code(self, candidate_id: str) -> str:
         return (self.candidate_dir(candidate_id) / CODE).read_text()
 
-    def save_state(self, state: dict, blob: bytes = b"") -> None:
+    def save_state(self, state: Checkpoint, blob: bytes = b"") -> None:
         """Blob first, then the JSON that names it: a kill between the two keeps the old pair valid."""
-        path = self.paths.state_blob(state["round"])
+        path = self.paths.state_blob(state.round)
         with self._writing(self.paths.state):
             write_atomic(path, blob)
-            write_atomic(self.paths.state, json.dumps({**state, "blob": path.name}))
+            write_atomic(self.paths.state, json.dumps(state.model_dump() | {"blob": path.name}))
         for old in self.folder.glob("state.safetensors.*"):
             if old.name != path.name and not old.name.endswith(".tmp"):
                 old.unlink(missing_ok=True)
 
-    def load_state(self) -> tuple[dict, bytes] | None:
+    def load_state(self) -> tuple[Checkpoint, bytes] | None:
+        """The last checkpoint and its blob, or None before the first round ends."""
         if not self.paths.state.exists():
             return None
-        state = json.loads(self.paths.state.read_text())
-        return state, (self.folder / state["blob"]).read_bytes()
+        state = Checkpoint.model_validate(json.loads(self.paths.state.read_text()))
+        return state, (self.folder / state.blob).read_bytes()
 
     def close(self) -> None:
         if self._events is not None:
             self._events.close()
             self._events = None
+
+
+def _dump(record: RunRecord) -> str:
+    return json.dumps(record.model_dump(mode="json"), indent=1)

@@ -1,10 +1,11 @@
 """Proposal traces: one record per proposal, joining what the run folder holds about it.
 
-A trace is (prompt, reply, code, status, reward): the proposal event, the evaluation event of its
-candidate, and the candidate's prompt.md / reply.md / model.py. Proposals that never became a
-candidate (rejected before the sandbox, duplicates) keep their files under ``traces/r<round>-s<slot>/``
-(see ``keep_proposal_files``). Offline proposals have no prompt: the trace gets the ``generate`` prompt
-rendered from the run's spec, so every valid program is still a real (prompt, completion) pair.
+A trace is (prompt, reply, code, status, reward): a trial of runs/view.RunView (a proposal joined to
+its candidate's evaluation) and the candidate's prompt.md / reply.md / model.py. Proposals that never
+became a candidate (rejected before the sandbox, duplicates) keep their files under
+``traces/r<round>-s<slot>/`` (see ``keep_proposal_files``). Offline proposals have no prompt: the trace
+gets the ``generate`` prompt rendered from the run's spec, so every valid program is still a real
+(prompt, completion) pair.
 
 ``export_traces`` writes them as JSONL in TRL's conversational prompt-completion format::
 
@@ -23,15 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmnas.candidate import checks
-from llmnas.engine.reward import failure_reward
 from llmnas.llm import prompts
 from llmnas.propose.base import Proposal
-from llmnas.runs.events import EvaluationEvent, ProposalEvent, replay
 from llmnas.runs.layout import CODE, PROMPT, REPLY, RunLayout, refuse_overwrite
+from llmnas.runs.records import RunRecord
 from llmnas.runs.store import write_atomic
+from llmnas.runs.view import FAILED, OK, PENDING, REJECTED, RunView  # noqa: F401 - a trace's statuses
 from llmnas.task.spec import TaskSpec
-
-OK, FAILED, REJECTED, PENDING = "ok", "failed", "rejected", "pending"
 
 
 @dataclass(frozen=True)
@@ -102,22 +101,17 @@ def keep_proposal_files(folder: Path, proposal: Proposal) -> Path | None:
 
 
 def collect_traces(run_dir: Path, *, before_round: int | None = None) -> list[Trace]:
-    """Every proposal of the run (the last log entry per round and slot, so a replayed round counts
-    once), in order; ``before_round`` keeps only rounds < it."""
+    """Every proposal of the run (runs/view.RunView's trials: a replayed round counts once), in order;
+    ``before_round`` keeps only rounds < it."""
     paths = RunLayout(run_dir)
-    log_so_far = replay(paths.events)
-    evaluations = {e.candidate_id: e for e in log_so_far.of(EvaluationEvent)}
-    proposals: dict[tuple[int, int], ProposalEvent] = {}
-    for e in log_so_far.of(ProposalEvent):
-        if before_round is None or e.round < before_round:
-            proposals[(e.round, e.slot)] = e
     generate_prompt: str | None = None
     system = prompts.render("system")
     out = []
-    for key in sorted(proposals):
-        e = proposals[key]
-        cid = e.candidate_id
-        own = paths.trace(*key)
+    for t in RunView.read(run_dir).trials:
+        if t.proposal is None or (before_round is not None and t.round >= before_round):
+            continue
+        cid = t.candidate_id
+        own = paths.trace(t.round, t.slot)
         cand = paths.candidate(cid) if cid else None
         prompt = _read(own / PROMPT) or (_read(cand / PROMPT) if cand else "")
         reply = _read(own / REPLY) or (_read(cand / REPLY) if cand else "")
@@ -127,24 +121,23 @@ def collect_traces(run_dir: Path, *, before_round: int | None = None) -> list[Tr
             if generate_prompt is None:
                 generate_prompt = run_generate_prompt(run_dir)
             prompt, synthetic = generate_prompt, True
-        status, stage, message, reward, metrics = _outcome(e, evaluations.get(cid) if cid else None)
         out.append(
             Trace(
-                round=key[0],
-                slot=key[1],
+                round=t.round,
+                slot=t.slot,
                 candidate_id=cid,
-                operator=e.operator,
+                operator=t.proposal.operator,
                 system=system,
                 prompt=prompt,
                 reply=reply,
                 code=code,
-                status=status,
-                stage=stage,
-                message=message,
-                reward=reward,
-                metrics=metrics,
+                status=t.status,
+                stage=t.stage,
+                message=t.message,
+                reward=t.reward,
+                metrics=t.evaluation.metrics.steering() if t.evaluation is not None else {},
                 synthetic_prompt=synthetic,
-                temperature=e.temperature,
+                temperature=t.proposal.temperature,
             )
         )
     return out
@@ -152,9 +145,9 @@ def collect_traces(run_dir: Path, *, before_round: int | None = None) -> list[Tr
 
 def run_generate_prompt(run_dir: Path) -> str:
     """The ``generate`` prompt the LLM proposer would send for this run's spec and allowed imports."""
-    info = json.loads(RunLayout(run_dir).run_info.read_text())
-    spec = TaskSpec.model_validate(info["spec"])
-    allowed = checks.allowed_imports((info.get("config") or {}).get("extra_imports") or ())
+    record = RunRecord.read(RunLayout(run_dir).run_info)
+    spec = TaskSpec.model_validate(record.spec)
+    allowed = checks.allowed_imports(record.config.get("extra_imports") or ())
     contract = prompts.render("contract", allowed_imports=", ".join(sorted(allowed)))
     return prompts.render("generate", spec=prompts.format_spec(spec), contract=contract)
 
@@ -178,24 +171,6 @@ def export_traces(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out_path, "".join(json.dumps(t.record()) + "\n" for t in rows))
     return len(rows)
-
-
-def _outcome(
-    proposal: ProposalEvent, evaluation: EvaluationEvent | None
-) -> tuple[str, str | None, str, float | None, dict]:
-    """Status, stage, message, reward and metrics of a proposal; metrics never carry test accuracy."""
-    if proposal.stage is not None:  # rejected before the sandbox: the proposal event holds the reward
-        reward = proposal.reward if proposal.reward is not None else failure_reward(proposal.stage)
-        return REJECTED, proposal.stage, proposal.message, reward, {}
-    if evaluation is None:
-        return PENDING, None, "", None, {}
-    return (
-        OK if evaluation.ok else FAILED,
-        evaluation.stage,
-        evaluation.message,
-        evaluation.reward,
-        evaluation.metrics.steering(),
-    )
 
 
 def _read(path: Path) -> str:
