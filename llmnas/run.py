@@ -197,7 +197,7 @@ def resume(
     if budget is not None:
         cfg = cfg.model_copy(update={"budget": budget})
         store.update_run_info(config=cfg.model_dump(mode="json"))
-    spec = TaskSpec.model_validate(record.spec)
+    spec = TaskSpec.model_validate(store.view().spec(record.spec))  # the spec in force, as show reads it
     announce(f"Resuming {folder}")
     return _search(cfg, spec, load_data(cfg), store, make_chat(cfg, api_key), progress, clock=clock)
 
@@ -255,8 +255,8 @@ def _refine_spec(
     if note := limit_note(spec, llm=chat is not None):
         announce(note)
     store.append_requirements(text)
+    store.append(RefineEvent(text=text, spec=spec.model_dump(mode="json")))  # first: the log decides
     store.update_run_info(config=cfg.model_dump(mode="json"), spec=spec.model_dump(mode="json"))
-    store.append(RefineEvent(text=text, spec=spec.model_dump(mode="json")))
     announce("Refined spec:\n  " + spec.summary().replace("\n", "\n  "))
     return cfg, spec
 

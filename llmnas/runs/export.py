@@ -33,7 +33,6 @@ import numpy as np
 
 from llmnas.errors import UserError
 from llmnas.runs import bundle_text as text
-from llmnas.runs.events import EvaluationEvent, ProposalEvent
 from llmnas.runs.layout import CODE, RunLayout, refuse_overwrite
 from llmnas.runs.onnx_check import OnnxCheck, check_onnx
 from llmnas.task import preprocess
@@ -291,8 +290,8 @@ def export_run(
     from llmnas.task.datasets import load_data
 
     store = RunStore.open(run_dir)
-    log_so_far = store.replay()
-    evaluations = {e.candidate_id: e for e in log_so_far.of(EvaluationEvent) if e.ok}
+    view = store.view()
+    evaluations = {cid: e for cid, e in view.evaluations.items() if e.ok}  # the latest, as the leaderboard
     if candidate_id is None:
         rows = leaderboard(run_dir)
         if not rows:
@@ -302,14 +301,12 @@ def export_run(
         raise UserError(f"--candidate {candidate_id}: no passing evaluation of that id in {run_dir}")
     if not force:
         refuse_overwrite([Path(out_dir) / name for name in BUNDLE_FILES], "export")
-    info = store.run_info
-    spec = info["spec"]
-    decisions = next(
-        (p.decisions for p in log_so_far.of(ProposalEvent) if p.candidate_id == candidate_id and p.decisions),
-        [],
-    )
+    record = store.record
+    spec = record.spec
+    trial = next(t for t in view.trials if t.evaluation is evaluations[candidate_id])
+    decisions = trial.proposal.decisions if trial.proposal is not None else []
     try:
-        data = load_data(RunConfig.model_validate(info["config"]))
+        data = load_data(RunConfig.model_validate(record.config))
     except Exception as exc:  # noqa: BLE001 - the data moved or cannot be read: export without ONNX
         log.warning("cannot load the run's data (no %s, no %s in the export): %s", ONNX_FILE, DATA_FILE, exc)
         data = None

@@ -78,14 +78,10 @@ class RunStore:
         """run.json, typed (runs/records.py)."""
         return RunRecord.read(self.paths.run_info)
 
-    @property
-    def run_info(self) -> dict:
-        """run.json as plain data (what runs/export.py reads)."""
-        return self.record.model_dump(mode="json")
-
     def update_run_info(self, **changes: Any) -> None:
         """Rewrite run.json with ``changes`` (config, spec: dumped) over what it holds."""
-        write_atomic(self.paths.run_info, _dump(RunRecord.model_validate(self.run_info | changes)))
+        record = self.record.model_dump(mode="json")
+        write_atomic(self.paths.run_info, _dump(RunRecord.model_validate(record | changes)))
 
     def append_requirements(self, text: str) -> None:
         with open(self.paths.requirements, "a") as f:
