@@ -38,17 +38,17 @@ from fakes.tiny_coder import (  # noqa: E402
 from llmnas.candidate import checks as validate  # noqa: E402
 from llmnas.candidate.extract import extract_code  # noqa: E402
 from llmnas.config import RunConfig  # noqa: E402
-from llmnas.llm.local import HFChat  # noqa: E402
-from llmnas.propose.base import Action  # noqa: E402
-from llmnas.propose.finetune import (  # noqa: E402
+from llmnas.finetune.lora import (  # noqa: E402
     completion_nll,
     peak_rss_mb,
     select_traces,
 )
+from llmnas.finetune.traces import OK, collect_traces, export_traces  # noqa: E402
+from llmnas.finetune.tuner import FinetuneOptions, FineTuner  # noqa: E402
+from llmnas.llm.local import HFChat  # noqa: E402
+from llmnas.propose.base import Action  # noqa: E402
 from llmnas.propose.llm import LLMProposer  # noqa: E402
-from llmnas.propose.tuner import FinetuneOptions, FineTuner  # noqa: E402
 from llmnas.run import start  # noqa: E402
-from llmnas.runs.traces import OK, collect_traces, export_traces  # noqa: E402
 from llmnas.task.spec import TaskSpec  # noqa: E402
 from sandbox.protocol import TrainConfig  # noqa: E402
 

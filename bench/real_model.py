@@ -4,7 +4,7 @@ float32 by transformers; ``pip install 'llmnas[tiny-model]'``) on digits, CPU on
 1. Chat mode vs completion mode: a short LLM search in each (the same loaded model; chat mode sends a
    plain transcript, the base model has no chat template): tokens/s, valid code on the first try and
    after one repair, mean validation accuracy of the candidates.
-2. Fine-tuning: LoRA (propose/finetune.finetune_lora) on the model's own rewarded completion-mode
+2. Fine-tuning: LoRA (finetune/lora.finetune_lora) on the model's own rewarded completion-mode
    outputs (every passing candidate so far, reward-weighted), with ``--seed-offline N`` also on the
    passing programs of an offline-default search of N candidates (as completion-mode pairs written in
    an idiom with no width or arity to get wrong: see ``seed_idiom``; ``--seed-margin``/``--seed-top``
@@ -83,8 +83,8 @@ def main() -> None:
     from fakes import gemma
 
     import llmnas.run as run
+    from llmnas.finetune.lora import peak_rss_mb, select_traces
     from llmnas.llm.local import HFChat
-    from llmnas.propose.finetune import peak_rss_mb, select_traces
 
     global _ORIGINAL_MAKE_SPEC
     _ORIGINAL_MAKE_SPEC = run.make_spec
@@ -248,9 +248,9 @@ def offline_traces(run_dir: Path, chat, margin: float = 1.0) -> list:
     (the head's) that wraps the program (its ``build_model`` renamed ``_build``, below the class), rewarded
     with the program's validation accuracy; their code and candidate id are those of the file so written."""
     from llmnas.candidate import checks
+    from llmnas.finetune.traces import OK, collect_traces
     from llmnas.llm.prompts import format_spec, render
     from llmnas.propose.llm import LLMProposer
-    from llmnas.runs.traces import OK, collect_traces
     from llmnas.task.requirements import parse_requirements
 
     proposer = LLMProposer(chat, checks.allowed_imports(()))
@@ -355,8 +355,8 @@ def finetune_round(
 ) -> dict:
     """LoRA on every passing completion-mode candidate of the runs so far, and on ``seeded`` traces
     (reward-weighted)."""
-    from llmnas.propose.finetune import finetune_lora, select_traces
-    from llmnas.runs.traces import collect_traces
+    from llmnas.finetune.lora import finetune_lora, select_traces
+    from llmnas.finetune.traces import collect_traces
 
     own = [t for r in runs for t in collect_traces(r)]
     traces = select_traces([*own, *seeded], top_fraction=1.0, min_reward=0.0)

@@ -3,7 +3,7 @@ operators, limits and budget accounting, chosen uniformly, nothing learned), on 
 
 The quality of a run after k candidates is the *test* accuracy of the model its *validation* accuracy
 chose among the first k candidates counted against the budget (the search's own ranking rule,
-engine/pareto.rank_key; test accuracy never steers anything). Reported per strategy: that test accuracy
+metrics.rank_key; test accuracy never steers anything). Reported per strategy: that test accuracy
 at k = 5, 10, 20, 40 and the budget (median over seeds, bootstrap 95% interval of the median), the paired
 difference rl - random (same seed, same data split; mean over seeds with its bootstrap interval), the
 candidates needed to reach ``--target`` test accuracy on that curve, and what the proposals were
@@ -30,7 +30,7 @@ import numpy as np
 
 from llmnas.config import RunConfig
 from llmnas.engine.loop import REPROPOSALS
-from llmnas.engine.pareto import rank_key
+from llmnas.metrics import rank_key
 from llmnas.run import resume, start
 from llmnas.runs.events import EvaluationEvent, ProposalEvent, RoundEvent
 from llmnas.runs.store import RunStore

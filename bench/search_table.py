@@ -15,7 +15,10 @@ candidates needed to reach the task's target (fixed in bench/nas_tasks.py before
 against random search on the same seeds, the ratio of candidates-to-target (bootstrap interval) and the
 paired difference of the final test accuracy.
 
-    python bench/search_table.py --task digits-hard [--seeds 20] [--budget 40] [--strategies ...]
+    python bench/search_table.py --task digits-hard [--seeds 20] [--budget 40] [--strategies ...] [--real]
+
+``--real`` trains every candidate instead (in this process, as the table was built: nas_table.evaluate),
+each point once per process: the confirmation of a table comparison with real training.
 """
 
 from __future__ import annotations
@@ -37,9 +40,10 @@ import nas_tasks  # noqa: E402
 
 from llmnas.config import RunConfig  # noqa: E402
 from llmnas.engine.loop import Search  # noqa: E402
-from llmnas.engine.pareto import rank_key  # noqa: E402
 from llmnas.engine.policy import Policy  # noqa: E402
 from llmnas.execute.base import verdict  # noqa: E402
+from llmnas.metrics import rank_key  # noqa: E402
+from llmnas.propose import space  # noqa: E402
 from llmnas.propose.evolution import canonical  # noqa: E402
 from llmnas.propose.offline import OfflineProposer, RandomProposer  # noqa: E402
 from llmnas.run import make_spec  # noqa: E402
@@ -105,7 +109,7 @@ class TableExecutor:
             return Result(
                 candidate_id=job.candidate_id, ok=False, stage=Stage.crash, message="not in the space"
             )
-        feasible, params, val, test = lookup(self.task, point)
+        feasible, params, val, test = (trained if REAL["on"] else lookup)(self.task, point)
         if not feasible or val is None:
             stage, why = (
                 (Stage.budget, f"params {params:,} > limit") if not feasible else (Stage.train, "failed")
@@ -153,6 +157,30 @@ def _proposer(strategy: str, modality: str, seed: int):
 def lookup(task: str, point: tuple[int, ...]) -> tuple[bool, int, float | None, float | None]:
     """nas_table.lookup, once per point: the surrogate is deterministic, and slow one row at a time."""
     return nas_table.lookup(task, point)
+
+
+REAL = {"on": False}  # --real: train instead of looking up
+
+
+@cache
+def _worker_files(task: str) -> Path:
+    folder = Path(tempfile.mkdtemp(prefix=f"llmnas-real-{task}-"))
+    nas_tasks.TASKS[task].load().write_worker_files(folder)
+    return folder
+
+
+@cache
+def trained(task: str, point: tuple[int, ...]) -> tuple[bool, int, float | None, float | None]:
+    """The point trained for real (training is deterministic: once per point is enough)."""
+    t = nas_tasks.TASKS[task]
+    data = t.load()
+    params = space.param_count(t.modality, point, data.input_shape, data.num_classes)
+    if params > t.max_params:
+        return False, params, None, None
+    row = nas_table.evaluate(
+        t, data, point, _worker_files(task), Path(tempfile.mkdtemp(prefix="llmnas-real-"))
+    )
+    return True, row.get("measured_params", params), row.get("val_acc"), row.get("test_acc")
 
 
 def run(task: nas_tasks.Task, data, strategy: str, seed: int, budget: int, folder: Path) -> list[dict]:
@@ -256,7 +284,9 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=40)
     ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
     ap.add_argument("--out", type=Path, help="write the curves here as JSON")
+    ap.add_argument("--real", action="store_true", help="train every candidate instead of looking it up")
     args = ap.parse_args()
+    REAL["on"] = args.real
     task = nas_tasks.TASKS[args.task]
     data = task.load()
     strategies = list(dict.fromkeys(["random", *args.strategies]))

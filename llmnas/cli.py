@@ -302,7 +302,7 @@ def _summary(result) -> dict:
 
 
 def _report_result(result, as_json: bool) -> int:
-    from llmnas.runs.tables import scores_text
+    from llmnas.metrics import scores_text
 
     if as_json:
         print(json.dumps(_summary(result), indent=1))
@@ -389,7 +389,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from llmnas.evaluate import evaluate_file
-    from llmnas.runs.tables import scores_text
+    from llmnas.metrics import scores_text
 
     cfg = _config(args, args.requirements, workers=1)
     outcome = evaluate_file(args.file, cfg, args.out, force=args.force)
@@ -411,14 +411,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from llmnas.runs.export import export_run
+    from llmnas.results.export import export_run
 
     print("\n".join(export_run(args.run, args.out, args.candidate, force=args.force).lines()))
     return EXIT_OK
 
 
 def cmd_traces(args: argparse.Namespace) -> int:
-    from llmnas.runs.traces import export_traces
+    from llmnas.finetune.traces import export_traces
 
     count = export_traces(args.run, args.out, min_reward=args.min_reward, force=args.force)
     print(f"{count} traces written to {args.out}")
@@ -433,8 +433,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from llmnas.runs.read import runs
-    from llmnas.runs.tables import format_runs
+    from llmnas.results.read import runs
+    from llmnas.results.tables import format_runs
 
     rows = runs(args.results)
     print(json.dumps(rows, indent=1, default=str) if args.json else format_runs(rows))
@@ -442,8 +442,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from llmnas.runs.read import leaderboard_rows, load_run, ranked
-    from llmnas.runs.tables import format_leaderboard
+    from llmnas.results.read import leaderboard_rows, load_run, ranked
+    from llmnas.results.tables import format_leaderboard
 
     run = load_run(args.run)
     rows = leaderboard_rows(run)[: args.top]

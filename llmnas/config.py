@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from llmnas.errors import UserError
 from sandbox.protocol import Limits, TrainConfig
 
-STRATEGIES = ("rl", "random")
 PROXIES = ("synflow", "naswot", "grad_norm", "snip", "params", "flops")
 
 
@@ -118,11 +117,12 @@ class RunConfig(BaseModel):
         "chat, or completion for base models (the prompt is the start of a Python file; endpoints use "
         "/v1/completions); auto: completion when the model has no chat template",
     )
-    strategy: Literal["rl", "random"] = setting(
-        "rl",
-        "rl: a policy learns which operator, mutation and parents to use and the controller which "
-        "architectures; random (the baseline): the same operators and limits, chosen uniformly, parents "
-        "uniform among passing candidates, nothing learned",
+    strategy: Literal["local", "rl", "random"] = setting(
+        "local",
+        "without a language model: local (the default, best on bench/search_table.py's tasks): local "
+        "search around the best model, with the controller's samples, a policy learning the mix; rl: "
+        "every method (controller, aging evolution, local search, predictor-guided proposals, mutations, "
+        "crossover), a policy learning which pays; random (the baseline): uniform draws, nothing learned",
     )
     tolerance: float | None = setting(
         None,

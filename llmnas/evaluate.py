@@ -17,8 +17,8 @@ from llmnas.execute.base import output_limits
 from llmnas.execute.local import default_workers
 from llmnas.propose.base import Action
 from llmnas.propose.offline import OfflineProposer, limit_note
+from llmnas.results.export import check_eval_onnx, eval_file_lines
 from llmnas.run import local_pool, make_chat, make_spec
-from llmnas.runs.export import check_eval_onnx, eval_file_lines
 from llmnas.runs.layout import refuse_overwrite
 from llmnas.task.datasets import load_data
 from sandbox.cleanup import remove_tree

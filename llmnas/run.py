@@ -23,16 +23,23 @@ from llmnas.execute.local import LocalPool
 from llmnas.llm.backends import parse_llm
 from llmnas.llm.chat import ChatModel, completion_mode
 from llmnas.llm.replay import ReplayChat
+from llmnas.llm.spec_reader import spec_from_llm
 from llmnas.llm.usage import UsageMeter, cost_rates
 from llmnas.propose.base import Proposer
 from llmnas.propose.llm import LLMProposer
-from llmnas.propose.offline import OfflineProposer, RandomProposer, limit_note
+from llmnas.propose.offline import (
+    LOCAL_OPERATORS,
+    OFFLINE_OPERATORS,
+    OfflineProposer,
+    RandomProposer,
+    limit_note,
+)
+from llmnas.results.export import BestExport
+from llmnas.results.read import load_run, ranked
 from llmnas.runs.events import LLMCallEvent, LLMReplyEvent, RefineEvent, SandboxEvent
-from llmnas.runs.export import BestExport
 from llmnas.runs.store import RunStore
 from llmnas.runs.view import RunView
 from llmnas.task.datasets import Dataset, load_data
-from llmnas.task.llm_spec import spec_from_llm
 from llmnas.task.requirements import REFINED, parse_requirements
 from llmnas.task.spec import TaskSpec
 
@@ -78,7 +85,8 @@ def make_proposer(
     if chat is None:
         if cfg.strategy == "random":
             return RandomProposer(spec.modality, cfg.seed)
-        return OfflineProposer(spec.modality, cfg.seed)
+        operators = LOCAL_OPERATORS if cfg.strategy == "local" else OFFLINE_OPERATORS
+        return OfflineProposer(spec.modality, cfg.seed, operators=operators)
     meter = UsageMeter(
         chat,
         max_tokens=cfg.max_tokens,
@@ -264,8 +272,6 @@ def _refine_spec(
 def _fill_priority_targets(spec: TaskSpec, folder: Path) -> TaskSpec:
     """ "Latency (size) matters more" with no number: the reward aims at half the latency (size) of the
     model the new spec chooses now."""
-    from llmnas.runs.read import load_run, ranked
-
     board = ranked(load_run(folder), spec)[0]
     if not board:
         return spec
@@ -357,7 +363,7 @@ def _finetuner(cfg: RunConfig, chat: ChatModel | None, store: RunStore):
     latest adapter is loaded back."""
     if not cfg.finetune_every:
         return None
-    from llmnas.propose.tuner import FinetuneOptions, FineTuner
+    from llmnas.finetune.tuner import FinetuneOptions, FineTuner
 
     options = FinetuneOptions(
         every=cfg.finetune_every,

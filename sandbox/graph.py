@@ -1,7 +1,7 @@
 """The artifact as data: what an ONNX graph may be, and what it carries and costs.
 
 Shared by the scoring process (sandbox/score.py), which measures every candidate on its graph, and the
-driver's export check (llmnas/runs/onnx_check.py); both parse the file in a limited process of their
+driver's export check (llmnas/results/onnx_check.py); both parse the file in a limited process of their
 own. Nothing here runs code from the file: ``onnx`` reads it, shape inference sizes it.
 
 - ``problem``: a plain graph of standard operators (no functions, no custom or contrib domains, no

@@ -264,7 +264,7 @@ def test_the_driver_never_loads_a_module_from_a_file(path: Path):
 
 
 ONNX_PARSERS = ("onnx", "onnxruntime")
-ONNX_CHECK = "llmnas/runs/onnx_check.py"
+ONNX_CHECK = "llmnas/results/onnx_check.py"
 
 
 def _onnx_imports(nodes) -> list[int]:
@@ -278,7 +278,7 @@ def _onnx_imports(nodes) -> list[int]:
 
 
 def test_only_the_onnx_checks_child_parses_a_workers_onnx():
-    """A worker's model.onnx is untrusted data: only runs/onnx_check.py imports onnx or onnxruntime, and
+    """A worker's model.onnx is untrusted data: only results/onnx_check.py imports onnx or onnxruntime, and
     only inside functions (they run in its limited child process, never when the driver imports it)."""
     bad = []
     for path in _files(DRIVER):
@@ -362,10 +362,24 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def test_no_import_cycles_in_the_driver():
-    graph = {
-        _module_name(p): _module_imports(p) for p in DRIVER.rglob("*.py") if "__pycache__" not in p.parts
-    }
+def _module_graph() -> dict[str, set[str]]:
+    return {_module_name(p): _module_imports(p) for p in DRIVER.rglob("*.py") if "__pycache__" not in p.parts}
+
+
+def _package(module: str) -> str:
+    """llmnas.engine.loop -> llmnas.engine; a top-level module (llmnas.cli, llmnas.metrics) is its own."""
+    return ".".join(module.split(".")[:2])
+
+
+def _package_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for module, imported in _module_graph().items():
+        mine = _package(module)
+        graph.setdefault(mine, set()).update(p for p in map(_package, imported) if p != mine)
+    return graph
+
+
+def _assert_no_cycle(graph: dict[str, set[str]]) -> None:
     state: dict[str, int] = {}  # 1: on the current path, 2: done
 
     def visit(node: str, path: list[str]) -> None:
@@ -377,9 +391,50 @@ def test_no_import_cycles_in_the_driver():
                 visit(nxt, [*path, nxt])
         state[node] = 2
 
-    for module in sorted(graph):
-        if not state.get(module):
-            visit(module, [module])
+    for node in sorted(graph):
+        if not state.get(node):
+            visit(node, [node])
+
+
+def test_no_import_cycles_in_the_driver():
+    _assert_no_cycle(_module_graph())
+
+
+# The layers of docs/architecture.md, bottom first: a package imports only packages of lower layers.
+LAYERS = (
+    ("errors", "safe_text", "version", "metrics"),
+    ("config",),
+    ("task", "candidate", "execute"),
+    ("llm",),
+    ("propose",),
+    ("runs",),
+    ("finetune",),
+    ("engine",),
+    ("results",),
+    ("report",),
+    ("run",),
+    ("evaluate",),
+    ("cli",),
+    ("console", ""),  # "": llmnas/__init__.py
+)
+
+
+def test_the_driver_packages_are_the_documented_layers():
+    level = {f"llmnas.{name}".rstrip("."): i for i, names in enumerate(LAYERS) for name in names}
+    graph = _package_graph()
+    assert set(graph) == set(level), "a package is missing from LAYERS (and docs/architecture.md)"
+    bad = sorted(f"{p} -> {q}" for p, imported in graph.items() for q in imported if level[q] >= level[p])
+    assert not bad, f"imports that are not of a lower layer: {bad}"
+    assert graph["llmnas.metrics"] == set(), "metrics.py imports nothing of the driver"
+
+
+def test_no_import_cycles_between_the_driver_packages():
+    """Packages are layers (docs/architecture.md): no package imports one that imports it back, directly or
+    not, function-level imports counted. llmnas/metrics.py, the metric rules, is at the bottom."""
+    graph = _package_graph()
+    _assert_no_cycle(graph)
+    with pytest.raises(AssertionError, match="import cycle: .*llmnas.runs -> llmnas.engine"):
+        _assert_no_cycle(graph | {"llmnas.runs": graph["llmnas.runs"] | {"llmnas.engine"}})
 
 
 def test_the_driver_is_grouped_into_packages_of_small_modules():
@@ -396,6 +451,7 @@ def test_the_driver_is_grouped_into_packages_of_small_modules():
         "safe_text.py",
         "console.py",
         "version.py",
+        "metrics.py",
     }
     for path in [*DRIVER.rglob("*.py"), *SANDBOX.glob("*.py")]:
         lines = len(path.read_text().splitlines())

@@ -43,9 +43,9 @@ from llmnas.engine.scoring import accuracy
 from llmnas.execute.local import LocalPool
 from llmnas.propose import space
 from llmnas.propose.base import Proposal
+from llmnas.results import onnx_check
+from llmnas.results.export import BUNDLE_FILES, BestExport, export_candidate, rendered_by_llmnas
 from llmnas.run import make_spec
-from llmnas.runs import onnx_check
-from llmnas.runs.export import BUNDLE_FILES, BestExport, export_candidate, rendered_by_llmnas
 from llmnas.runs.layout import CODE
 from llmnas.runs.store import RunStore
 from llmnas.task.datasets import Dataset

@@ -107,8 +107,8 @@ def test_old_specs_load_with_their_targets_as_floors():
 def test_the_leaderboards_front_is_the_archives_front():
     """Without a latency goal neither ranks on latency (it moves with the machine's load); with one both do."""
     from llmnas.engine.loop import _entry, archive_for
+    from llmnas.results.read import Candidate, front_ids
     from llmnas.runs.events import EvaluationEvent
-    from llmnas.runs.read import Candidate, front_ids
 
     metrics = {
         "a": {"val_acc": 0.9, "params": 100, "latency_ms": 5.0},

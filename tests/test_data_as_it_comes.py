@@ -21,7 +21,7 @@ import pytest
 from llmnas import run, search
 from llmnas.cli import main
 from llmnas.config import RunConfig
-from llmnas.runs.export import DATA_FILE
+from llmnas.results.export import DATA_FILE
 from llmnas.task import preprocess
 from llmnas.task.datasets import DatasetError, load_data, load_dataset
 

@@ -14,7 +14,7 @@ from test_resume import REQ, _learning_state, _trajectory
 from llmnas.config import RunConfig
 from llmnas.engine.archive import Entry
 from llmnas.engine.loop import archive_for
-from llmnas.engine.pareto import OBJECTIVES
+from llmnas.metrics import OBJECTIVES
 from llmnas.run import start
 from llmnas.task.spec import TaskSpec
 from sandbox.protocol import TrainConfig

@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 from conftest import logged
 
+from llmnas.finetune.traces import collect_traces
 from llmnas.llm import prompts
+from llmnas.propose.base import Operator
 from llmnas.report.html import render_report
+from llmnas.results.read import leaderboard
 from llmnas.run import resume
 from llmnas.runs.events import (
     EvaluationEvent,
@@ -22,12 +25,11 @@ from llmnas.runs.events import (
     ProposalEvent,
     RefineEvent,
     StoppedEvent,
+    dump,
     parse_line,
     replay,
 )
-from llmnas.runs.read import leaderboard
 from llmnas.runs.store import RunStore
-from llmnas.runs.traces import collect_traces
 from llmnas.safe_text import escape_controls
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -55,6 +57,15 @@ def test_every_kind_written_by_0_1_still_parses():
     ]
     tuned = parse_line((FIXTURES / "events_v0_1.jsonl").read_text().splitlines()[4])
     assert tuned.stats["loss_after"] == 0.9 and tuned.adapter == "adapters/adapter-001"
+
+
+def test_operators_are_an_enum_read_and_written_as_plain_strings():
+    line = '{"type": "proposal", "round": 0, "slot": 0, "operator": "mutate"}'
+    event = parse_line(line)
+    assert event.operator is Operator.mutate
+    assert json.loads(dump(event))["operator"] == "mutate" and '"operator": "mutate"' in dump(event)
+    with pytest.raises(ValueError, match="operator"):
+        parse_line(line.replace("mutate", "fly"))
 
 
 def test_a_run_written_by_0_1_loads_in_every_reader(old_run: Path):

@@ -28,7 +28,7 @@ from sklearn.datasets import load_digits, load_iris
 from llmnas import search
 from llmnas.candidate import checks
 from llmnas.propose import space
-from llmnas.runs.export import DATA_FILE, export_candidate
+from llmnas.results.export import DATA_FILE, export_candidate
 from llmnas.runs.layout import CODE
 from llmnas.task import preprocess
 from llmnas.task.datasets import load_dataset

@@ -12,8 +12,8 @@ from safetensors import safe_open
 
 from llmnas.cli import main
 from llmnas.engine.final import SMALL_VALIDATION, small_validation_note, train_and_validation
-from llmnas.engine.pareto import rank_key
-from llmnas.runs.read import load_run
+from llmnas.metrics import rank_key
+from llmnas.results.read import load_run
 from llmnas.task.datasets import load_dataset
 
 

@@ -15,10 +15,9 @@ from fakes.tiny_hf import build_tiny_hf
 
 from llmnas.candidate import checks as validate
 from llmnas.candidate.extract import extract_code
-from llmnas.llm.local import HFChat
-from llmnas.propose import finetune
-from llmnas.propose import tuner as tuner_module
-from llmnas.propose.finetune import (
+from llmnas.finetune import lora
+from llmnas.finetune import tuner as tuner_module
+from llmnas.finetune.lora import (
     completion_nll,
     encode,
     examples,
@@ -27,8 +26,9 @@ from llmnas.propose.finetune import (
     peak_rss_mb,
     select_traces,
 )
-from llmnas.propose.tuner import FinetuneOptions, FineTuner
-from llmnas.runs.traces import FAILED, OK, REJECTED, Trace, collect_traces
+from llmnas.finetune.traces import FAILED, OK, REJECTED, Trace, collect_traces
+from llmnas.finetune.tuner import FinetuneOptions, FineTuner
+from llmnas.llm.local import HFChat
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
 
@@ -97,7 +97,7 @@ def test_encode_matches_generation_and_masks_the_prompt(tiny_model):
     assert ids[:n_prompt] == prompt_ids  # exactly what chat.complete feeds the model
     assert ids[-1] == chat.tokenizer.eos_token_id  # the model learns to end its turn
     assert "def build_model" in chat.tokenizer.decode(ids[n_prompt:])
-    batch = finetune._batch([(ids, n_prompt), (ids[:-3], n_prompt)], pad=0, device="cpu")
+    batch = lora._batch([(ids, n_prompt), (ids[:-3], n_prompt)], pad=0, device="cpu")
     labels = batch["labels"]
     assert (labels[:, :n_prompt] == -100).all() and (labels[0, n_prompt:] != -100).all()
     assert (labels[1, len(ids) - 3 :] == -100).all() and batch["attention_mask"][1].sum() == len(ids) - 3

@@ -227,8 +227,8 @@ def test_every_completion_template_renders_strictly():
 
 
 def test_fine_tuning_pairs_in_completion_mode_are_prefix_and_continuation(tmp_path):
-    from llmnas.propose.finetune import continuation, encode, examples
-    from llmnas.runs.traces import Trace
+    from llmnas.finetune.lora import continuation, encode, examples
+    from llmnas.finetune.traces import Trace
 
     def trace(prompt: str, reply: str, reward: float) -> Trace:
         return Trace(0, 0, "c", "generate", "sys", prompt, reply, "code", "ok", None, "", reward)

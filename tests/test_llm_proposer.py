@@ -10,11 +10,11 @@ from fakes.openai_server import FakeOpenAI, error, ok
 
 from llmnas.candidate.checks import normalise
 from llmnas.llm.chat import BudgetExhausted, EndpointDown, OpenAIChat
+from llmnas.llm.spec_reader import json_object, spec_from_llm
 from llmnas.llm.usage import UsageMeter
 from llmnas.propose.base import Action, Parent
 from llmnas.propose.instructions import DEFAULT_INSTRUCTIONS, InstructionArchive
 from llmnas.propose.llm import LLMProposer
-from llmnas.task.llm_spec import json_object, spec_from_llm
 from llmnas.task.spec import TaskSpec
 
 SPEC = TaskSpec(

@@ -3,15 +3,17 @@ import math
 import numpy as np
 import pytest
 
-from llmnas.engine.pareto import (
+from llmnas.engine.scoring import MAX_ROW_LOSS, cross_entropy
+from llmnas.metrics import (
     OBJECTIVES,
     crowding_distance,
     dominates,
+    front,
     objective_vector,
+    objectives_for,
     pareto_front,
     rank_key,
 )
-from llmnas.engine.scoring import MAX_ROW_LOSS, cross_entropy
 
 MM = ("max", "min")
 
@@ -39,6 +41,15 @@ def test_front_with_inf_and_nan():
     pts = [(0.9, 10, math.inf), (0.9, 10, 1.0), (0.5, 5, math.inf), (math.nan, 1, 1)]
     senses = [s for _, s in OBJECTIVES]
     assert pareto_front(pts, senses) == [1, 2, 3]
+
+
+def test_front_of_metrics_over_the_objectives_asked():
+    fast = {"val_r2": 0.8, "params": 100, "latency_ms": 1.0}  # R² is the quality of a regression
+    slow_small = {"val_r2": 0.8, "params": 50, "latency_ms": 9.0}
+    worse = {"val_r2": 0.7, "params": 100, "latency_ms": 1.0}
+    assert front([fast, slow_small, worse]) == [0, 1]
+    assert front([fast, slow_small, worse], objectives_for(latency_goal=False)) == [1]
+    assert front([]) == []
 
 
 def test_objective_vector_missing_is_worst():

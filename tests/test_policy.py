@@ -5,13 +5,13 @@ import pytest
 
 from llmnas.engine.archive import SELECTORS
 from llmnas.engine.policy import TEMPERATURES, Policy
-from llmnas.propose.base import OPERATORS
+from llmnas.propose.base import Operator
 
 
 def run(policy, rng, steps, favour="mutate"):
     actions = []
     for _ in range(steps):
-        a = policy.choose(rng, OPERATORS, ["v0", "v1"])
+        a = policy.choose(rng, tuple(Operator), ["v0", "v1"])
         policy.update(a, 1.0 if a.operator == favour else 0.0)
         actions.append(a)
     return actions
@@ -19,7 +19,7 @@ def run(policy, rng, steps, favour="mutate"):
 
 def test_initial_probabilities_uniform():
     p = Policy().probabilities()
-    assert p["operator"] == pytest.approx(dict.fromkeys(OPERATORS, 1 / len(OPERATORS)))
+    assert p["operator"] == pytest.approx(dict.fromkeys(Operator, 1 / len(Operator)))
     assert p["temperature"] == pytest.approx({f"{t:g}": 0.25 for t in TEMPERATURES})
     assert p["selector"] == pytest.approx(dict.fromkeys(SELECTORS, 0.25))
     assert p["variant"] == {}
@@ -30,7 +30,7 @@ def test_learns_the_favoured_operator():
     run(pol, np.random.default_rng(0), 200)
     p = pol.probabilities()["operator"]
     assert p["mutate"] > 0.6
-    assert all(p[o] > 2e-4 for o in OPERATORS)  # the entropy term keeps every option alive
+    assert all(p[o] > 2e-4 for o in Operator)  # the entropy term keeps every option alive
     s = pol.stats()
     assert s["mutate"]["mean_reward"] == 1.0 and s["mutate"]["count"] > 50
     assert sum(v["count"] for v in s.values()) == 200
@@ -50,7 +50,7 @@ def test_choose_respects_availability():
 def test_masked_update_only_moves_available_operators():
     pol = Policy()
     rng = np.random.default_rng(0)
-    pol.update(pol.choose(rng, OPERATORS, ["v"]), 0.0)  # sets the baseline
+    pol.update(pol.choose(rng, tuple(Operator), ["v"]), 0.0)  # sets the baseline
     a = pol.choose(rng, ["generate", "mutate"], ["v"])
     before = pol.probabilities()["operator"]
     pol.update(a, 1.0)
@@ -91,7 +91,10 @@ def test_state_round_trip_then_continue_equals_uninterrupted():
     part, rng_part = Policy(), np.random.default_rng(3)
     run(part, rng_part, 40)
     assert part.choose(rng_part, ["generate", "repair"], ["v0", "v1"]) == pending
-    state = json.loads(json.dumps(part.state_dict()))
+    text = json.dumps(part.state_dict())
+    assert '"operator": [["generate", ' in text  # operators written as plain strings
+    assert f'"pending": [["{pending.operator}", ["generate", "repair"]]]' in text
+    state = json.loads(text)
     rng_state = rng_part.bit_generator.state
     resumed = Policy()
     resumed.load_state_dict(state)

@@ -13,9 +13,9 @@ from conftest import logged
 
 from llmnas.config import RunConfig
 from llmnas.engine.loop import archive_for
-from llmnas.engine.pareto import rank_key
+from llmnas.metrics import rank_key
+from llmnas.results.read import leaderboard
 from llmnas.run import refine, resume, start
-from llmnas.runs.read import leaderboard
 from llmnas.task.spec import TaskSpec
 from sandbox.protocol import TrainConfig
 

@@ -15,12 +15,12 @@ from safetensors.numpy import save_file
 
 from llmnas.cli import main
 from llmnas.config import RunConfig
-from llmnas.engine.pareto import rank_key
 from llmnas.engine.reward import reward
 from llmnas.engine.scoring import ScoringError, score
 from llmnas.llm.prompts import format_spec
+from llmnas.metrics import quality, rank_key
 from llmnas.run import make_spec
-from llmnas.runs.events import Metrics, quality
+from llmnas.runs.events import Metrics
 from llmnas.task.datasets import load_data, load_dataset
 from llmnas.task.loaders import DatasetError
 from llmnas.task.requirements import parse_requirements

@@ -13,8 +13,8 @@ from PIL import Image
 
 from llmnas.errors import UserError
 from llmnas.report.html import render_report
-from llmnas.runs.read import leaderboard, load_run, runs
-from llmnas.runs.tables import format_leaderboard, format_runs
+from llmnas.results.read import leaderboard, load_run, runs
+from llmnas.results.tables import format_leaderboard, format_runs
 
 HOSTILE_CODE = "import torch.nn as nn\n# </script><script>alert(1)</script>\ndef build_model(i, n):\n    return nn.Linear(64, n)\n"
 HOSTILE_MESSAGE = "<img src=x onerror=alert(2)> exploded & died"

@@ -2,8 +2,10 @@ import math
 
 import pytest
 
-from llmnas.engine.reward import FAILURE_REWARDS, failure_reward, reward, violations
+from llmnas.engine.reward import reward, violations
+from llmnas.metrics import FAILURE_REWARDS, failure_reward
 from llmnas.task.spec import TaskSpec
+from sandbox.protocol import Stage
 
 
 def test_known_value_under_target():
@@ -74,6 +76,6 @@ def test_failure_table_order():
     for s in ("timeout", "memory", "crash"):
         assert failure_reward("shape") < failure_reward(s) < failure_reward("budget")
     assert failure_reward("duplicate") == pytest.approx(-0.2)
-    assert all(v < 0 for v in FAILURE_REWARDS.values())
+    assert all(v < 0 for v in FAILURE_REWARDS.values()) and set(FAILURE_REWARDS) == set(Stage)
     with pytest.raises(ValueError, match="unknown failure stage"):
         failure_reward("nope")

@@ -15,15 +15,15 @@ from pydantic import ValidationError
 from llmnas.config import RunConfig
 from llmnas.engine.loop import Search
 from llmnas.errors import UserError
+from llmnas.finetune.traces import collect_traces
 from llmnas.llm.chat import Completion
 from llmnas.llm.replay import prompt_key
 from llmnas.llm.usage import Usage
 from llmnas.propose.offline import OfflineProposer
+from llmnas.results.read import leaderboard, load_run, summary
 from llmnas.run import make_proposer
-from llmnas.runs.read import leaderboard, load_run, summary
 from llmnas.runs.records import Checkpoint, RunRecord
 from llmnas.runs.store import RunStore
-from llmnas.runs.traces import collect_traces
 from llmnas.runs.view import FAILED, OK, PENDING, REJECTED, RunView
 from llmnas.task.requirements import parse_requirements
 from llmnas.task.spec import TaskSpec

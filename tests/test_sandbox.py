@@ -58,8 +58,8 @@ from llmnas.engine.loop import Search
 from llmnas.engine.scoring import score
 from llmnas.execute.local import LocalPool, output_limits
 from llmnas.propose.base import Proposal
+from llmnas.results.export import BestExport
 from llmnas.run import make_spec
-from llmnas.runs.export import BestExport
 from llmnas.runs.store import RunStore
 from llmnas.task.datasets import Dataset
 from llmnas.task.spec import TaskSpec

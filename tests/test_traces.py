@@ -11,24 +11,22 @@ from fakes.tiny_hf import build_tiny_hf
 from llmnas.candidate import checks as validate
 from llmnas.config import RunConfig
 from llmnas.engine.loop import Search
-from llmnas.engine.reward import FAILURE_REWARDS
-from llmnas.llm import prompts
-from llmnas.llm.chat import Completion
-from llmnas.propose.base import Action, Proposal
-from llmnas.propose.llm import LLMProposer
-from llmnas.propose.offline import OfflineProposer
-from llmnas.runs.events import parse_line
-from llmnas.runs.store import RunStore
-from llmnas.runs.traces import (
+from llmnas.finetune.traces import (
     FAILED,
     OK,
     PENDING,
     REJECTED,
     collect_traces,
     export_traces,
-    keep_proposal_files,
     run_generate_prompt,
 )
+from llmnas.llm import prompts
+from llmnas.llm.chat import Completion
+from llmnas.metrics import FAILURE_REWARDS
+from llmnas.propose.llm import LLMProposer
+from llmnas.propose.offline import OfflineProposer
+from llmnas.runs.events import parse_line
+from llmnas.runs.store import RunStore
 from llmnas.task.requirements import parse_requirements
 
 REQ = "classify 8x8 digits into 10 classes; under 20k parameters"
@@ -159,11 +157,8 @@ def test_collect_joins_events_and_files_and_handles_replays(tmp_path, digits):
     base = {"type": "proposal", "operator": "generate", "stage": None, "message": ""}
     _event(store, **base, round=0, slot=0, candidate_id="aaa")
     _event(store, **base, round=0, slot=1, candidate_id="bbb")
-    rejected = Proposal(
-        code=None, action=Action("generate"), prompt="p2", reply="no code here", stage="extract"
-    )
-    assert keep_proposal_files(store.paths.trace(0, 2), rejected) is not None
-    assert keep_proposal_files(store.paths.trace(0, 3), Proposal(code=None, action=Action("mutate"))) is None
+    assert store.keep_proposal(0, 2, None, "p2", "no code here") is not None
+    assert store.keep_proposal(0, 3, None, "", "") is None
     _event(store, **(base | {"stage": "extract", "message": "no code"}), round=0, slot=2, candidate_id=None)
     _event(
         store,

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from llmnas.engine.pareto import OBJECTIVES, crowding_distance, dominates, objective_vector
+from llmnas.metrics import OBJECTIVES, crowding_distance, dominates, objective_vector
 
 SELECTORS = ("pareto", "elite", "tournament", "uniform_grid")  # what the policy learns to choose among
 UNIFORM = "uniform"  # random search's selector: any passing entry, nothing preferred
@@ -32,7 +32,7 @@ class Entry:
 class Archive:
     """MAP-Elites grid + Pareto front. Cells: ``params_bins`` equal bins of log10(params) over
     ``params_range`` (outside values clamp to the end bins) x depth 1, 2, ..., ``depth_max``+. The
-    front is over ``objectives`` (see ``pareto.objectives_for``)."""
+    front is over ``objectives`` (see ``metrics.objectives_for``)."""
 
     def __init__(
         self,

@@ -16,8 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from llmnas.engine.pareto import rank_key
-from llmnas.runs.events import quality
+from llmnas.metrics import quality, rank_key
 from llmnas.task.spec import FLOORS, PRIORITIES, TaskSpec
 
 T = TypeVar("T")

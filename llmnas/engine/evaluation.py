@@ -20,10 +20,11 @@ from pydantic import ValidationError
 from llmnas.config import RunConfig
 from llmnas.engine import predictor
 from llmnas.engine.carbon import Clock, Grid, SystemClock
-from llmnas.engine.reward import failure_reward, reward, violations
+from llmnas.engine.reward import reward, violations
 from llmnas.engine.scoring import ScoringError, score
 from llmnas.execute.base import Executor
-from llmnas.runs.events import EvaluationEvent, Metrics, now, quality
+from llmnas.metrics import failure_reward, quality
+from llmnas.runs.events import EvaluationEvent, Metrics, now
 from llmnas.runs.store import RunStore
 from llmnas.task.datasets import Dataset
 from llmnas.task.spec import TaskSpec
@@ -73,7 +74,7 @@ def failed(round_: int, cid: str, stage: Stage | str, message: str, metrics: dic
         stage=Stage(stage),
         message=message,
         metrics=Metrics.model_validate(metrics or {}),
-        reward=failure_reward(str(stage)),
+        reward=failure_reward(stage),
         **extra,
     )
 

@@ -36,27 +36,17 @@ from llmnas.engine.carbon import Clock, Grid
 from llmnas.engine.choice import choose
 from llmnas.engine.evaluation import Evaluator
 from llmnas.engine.interrupt import StopFlag
-from llmnas.engine.pareto import objectives_for, rank_key
 from llmnas.engine.policy import Policy
-from llmnas.engine.reward import failure_reward, reward, violations
+from llmnas.engine.reward import reward, violations
 from llmnas.errors import RunFailed
 from llmnas.execute.base import Executor
 from llmnas.llm.chat import BudgetExhausted, EndpointDown, RunEnding
-from llmnas.propose.base import OWN_PARENTS, Action, Parent, Proposal, Proposer
+from llmnas.metrics import REPORTED_ONLY, failure_reward, objectives_for, quality, rank_key, scores_text
+from llmnas.propose.base import OWN_PARENTS, Action, Operator, Parent, Proposal, Proposer
 from llmnas.propose.scaling import scale_budget
-from llmnas.runs.events import (
-    REPORTED_ONLY,
-    EvaluationEvent,
-    FinalEvent,
-    ProposalEvent,
-    RoundEvent,
-    StoppedEvent,
-    quality,
-)
+from llmnas.runs.events import EvaluationEvent, FinalEvent, ProposalEvent, RoundEvent, StoppedEvent
 from llmnas.runs.records import Checkpoint
 from llmnas.runs.store import RunStore
-from llmnas.runs.tables import scores_text
-from llmnas.runs.traces import keep_proposal_files
 from llmnas.runs.view import RunView
 from llmnas.task.datasets import Dataset
 from llmnas.task.spec import TaskSpec
@@ -213,7 +203,9 @@ class Search:
         if spec.max_params != before:  # an unchanged limit keeps the queue (a resume mid-way through it)
             raised = before is not None and spec.max_params is not None and spec.max_params > before
             front = sorted(self.archive.front(), key=lambda e: rank_key(e.metrics))
-            scales = raised and "scale" in self.proposer.operators and "size" not in self.spec.priorities
+            scales = (
+                raised and Operator.scale in self.proposer.operators and "size" not in self.spec.priorities
+            )
             self.to_scale = [e.candidate_id for e in front] if scales else []
             if self.to_scale:
                 log.info("parameter limit raised: compound-scaling the %d front members first", len(front))
@@ -229,18 +221,18 @@ class Search:
             decisions=tuple(self.decisions.get(cid, ())),
         )
 
-    def _operators(self) -> list[str]:
+    def _operators(self) -> list[Operator]:
         if self.to_scale:  # a raised limit: the front is scaled up before anything else
-            return ["scale"]
-        ops = [op for op in self.proposer.operators if op in ("generate", "repair")]
+            return [Operator.scale]
+        ops = [op for op in self.proposer.operators if op in (Operator.generate, Operator.repair)]
         n = len(self.archive.all_entries)
         if n >= MIN_POPULATION:
-            later = ("mutate", "simplify", "crossover", *OWN_PARENTS)
+            later = (Operator.mutate, Operator.simplify, Operator.crossover, *OWN_PARENTS)
             ops += [op for op in self.proposer.operators if op in later]
-            if "scale" in self.proposer.operators and self._growable() is not None:
-                ops.append("scale")
-        if not self.failures and "repair" in ops:
-            ops.remove("repair")
+            if Operator.scale in self.proposer.operators and self._growable() is not None:
+                ops.append(Operator.scale)
+        if not self.failures and Operator.repair in ops:
+            ops.remove(Operator.repair)
         return ops
 
     def _growable(self) -> Entry | None:
@@ -258,12 +250,12 @@ class Search:
         return min(small, key=lambda e: rank_key(e.metrics), default=None)
 
     def _propose(self, action: Action) -> Proposal:
-        if action.operator == "repair":
+        if action.operator == Operator.repair:
             f = self.failures.popleft()
             parents = [Parent(f["candidate_id"], f["code"], stage=f["stage"], message=f["message"])]
-        elif action.operator in ("generate", *OWN_PARENTS):  # no archive parents: no draw from the RNG
+        elif action.operator in (Operator.generate, *OWN_PARENTS):  # no archive parents: no draw from the RNG
             parents = []
-        elif action.operator == "scale":
+        elif action.operator == Operator.scale:
             cid = self.to_scale.pop(0) if self.to_scale else self._growable().candidate_id
             self.scaled.append(cid)
             parents = [self._parent(e) for e in self.archive.all_entries if e.candidate_id == cid]
@@ -296,7 +288,7 @@ class Search:
             fix = Parent(
                 "rejected", proposal.code or proposal.reply, stage=proposal.stage, message=proposal.message
             )
-            repair = Action("repair", temperature=action.temperature)
+            repair = Action(Operator.repair, temperature=action.temperature)
             proposal, cid = self._check(self.proposer.propose(repair, [fix], self.spec, self.rng))
             slot = _Slot(proposal, cid, slot.attempts)
         self.stats["valid_after_repair"] += cid is not None
@@ -323,7 +315,7 @@ class Search:
         that never became candidates keep their prompt and reply under traces/ (for fine-tuning)."""
         p = slot.proposal
         if not slot.live:
-            keep_proposal_files(self.store.paths.trace(self.round, index), p)
+            self.store.keep_proposal(self.round, index, p.code, p.prompt, p.reply)
         if (self.round, index) in self._logged:
             return
         self.store.append(
@@ -431,7 +423,9 @@ class Search:
         """One readable line per evaluation (messages are escaped by the event models)."""
         a = slot.proposal.action
         op = a.operator + (
-            f"({a.variant})" if a.operator in ("mutate", "simplify") and a.variant != "default" else ""
+            f"({a.variant})"
+            if a.operator in (Operator.mutate, Operator.simplify) and a.variant != "default"
+            else ""
         )
         head = f"[{self.stats['proposals']:>4}] {slot.candidate_id or '-':12} {op:22}"
         if outcome is None:

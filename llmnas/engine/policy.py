@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from llmnas.engine.archive import SELECTORS, UNIFORM
-from llmnas.propose.base import OPERATORS, Action
+from llmnas.propose.base import Action, Operator
 
 TEMPERATURES = (0.2, 0.5, 0.8, 1.0)
 _HEADS = ("operator", "variant", "temperature", "selector")
@@ -61,16 +61,16 @@ class Policy:
         self.baseline_decay = float(baseline_decay)
         self.optimism = float(optimism)
         self._logits: dict[str, dict[str, float]] = {
-            "operator": dict.fromkeys(OPERATORS, 0.0),
+            "operator": dict.fromkeys(Operator, 0.0),
             "variant": {},
             "temperature": dict.fromkeys(map(_tkey, temperatures), 0.0),
             "selector": dict.fromkeys(selectors, 0.0),
         }
         self._baseline: float | None = None
         self._scale: float | None = None
-        self._count = dict.fromkeys(OPERATORS, 0)
-        self._reward_sum = dict.fromkeys(OPERATORS, 0.0)
-        self._pending: list[tuple[str, tuple[str, ...]]] = []
+        self._count = dict.fromkeys(Operator, 0)
+        self._reward_sum = dict.fromkeys(Operator, 0.0)
+        self._pending: list[tuple[Operator, tuple[Operator, ...]]] = []
 
     @classmethod
     def uniform(cls) -> Policy:
@@ -87,15 +87,19 @@ class Policy:
         z = np.array([self._logits[head][n] for n in names])
         return names[int(rng.choice(len(names), p=_softmax(z)))]
 
-    def choose(self, rng: np.random.Generator, operators: Sequence[str], variants: Sequence[str]) -> Action:
+    def choose(
+        self, rng: np.random.Generator, operators: Sequence[Operator], variants: Sequence[str]
+    ) -> Action:
         """Sample an action; ``operators`` are those available now, ``variants`` the live prompt ids."""
-        unknown = set(operators) - set(OPERATORS)
+        unknown = set(operators) - set(Operator)
         if unknown or not operators:
-            raise ValueError(f"operators must be a non-empty subset of {OPERATORS}, got {list(operators)}")
+            raise ValueError(
+                f"operators must be a non-empty subset of {', '.join(Operator)}, got {operators}"
+            )
         if not variants:
             raise ValueError("choose needs at least one prompt variant id")
         self._sync_variants(variants)
-        available = tuple(o for o in OPERATORS if o in set(operators))
+        available = tuple(o for o in Operator if o in set(operators))
         operator = self._sample("operator", available, rng)
         action = Action(
             operator=operator,
@@ -120,8 +124,6 @@ class Policy:
 
     def update(self, action: Action, reward: float) -> None:
         """One REINFORCE step from the reward of ``action`` (heads whose choice was retired are skipped)."""
-        if action.operator not in OPERATORS:
-            raise ValueError(f"unknown operator {action.operator!r}")
         reward = float(reward)
         advantage = 0.0 if self._baseline is None else reward - self._baseline
         if self._baseline is not None:
@@ -131,7 +133,7 @@ class Policy:
             )
             advantage = float(np.clip(advantage / max(self._scale, 1e-6), -3.0, 3.0))
         match = next((i for i, (op, _) in enumerate(self._pending) if op == action.operator), None)
-        available = OPERATORS if match is None else self._pending.pop(match)[1]
+        available = tuple(Operator) if match is None else self._pending.pop(match)[1]
         self._step("operator", available, action.operator, advantage)
         for head, choice in (
             ("variant", action.variant),
@@ -175,9 +177,9 @@ class Policy:
     def load_state_dict(self, d: dict) -> None:
         """Restore exactly what ``state_dict`` saved (operators added since start untried, at 0)."""
         self._logits = {h: {str(n): float(v) for n, v in d["logits"][h]} for h in _HEADS}
-        self._logits["operator"] = dict.fromkeys(OPERATORS, 0.0) | self._logits["operator"]
+        self._logits["operator"] = dict.fromkeys(Operator, 0.0) | self._logits["operator"]
         self._baseline = None if d["baseline"] is None else float(d["baseline"])
         self._scale = None if d["scale"] is None else float(d["scale"])
-        self._count = dict.fromkeys(OPERATORS, 0) | {op: int(n) for op, n in d["count"].items()}
-        self._reward_sum = dict.fromkeys(OPERATORS, 0.0) | {op: float(s) for op, s in d["reward_sum"].items()}
-        self._pending = [(op, tuple(avail)) for op, avail in d["pending"]]
+        self._count = dict.fromkeys(Operator, 0) | {op: int(n) for op, n in d["count"].items()}
+        self._reward_sum = dict.fromkeys(Operator, 0.0) | {op: float(s) for op, s in d["reward_sum"].items()}
+        self._pending = [(Operator(op), tuple(map(Operator, avail))) for op, avail in d["pending"]]

@@ -7,47 +7,16 @@ regression the MAE and RMSE floors, on validation). Hard limits (max_params, max
 instead: MnasNet's hard-constraint weights (alpha 0 under the limit) add nothing to a passing
 candidate, so being far under a hard limit earns no bonus over accuracy. A missing metric skips its term.
 
-Failed candidates earn ``failure_reward(stage)``. The table is ordered so that getting further down
-the evaluation cascade earns more, and every failure earns less than any passing candidate (>= 0):
-
-    llm     -1.0   the model call failed (down, rate-limited, garbage)
-    extract -1.0   no code in the reply
-    static  -0.8   code rejected by the static checks
-    build   -0.6   build_model raised
-    shape   -0.5   wrong output shape
-    crash   -0.3   the worker died
-    train   -0.3   training raised or diverged
-    export  -0.3   the trained model does not export to ONNX (the artifact that is scored)
-    memory  -0.25  over the memory limit
-    timeout -0.25  over the time limit
-    duplicate -0.2 already evaluated (no new information)
-    budget  -0.05  a working model over a hard limit (params, FLOPs, latency)
-    proxy   -0.05  screened out by a zero-cost proxy before training
+Failed candidates earn ``metrics.failure_reward(stage)``: less than any passing candidate (>= 0).
 """
 
 from __future__ import annotations
 
 import math
 
-from llmnas.runs.events import quality
+from llmnas.metrics import quality
 from llmnas.task.spec import TaskSpec
 from sandbox.protocol import over_limits
-
-FAILURE_REWARDS: dict[str, float] = {
-    "llm": -1.0,
-    "extract": -1.0,
-    "static": -0.8,
-    "build": -0.6,
-    "shape": -0.5,
-    "crash": -0.3,
-    "train": -0.3,
-    "export": -0.3,
-    "memory": -0.25,
-    "timeout": -0.25,
-    "duplicate": -0.2,
-    "budget": -0.05,
-    "proxy": -0.05,
-}
 
 # A ratio m/T is floored here so an unmeasurably small metric (latency 0.0 ms) cannot blow up R.
 _MIN_RATIO = 1e-3
@@ -90,11 +59,3 @@ def reward(metrics: dict, spec: TaskSpec) -> float:
         w = spec.reward_alpha if m <= t else spec.reward_beta
         r *= max(m / t, _MIN_RATIO) ** w
     return r
-
-
-def failure_reward(stage: str) -> float:
-    """The reward of a candidate that failed at ``stage`` (see the table in the module docstring)."""
-    try:
-        return FAILURE_REWARDS[stage]
-    except KeyError:
-        raise ValueError(f"unknown failure stage {stage!r}; known: {', '.join(FAILURE_REWARDS)}") from None

@@ -14,7 +14,7 @@ import string
 from collections.abc import Mapping
 from importlib.resources.abc import Traversable
 
-from llmnas.runs.events import REPORTED_ONLY
+from llmnas.metrics import REPORTED_ONLY
 from llmnas.safe_text import escape_controls
 from llmnas.task.spec import TaskSpec
 

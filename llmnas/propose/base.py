@@ -4,26 +4,44 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol
 
 import numpy as np
 
 from llmnas.task.spec import TaskSpec
 
-OPERATORS = ("generate", "evolve", "local", "predict", "mutate", "crossover", "simplify", "repair", "scale")
+
+class Operator(StrEnum):
+    """How a proposal is made; the policy's operator head, in this order. A plain string in the run log."""
+
+    generate = "generate"
+    evolve = "evolve"
+    local = "local"
+    predict = "predict"
+    mutate = "mutate"
+    crossover = "crossover"
+    simplify = "simplify"
+    repair = "repair"
+    scale = "scale"
+
+
 # Operators that pick their parents from the points the proposer has seen (propose/evolution.py), not
 # from the archive: the loop hands them none.
-OWN_PARENTS = ("evolve", "local", "predict")
+OWN_PARENTS = (Operator.evolve, Operator.local, Operator.predict)
 
 
 @dataclass(frozen=True)
 class Action:
-    """What the policy chose for one proposal."""
+    """What the policy chose for one proposal (``operator`` may be given by name)."""
 
-    operator: str
+    operator: Operator
     variant: str = "default"
     temperature: float = 0.7
     selector: str = "pareto"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "operator", Operator(self.operator))
 
 
 @dataclass(frozen=True)
@@ -62,7 +80,7 @@ class Proposer(Protocol):
     pair let a proposer learn between rounds and resume exactly.
     """
 
-    operators: tuple[str, ...]
+    operators: tuple[Operator, ...]
     variants: tuple[str, ...]
 
     def propose(

@@ -24,6 +24,7 @@ from functools import cache
 import numpy as np
 
 from llmnas.propose import space
+from llmnas.propose.base import Operator
 
 POPULATION, TOURNAMENT = 20, 5
 TOP, SAMPLES, MEMBERS, RIDGE = 5, 20, 10, 1.0
@@ -171,7 +172,7 @@ def predict(history: History, rng: np.random.Generator, fits: Fits) -> Point | N
     return candidates[int(np.argmax(score))]
 
 
-METHODS = {"evolve": evolve, "local": local, "predict": predict}
+METHODS = {Operator.evolve: evolve, Operator.local: local, Operator.predict: predict}
 
 # The decisions each kind of code mutation (candidate/mutate.MUTATIONS) changes, by name without block index.
 KINDS = {

@@ -26,7 +26,7 @@ from llmnas.candidate.bounded import MAX_CANDIDATE_BYTES, MESSAGE_CHARS, RAW_TEX
 from llmnas.candidate.checks import DEFAULT_ALLOWED_IMPORTS
 from llmnas.llm.chat import ChatModel, Completion, LLMError, NoChatTemplate, RunEnding, completion_mode
 from llmnas.llm.prompts import clipped, fenced, format_metrics, format_spec, render
-from llmnas.propose.base import OPERATORS, Action, Parent, Proposal
+from llmnas.propose.base import Action, Operator, Parent, Proposal
 from llmnas.propose.instructions import InstructionArchive
 from llmnas.propose.scaling import scale_proposal
 from llmnas.task.spec import TaskSpec
@@ -44,7 +44,7 @@ _CODE_KEYS = ("parent_code", "parent_a_code", "parent_b_code", "code")
 class LLMProposer:
     """Writes candidates with a chat model; implements the Proposer protocol."""
 
-    operators = OPERATORS
+    operators = tuple(Operator)
 
     @property
     def variants(self) -> tuple[str, ...]:
@@ -74,20 +74,20 @@ class LLMProposer:
     ) -> Proposal:
         """One proposal; a failed model call or reply is a Proposal with a stage, only BudgetExhausted raises.
         ``scale`` needs no model: it is a code transformation."""
-        if action.operator == "scale" and parents:
+        if action.operator == Operator.scale and parents:
             return scale_proposal(action, parents[0], spec)
         op, notes = _effective(action.operator, parents)
         values: dict[str, object] = {"spec": format_spec(spec), "contract": self._contract}
-        used = parents[: {"generate": 0, "crossover": 2}.get(op, 1)]
-        if op == "mutate":
+        used = parents[: {Operator.generate: 0, Operator.crossover: 2}.get(op, 1)]
+        if op == Operator.mutate:
             name = action.variant if action.variant in self.instructions else self.instructions.choose(rng)
             notes.append(f"{_NOTE}{name}")
             values.update(self._parent(used[0]), instruction=self.instructions.get(name).text)
-        elif op == "simplify":
+        elif op == Operator.simplify:
             values.update(self._parent(used[0]))
-        elif op == "crossover":
+        elif op == Operator.crossover:
             values.update(self._parent(used[0], "parent_a_"), **self._parent(used[1], "parent_b_"))
-        elif op == "repair":
+        elif op == Operator.repair:
             values.update(
                 code=shown_code(used[0].code, self.max_candidate_bytes),
                 stage=used[0].stage,
@@ -115,7 +115,7 @@ class LLMProposer:
         ]
         return self._extracted(reply, reply.text, reply.text, notes, trace)
 
-    def _completion_prompt(self, op: str, values: dict[str, object], used: Sequence[Parent]) -> str:
+    def _completion_prompt(self, op: Operator, values: dict[str, object], used: Sequence[Parent]) -> str:
         """The start of a Python file for a base model (prompts/completion_<op>.md)."""
         contract = render("completion_contract", allowed_imports=", ".join(sorted(self.allowed_imports)))
         out: dict[str, object] = {
@@ -127,10 +127,10 @@ class LLMProposer:
         for key in ("parent_code", "parent_a_code", "parent_b_code"):
             if key in out:
                 out[key] = commented(str(out[key]))
-        if op == "repair":
+        if op == Operator.repair:
             code = shown_code(code_part(used[0].code), self.max_candidate_bytes)
             out.update(code=commented(code), message=commented(str(values["message"])))
-        if op == "mutate":
+        if op == Operator.mutate:
             out["instruction"] = " ".join(str(values["instruction"]).split())
         return render(f"completion_{op}", **out)
 
@@ -226,17 +226,15 @@ class LLMProposer:
         self._rounds = meta["rounds"]
 
 
-def _effective(operator: str, parents: Sequence[Parent]) -> tuple[str, list[str]]:
+def _effective(operator: Operator, parents: Sequence[Parent]) -> tuple[Operator, list[str]]:
     """The operator the parents allow, and a note when it differs from the one asked for."""
-    if operator not in OPERATORS:
-        raise ValueError(f"unknown operator {operator!r}; expected one of {OPERATORS}")
     op = operator
-    if op == "crossover" and len(parents) < 2:
-        op = "mutate"
-    if op == "repair" and parents and parents[0].stage is None:
-        op = "mutate"
-    if op != "generate" and not parents:
-        op = "generate"
+    if op == Operator.crossover and len(parents) < 2:
+        op = Operator.mutate
+    if op == Operator.repair and parents and parents[0].stage is None:
+        op = Operator.mutate
+    if op != Operator.generate and not parents:
+        op = Operator.generate
     return op, ([f"{operator} fell back to {op}: not enough suitable parents"] if op != operator else [])
 
 

@@ -9,13 +9,23 @@ import numpy as np
 from llmnas.candidate.mutate import MUTATIONS, MutationError, applicable, mutate
 from llmnas.errors import UserError
 from llmnas.propose import space
-from llmnas.propose.base import Action, Parent, Proposal
+from llmnas.propose.base import Action, Operator, Parent, Proposal
 from llmnas.propose.controller import Controller
 from llmnas.propose.evolution import METHODS, History, canonical, mutated
 from llmnas.propose.scaling import scale_proposal
 from llmnas.task.spec import TaskSpec
 
-OFFLINE_OPERATORS = ("generate", *METHODS, "mutate", "crossover", "simplify", "scale")
+OFFLINE_OPERATORS = (
+    Operator.generate,
+    *METHODS,
+    Operator.mutate,
+    Operator.crossover,
+    Operator.simplify,
+    Operator.scale,
+)
+# --strategy local, the default: the controller's samples and local search around the best (the mix that
+# beat random search on bench/search_table.py's tasks), and scale, which refinements and small models need.
+LOCAL_OPERATORS = (Operator.generate, Operator.local, Operator.scale)
 SAMPLE_TRIES = 64
 
 
@@ -57,15 +67,15 @@ class OfflineProposer:
         seed: int,
         *,
         learn_controller: bool = True,
-        operators: tuple[str, ...] = OFFLINE_OPERATORS,
+        operators: tuple[Operator, ...] = OFFLINE_OPERATORS,
     ):
         unknown = sorted(set(operators) - set(OFFLINE_OPERATORS))
-        if unknown or "generate" not in operators:
+        if unknown or Operator.generate not in operators:
             raise ValueError(
-                f"offline operators are {OFFLINE_OPERATORS}, generate among them; got {operators}"
+                f"offline operators are {', '.join(OFFLINE_OPERATORS)}, generate among them; got {operators}"
             )
         self.modality = modality
-        self.operators = tuple(operators)
+        self.operators = tuple(map(Operator, operators))
         self.controller = Controller(space.decisions_for(modality), seed=seed)
         self.learn_controller = learn_controller
         self.history = History(modality)
@@ -86,13 +96,13 @@ class OfflineProposer:
         self, action: Action, parents: Sequence[Parent], spec: TaskSpec, rng: np.random.Generator
     ) -> Proposal:
         op = action.operator
-        if op == "scale" and parents:
+        if op == Operator.scale and parents:
             return scale_proposal(action, parents[0], spec)
         if op in METHODS:
             point = METHODS[op](self.history, rng, lambda p: self._fits(p, spec))
             if point is not None:
                 return self._render(action, point, note=f"{op}: from {len(self.history.rows)} points seen")
-        if op == "crossover" and len(parents) >= 2:
+        if op == Operator.crossover and len(parents) >= 2:
             a, b = parents[0].decisions, parents[1].decisions
             if a and b:
                 mask = rng.random(len(a)) < 0.5
@@ -103,14 +113,15 @@ class OfflineProposer:
                     (parents[0].candidate_id, parents[1].candidate_id),
                     "uniform crossover of decisions",
                 )
-            op = "mutate"
-        if op == "simplify" and parents and parents[0].decisions:
+            op = Operator.mutate
+        if op == Operator.simplify and parents and parents[0].decisions:
             smaller = self._smaller(parents[0].decisions, rng)
             if smaller is not None:
                 return self._render(
                     action, smaller, (parents[0].candidate_id,), "simplify: one size step down"
                 )
-        if op == "mutate" and parents and parents[0].decisions:  # a point of the space: a decision changes
+        # A point of the space: a decision changes.
+        if op == Operator.mutate and parents and parents[0].decisions:
             point = mutated(
                 self.history,
                 canonical(self.modality, parents[0].decisions),
@@ -120,10 +131,10 @@ class OfflineProposer:
             )
             if point is not None:
                 return self._render(action, point, (parents[0].candidate_id,), f"mutate {action.variant}")
-        if op in ("mutate", "simplify") and parents:
+        if op in (Operator.mutate, Operator.simplify) and parents:
             parent = parents[0]
             kinds = applicable(parent.code)
-            kind = "width" if op == "simplify" else action.variant
+            kind = "width" if op == Operator.simplify else action.variant
             if kind not in kinds:
                 kind = kinds[int(rng.integers(len(kinds)))] if kinds else ""
             if kind:
@@ -190,7 +201,7 @@ class OfflineProposer:
             return
         if proposal.stage != "duplicate":  # evaluated (or given back over a limit): a point seen
             self.history.add(proposal.decisions, reward)
-        if proposal.action.operator == "generate" and self.learn_controller:
+        if proposal.action.operator == Operator.generate and self.learn_controller:
             self._pending.append((proposal.decisions, reward))
 
     def end_round(self, rng: np.random.Generator) -> None:
@@ -211,7 +222,7 @@ class RandomProposer(OfflineProposer):
     the parameter limit as the default's; nothing is learned, no parent is used (strategy ``random``)."""
 
     def __init__(self, modality: str, seed: int):
-        super().__init__(modality, seed, learn_controller=False, operators=("generate",))
+        super().__init__(modality, seed, learn_controller=False, operators=(Operator.generate,))
 
     def _sample(self, rng: np.random.Generator) -> tuple[int, ...]:
         return space.sample_uniform(self.modality, rng)

@@ -3,7 +3,7 @@ Pareto front and leaderboard, refreshed as its events arrive.
 
 The standard library's HTTP server, bound to 127.0.0.1 only, answering only requests addressed to it by
 that name or ``localhost`` (a page elsewhere cannot rebind its own name to it and read the runs). The page
-is rendered by report/html.py from runs/read.py, the same reading and escaping as the report; its one
+is rendered by report/html.py from results/read.py, the same reading and escaping as the report; its one
 script, served from here, polls ``/state`` every second and swaps in new fragments when a version (the
 sizes and times of the runs' files) has changed. The Content-Security-Policy allows that script and
 nothing inline: text from candidates is escaped, and would not run if it were not.
@@ -25,11 +25,11 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
 from llmnas.errors import UserError
+from llmnas.metrics import quality
 from llmnas.report.html import CSS, esc, fmt, live_sections
 from llmnas.report.plots import pareto_png, progress_png
-from llmnas.runs.events import quality
+from llmnas.results.read import load_run, run_row, runs
 from llmnas.runs.layout import RunLayout
-from llmnas.runs.read import load_run, run_row, runs
 
 log = logging.getLogger("llmnas")
 

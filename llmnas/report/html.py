@@ -20,10 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from llmnas.metrics import quality, scores_text
 from llmnas.report.plots import carbon_png, operator_colour, pareto_png, progress_png
-from llmnas.runs.events import quality
-from llmnas.runs.layout import CODE, REPLY, RunLayout
-from llmnas.runs.read import (
+from llmnas.results.read import (
     Candidate,
     RunData,
     failure_stages,
@@ -36,9 +35,10 @@ from llmnas.runs.read import (
     ranked,
     summary,
 )
+from llmnas.runs.layout import CODE, REPLY, RunLayout
 from llmnas.runs.store import write_atomic
-from llmnas.runs.tables import scores_text
 from llmnas.safe_text import escape_controls
+from llmnas.task.spec import TaskSpec
 from llmnas.version import VERSION
 from sandbox.protocol import STDOUT_FILE
 
@@ -210,8 +210,6 @@ def _header(run: RunData, s: dict, live: bool = False) -> str:
 
 def _spec_text(spec: dict) -> str:
     try:
-        from llmnas.task.spec import TaskSpec
-
         text = TaskSpec.model_validate(spec).summary()
     except Exception:  # an older or hand-edited spec: show it as it is
         return json.dumps(spec, indent=1, default=str)

@@ -6,9 +6,12 @@ matplotlib is imported on first use, so importing the report costs nothing until
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 
-from llmnas.engine.pareto import pareto_front
-from llmnas.runs.read import Candidate, RunData, number, ranked
+from llmnas.engine.carbon import Grid
+from llmnas.errors import UserError
+from llmnas.metrics import pareto_front
+from llmnas.results.read import Candidate, RunData, number, ranked
 
 OPERATOR_COLOURS = {
     "generate": "#4C72B0",
@@ -307,11 +310,6 @@ def carbon_png(run: RunData) -> bytes | None:
 
 def _forecast(run: RunData, first, last) -> list:
     """The run's carbon forecast (when it has one and the file is still there) from ``first`` to ``last``."""
-    from datetime import UTC, datetime
-
-    from llmnas.engine.carbon import Grid
-    from llmnas.errors import UserError
-
     path = run.record.config.get("carbon_forecast")
     if not isinstance(path, str):
         return []

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 
+from llmnas.metrics import REPORTED_ONLY
+from llmnas.propose.base import Operator
 from llmnas.safe_text import escape_controls
 from sandbox.protocol import MAX_COUNT, Stage
 
@@ -34,16 +35,7 @@ Finite = Annotated[float, Field(allow_inf_nan=False)]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 Shown = Annotated[str, AfterValidator(escape_controls)]  # text from candidates: safe to print
-REPORTED_ONLY = frozenset(
-    {"test_acc", "test_balanced_acc", "test_f1", "test_mae", "test_rmse", "test_r2"}
-)  # test split: never steers
 UpToOne = Annotated[float, Field(le=1, allow_inf_nan=False)]  # R²: 1 is perfect, below 0 worse than the mean
-QUALITY = {"val_acc": "val acc", "val_r2": "val R²"}  # the validation score that steers the search, by task
-
-
-def quality(metrics: Mapping[str, Any]) -> float | None:
-    """The validation score that ranks candidates (higher is better): accuracy, or R² for regression."""
-    return next((v for k in QUALITY if (v := metrics.get(k)) is not None), None)
 
 
 def now(at: float | None = None) -> str:
@@ -127,7 +119,7 @@ class ProposalEvent(_Event):
     round: int = Field(ge=0)
     slot: int = Field(ge=0)
     candidate_id: str | None = Field(None, pattern=SAFE_ID)
-    operator: str
+    operator: Operator
     variant: str = "default"
     temperature: Finite | None = None
     selector: str | None = None

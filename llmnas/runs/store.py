@@ -151,6 +151,20 @@ class RunStore:
                 write_atomic(folder / REPLY, reply)
         return folder
 
+    def keep_proposal(self, round: int, slot: int, code: str | None, prompt: str, reply: str) -> Path | None:
+        """Keep the prompt, reply and code of a proposal that has no candidate folder of its own (rejected
+        before the sandbox, or a duplicate) in ``traces/r<round>-s<slot>/``; None when it has nothing to
+        keep (an offline proposal that failed before writing code)."""
+        texts = ((PROMPT, prompt), (REPLY, reply), (CODE, code))
+        if not any(text for _, text in texts):
+            return None
+        folder = self.paths.trace(round, slot)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in texts:
+            if text:
+                write_atomic(folder / name, text)
+        return folder
+
     def code(self, candidate_id: str) -> str:
         return (self.candidate_dir(candidate_id) / CODE).read_text()
 

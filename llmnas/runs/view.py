@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from llmnas.engine.reward import failure_reward
 from llmnas.llm.usage import Usage
+from llmnas.metrics import failure_reward
 from llmnas.runs.events import (
     EvaluationEvent,
     FinalEvent,

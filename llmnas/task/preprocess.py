@@ -2,7 +2,7 @@
 (``Preprocessing``, saved as JSON) and the one implementation that applies them.
 
 ``load_dataset`` (datasets.py) sends every split through ``apply``; an export copies this file
-unchanged beside its ``model.py`` (runs/export.py), whose ``load()`` applies the same steps to a user's
+unchanged beside its ``model.py`` (results/export.py), whose ``load()`` applies the same steps to a user's
 raw inputs. So this module imports numpy (and Pillow, for image files) and nothing of llmnas.
 
 The steps, in order: image files are decoded (converted to ``image_mode``, resized to ``image_size``,

@@ -1,5 +1,5 @@
 """TaskSpec: what the user asked for, typed. The words become one in task/requirements.py (rules) or
-task/llm_spec.py (a model, cross-checked by the rules); `resolve` fills the rest from the data."""
+llm/spec_reader.py (a model, cross-checked by the rules); `resolve` fills the rest from the data."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every K evaluations, fine-tune the local model on the run's best traces (propose/finetune.py) and
+"""Every K evaluations, fine-tune the local model on the run's best traces (finetune/lora.py) and
 load the new adapter: an end-of-round listener of the search loop."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from llmnas.finetune.lora import META, finetune_lora, latest_adapter, next_index, select_traces
+from llmnas.finetune.traces import collect_traces
 from llmnas.llm.chat import LLMError
 from llmnas.llm.local import HFChat
-from llmnas.propose.finetune import META, finetune_lora, latest_adapter, next_index, select_traces
 from llmnas.runs.events import FinetuneEvent
 from llmnas.runs.layout import RunLayout
-from llmnas.runs.traces import collect_traces
 
 log = logging.getLogger("llmnas")
 

@@ -21,10 +21,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from llmnas.engine.choice import choose
-from llmnas.engine.pareto import objective_vector, objectives_for, pareto_front
 from llmnas.engine.reward import reward
 from llmnas.errors import UserError
-from llmnas.runs.events import quality
+from llmnas.metrics import front, objectives_for, quality
+from llmnas.propose.base import Operator
 from llmnas.runs.layout import RunLayout
 from llmnas.runs.records import RunRecord
 from llmnas.runs.store import RunStore
@@ -52,7 +52,7 @@ class Candidate:
     candidate_id: str | None
     round: int | None = None
     slot: int | None = None
-    operator: str | None = None
+    operator: Operator | None = None
     variant: str | None = None
     temperature: float | None = None
     selector: str | None = None
@@ -155,10 +155,10 @@ def _candidate(index: int, t: Trial, spec: dict) -> Candidate:
 
 def front_ids(candidates: list[Candidate], spec: TaskSpec) -> set[str]:
     """Ids of the candidates on the Pareto front, over the objectives the search's archive uses."""
-    objectives = objectives_for(spec.latency_goal)
-    points = [objective_vector(c.metrics, objectives) for c in candidates]
-    senses = [s for _, s in objectives]
-    return {candidates[i].candidate_id for i in pareto_front(points, senses)} if points else set()
+    return {
+        candidates[i].candidate_id
+        for i in front([c.metrics for c in candidates], objectives_for(spec.latency_goal))
+    }
 
 
 def ranked(run: RunData, spec: TaskSpec | None = None) -> tuple[list[Candidate], str]:
@@ -174,7 +174,7 @@ def ranked(run: RunData, spec: TaskSpec | None = None) -> tuple[list[Candidate],
 def leaderboard_rows(run: RunData) -> list[dict]:
     spec = run.task_spec
     board = ranked(run, spec)[0]
-    front = front_ids(board, spec)
+    on_front = front_ids(board, spec)
     return [
         {
             "rank": rank,
@@ -187,7 +187,7 @@ def leaderboard_rows(run: RunData) -> list[dict]:
             "operator": c.operator,
             "variant": c.variant,
             "round": c.round,
-            "pareto": c.candidate_id in front,
+            "pareto": c.candidate_id in on_front,
         }
         for rank, c in enumerate(board, 1)
     ]

@@ -2,7 +2,7 @@
 
 The training process in the sandbox writes ``model.onnx``, the artifact every candidate is scored on
 (sandbox/artifact.py, sandbox/score.py); a candidate may have written anything there instead. This module is the only driver code that reads it, and it never does so in the
-driver's own process: ``check_onnx`` starts a child interpreter (``python -m llmnas.runs.onnx_check``)
+driver's own process: ``check_onnx`` starts a child interpreter (``python -m llmnas.results.onnx_check``)
 with a scrubbed environment, a timeout, and limits on memory and CPU time that it sets on itself before
 it opens the file. The child answers with one line of JSON. Parsing the file (onnx, onnxruntime) is
 parsing untrusted data: no code of the candidate runs, but a parser bug could be reached, so the parsing
@@ -108,7 +108,7 @@ def check_onnx(
         env.update({v: "1" for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")})
         try:
             done = subprocess.run(
-                [sys.executable, "-s", "-m", "llmnas.runs.onnx_check"],  # -s: no user site-packages
+                [sys.executable, "-s", "-m", "llmnas.results.onnx_check"],  # -s: no user site-packages
                 input=json.dumps(request),
                 capture_output=True,
                 text=True,

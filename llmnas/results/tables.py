@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from llmnas.runs.events import quality
+from llmnas.metrics import quality
 from llmnas.safe_text import escape_controls
 
 
@@ -68,22 +65,6 @@ def format_leaderboard(rows: list[dict]) -> str:
     regression = any(r.get("val_r2") is not None for r in rows)
     columns = REGRESSION_COLUMNS if regression else LEADERBOARD_COLUMNS
     return format_table(rows, columns) + "\n* test scores are reported only, never used to choose"
-
-
-def _f(value: Any, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def scores_text(metrics: Mapping[str, Any], splits: tuple[str, ...] = ("val", "test")) -> str:
-    """Scores in one line: "val 0.9812  test 0.9756" or, for regression, "val R² 0.512 MAE 43.1  test R²
-    0.470 MAE 44.9" (``splits``: which of them)."""
-    regression = any(metrics.get(f"{split}_r2") is not None for split in splits)
-    return "  ".join(
-        f"{split} R² {_f(metrics.get(f'{split}_r2'), '.3f')} MAE {_f(metrics.get(f'{split}_mae'), '.4g')}"
-        if regression
-        else f"{split} {_f(metrics.get(f'{split}_acc'), '.4f')}"
-        for split in splits
-    )
 
 
 def format_runs(rows: list[dict]) -> str:

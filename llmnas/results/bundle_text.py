@@ -1,4 +1,4 @@
-"""The texts of an exported bundle (runs/export.py): headers of architecture.py, the loader model.py
+"""The texts of an exported bundle (results/export.py): headers of architecture.py, the loader model.py
 (llmnas's own code, written into every bundle) and README.md. Format strings, filled by export.py."""
 
 UNTRUSTED_HEADER = """\

@@ -26,13 +26,13 @@ from typing import Any
 
 import numpy as np
 
+from llmnas.finetune.traces import OK, Trace
 from llmnas.llm.chat import LLMError, completion_mode
 from llmnas.llm.local import HFChat
 from llmnas.runs.layout import RunLayout
 from llmnas.runs.store import write_atomic
-from llmnas.runs.traces import OK, Trace
 
-log = logging.getLogger("llmnas.propose.finetune")
+log = logging.getLogger("llmnas.finetune.lora")
 
 META = "finetune.json"
 TRAIN_SET = "train.jsonl"

@@ -3,7 +3,7 @@
 A trace is (prompt, reply, code, status, reward): a trial of runs/view.RunView (a proposal joined to
 its candidate's evaluation) and the candidate's prompt.md / reply.md / model.py. Proposals that never
 became a candidate (rejected before the sandbox, duplicates) keep their files under
-``traces/r<round>-s<slot>/`` (see ``keep_proposal_files``). Offline proposals have no prompt: the trace
+``traces/r<round>-s<slot>/`` (``RunStore.keep_proposal``). Offline proposals have no prompt: the trace
 gets the ``generate`` prompt rendered from the run's spec, so every valid program is still a real
 (prompt, completion) pair.
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from llmnas.candidate import checks
 from llmnas.llm import prompts
-from llmnas.propose.base import Proposal
+from llmnas.propose.base import Operator
 from llmnas.runs.layout import CODE, PROMPT, REPLY, RunLayout, refuse_overwrite
 from llmnas.runs.records import RunRecord
 from llmnas.runs.store import write_atomic
@@ -40,7 +40,7 @@ class Trace:
     round: int
     slot: int
     candidate_id: str | None
-    operator: str
+    operator: Operator
     system: str
     prompt: str
     reply: str
@@ -84,20 +84,6 @@ class Trace:
             "val_acc": _number(metrics.get("val_acc")),
             "params": _number(metrics.get("params")),
         }
-
-
-def keep_proposal_files(folder: Path, proposal: Proposal) -> Path | None:
-    """Keep the prompt, reply and code of a proposal that has no candidate folder of its own
-    (rejected before the sandbox, or a duplicate) in ``folder`` (RunLayout.trace); None when it
-    has nothing to keep (an offline proposal that failed before writing code)."""
-    texts = ((PROMPT, proposal.prompt), (REPLY, proposal.reply), (CODE, proposal.code))
-    if not any(text for _, text in texts):
-        return None
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in texts:
-        if text:
-            write_atomic(folder / name, text)
-    return folder
 
 
 def collect_traces(run_dir: Path, *, before_round: int | None = None) -> list[Trace]:

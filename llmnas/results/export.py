@@ -3,7 +3,7 @@
 What a bundle holds, and what of it is code (see README's SECURITY section):
 
 - ``model.onnx`` (data): the artifact the sandbox scored (its sha256, sealed by the worker and in the
-  event, is checked here and written in data.json), kept when ``runs/onnx_check`` loads it with
+  event, is checked here and written in data.json), kept when ``results/onnx_check`` loads it with
   onnxruntime and it reproduces the predictions it was scored on; what ``load()`` runs. With the run's
   data the preprocessing is prepended as standard operators (``llmnas_pre_*``): it takes raw samples.
 - ``weights.safetensors`` and ``data.json`` (data): the trained tensors; the preprocessing fitted on the
@@ -31,12 +31,17 @@ from pathlib import Path
 
 import numpy as np
 
+from llmnas.candidate.checks import normalise
+from llmnas.config import RunConfig
 from llmnas.errors import UserError
-from llmnas.runs import bundle_text as text
+from llmnas.propose import space
+from llmnas.results import bundle_text as text
+from llmnas.results.onnx_check import OnnxCheck, check_onnx
+from llmnas.results.read import leaderboard
 from llmnas.runs.layout import CODE, RunLayout, refuse_overwrite
-from llmnas.runs.onnx_check import OnnxCheck, check_onnx
+from llmnas.runs.store import RunStore
 from llmnas.task import preprocess
-from llmnas.task.datasets import Dataset
+from llmnas.task.datasets import Dataset, load_data
 from sandbox.protocol import ONNX_FILE, ONNX_INPUT, PRED_FILES, RESULT_FILE, STDOUT_FILE, WEIGHTS_FILE
 
 log = logging.getLogger("llmnas")
@@ -104,9 +109,6 @@ def rendered_by_llmnas(code: str, modality: str | None, decisions) -> bool:
     match means the code is llmnas's template output."""
     if not decisions or not modality:
         return False
-    from llmnas.candidate.checks import normalise
-    from llmnas.propose import space
-
     try:
         rendered = space.render(modality, tuple(int(d) for d in decisions))
         forms = {rendered.strip(), normalise(rendered).strip()}
@@ -284,11 +286,6 @@ def export_run(
 ) -> Exported:
     """Export one evaluated candidate of a run (default: the leaderboard's first); files already in
     ``out_dir`` under the bundle's names are replaced only with ``force``."""
-    from llmnas.config import RunConfig
-    from llmnas.runs.read import leaderboard
-    from llmnas.runs.store import RunStore
-    from llmnas.task.datasets import load_data
-
     store = RunStore.open(run_dir)
     view = store.view()
     evaluations = {cid: e for cid, e in view.evaluations.items() if e.ok}  # the latest, as the leaderboard
