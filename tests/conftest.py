@@ -3,12 +3,24 @@
 The pool is session-scoped: its zygotes start on first use (about two seconds) and every test that
 evaluates candidate code shares them. Jobs get a short training budget so each evaluation takes well
 under a second.
+
+Tiers: a test that starts a sandbox pool, zygote or worker, a search run, or any other process of its own
+is marked ``sandbox`` and stays out of ``make unit`` (``-m "not sandbox ..."``). The mark comes from the
+fixtures it uses (``SANDBOX_FIXTURES`` here, and a test module's own ``SANDBOX_FIXTURES`` for its module
+fixtures), or is written on the test (``@pytest.mark.sandbox``) or its module (``pytestmark``). The
+bounded parser's helper process (llmnas/candidate/bounded.py) is part of the code under test and no
+reason for the mark.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -24,6 +36,9 @@ SANDBOX_LIMITS = Limits(timeout_s=10, memory_mb=1024, cpu_s=20)
 # rlimits, network, pid and mount namespaces, a private folder). The hostile corpus runs here too.
 OS_LIMITS = SANDBOX_LIMITS.model_copy(update={"audit_hook": False})
 FAST_TRAIN = TrainConfig(max_steps=20, eval_every=10)
+# The fixtures below that start a pool; a test using any of them (directly or through another fixture)
+# is marked ``sandbox``.
+SANDBOX_FIXTURES = frozenset({"pool", "os_pool", "run_candidate"})
 
 GOOD_CNN = """
 import torch.nn as nn
@@ -36,6 +51,41 @@ def build_model(input_shape, num_classes):
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, num_classes),
     )
 """
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        own = getattr(getattr(item, "module", None), "SANDBOX_FIXTURES", ())
+        if (SANDBOX_FIXTURES | set(own)) & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.sandbox)
+
+
+T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], T], what: str, timeout_s: float = 60, every_s: float = 0.05) -> T:
+    """Poll ``condition`` until it returns something truthy, and return that; fail the test naming
+    ``what`` if ``timeout_s`` passes first. Tests wait on an event this way, never on a bare sleep."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up after {timeout_s:g} s waiting for {what}")
+        time.sleep(every_s)
+    return value
+
+
+def working_in(root: Path, folder: str = "") -> list[int]:
+    """Pids whose working folder is inside ``root`` (only in its entries whose names start with ``folder``
+    when given). A pool's zygotes work in ``<root>/slot*``, a candidate in ``<root>/work-*`` from the moment
+    it is confined (sandbox/limits.py: ``confine``) until it ends."""
+    prefix = f"{root}{os.sep}{folder}"
+    pids = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and os.readlink(entry / "cwd").startswith(prefix):
+                pids.append(int(entry.name))
+    return pids
 
 
 def logged(run_dir: Path) -> list[dict]:

@@ -159,6 +159,16 @@ def many_concurrent_submits_complete(executor, data: Dataset, tmp: Path, n: int 
     assert done == set(range(n))
 
 
+def running(executor) -> int:
+    """Candidates running now in ``executor``'s sandboxes: candidate folders (``work-*``) with a process
+    working in them, in the pool's folder (local) or in each worker's (Ray)."""
+    if hasattr(executor, "workers_info"):
+        roots = [Path(info["root"]) for info in executor.workers_info()]
+    else:
+        roots = [Path(executor.root)]
+    return sum(1 for root in roots for work in root.glob("work-*") if conftest.working_in(root, work.name))
+
+
 def close_is_prompt(executor, data: Dataset, tmp: Path) -> None:
     """close() with a candidate in flight and one queued behind each worker: stops within seconds,
     and every future is settled (a Result, or cancelled if it never started)."""
@@ -166,7 +176,7 @@ def close_is_prompt(executor, data: Dataset, tmp: Path) -> None:
         executor.submit(make_job(executor, data, SLEEP.format(seconds=3600), f"long{i}"), tmp / f"long{i}")
         for i in range(2 * executor.workers)
     ]
-    time.sleep(1.0)
+    conftest.wait_until(lambda: running(executor) >= executor.workers, "a candidate running on every worker")
     start = time.monotonic()
     executor.close()
     assert time.monotonic() - start < 10, "close() took too long"

@@ -1,7 +1,11 @@
 """The Python API: one call runs a search and hands back the best model, the front and the folder."""
 
+import pytest
+
 from llmnas import search
 from sandbox.protocol import TrainConfig
+
+pytestmark = pytest.mark.sandbox
 
 
 def test_search_from_python(tmp_path):

@@ -296,6 +296,7 @@ def _verify(path: Path, x: np.ndarray, pred: np.ndarray, tmp_path: Path, shape=(
     return onnx_check.verify({**request, "input_shape": list(shape)})
 
 
+@pytest.mark.sandbox
 def test_the_check_runs_in_a_child_and_accepts_a_faithful_graph(small, tmp_path):
     model, x, pred = small
     _export_onnx(model, tmp_path / "m.onnx")
@@ -354,6 +355,7 @@ def test_the_check_rejects_what_is_not_a_plain_faithful_graph(small, tmp_path, c
     assert not answer["ok"] and expected in answer["note"], answer
 
 
+@pytest.mark.sandbox
 def test_the_check_prepends_the_preprocessing_and_writes_the_graph_it_checked(small, tmp_path):
     """With a preprocessing the child checks (and writes) the graph that takes raw samples; a graph
     that already uses the names the preprocessing adds is refused."""
@@ -385,6 +387,7 @@ def test_the_check_prepends_the_preprocessing_and_writes_the_graph_it_checked(sm
     assert not answer["ok"] and "keeps for the preprocessing" in answer["note"], answer
 
 
+@pytest.mark.sandbox
 def test_a_check_that_hangs_or_crashes_is_a_rejection(small, tmp_path, monkeypatch):
     model, x, pred = small
     _export_onnx(model, tmp_path / "m.onnx")
@@ -442,6 +445,7 @@ def test_template_code_is_marked_and_loads_without_opt_in_while_unchanged(tmp_pa
         forged_module.load()
 
 
+@pytest.mark.sandbox
 def test_eval_out_keeps_data_only_and_says_so(tmp_path, capsys):
     from conftest import GOOD_CNN
 

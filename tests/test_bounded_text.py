@@ -107,6 +107,7 @@ def one_line(message: str) -> bool:
     return bool(message) and "\n" not in message and len(message) < 300
 
 
+@pytest.mark.sandbox
 def test_a_2mb_candidate_is_refused_before_it_is_parsed():
     out = drive("huge")
     assert out["stage"] == "static"
@@ -114,12 +115,14 @@ def test_a_2mb_candidate_is_refused_before_it_is_parsed():
     assert out["seconds"] < 1 and out["grown"] < 50 * MB and out["still_works"], out
 
 
+@pytest.mark.sandbox
 def test_nesting_that_explodes_the_parser_is_refused_without_the_driver_growing():
     out = drive("nesting")
     assert out["stage"] == "static" and one_line(out["message"]), out
     assert out["seconds"] < 4 and out["grown"] < 50 * MB and out["still_works"], out
 
 
+@pytest.mark.sandbox
 def test_a_parse_that_runs_long_is_stopped_at_the_time_limit():
     out = drive("slow")
     assert out["stage"] == "static" and one_line(out["message"]), out
@@ -127,6 +130,7 @@ def test_a_parse_that_runs_long_is_stopped_at_the_time_limit():
     assert out["seconds"] < bounded.TIME_LIMIT_S + 1.5 and out["grown"] < 50 * MB and out["still_works"]
 
 
+@pytest.mark.sandbox
 def test_a_2mb_reply_is_refused_before_extraction():
     out = drive("reply-huge")
     assert out["stage"] == "extract" and one_line(out["message"]), out
@@ -134,6 +138,7 @@ def test_a_2mb_reply_is_refused_before_extraction():
     assert out["seconds"] < 1 and out["grown"] < 50 * MB, out
 
 
+@pytest.mark.sandbox
 def test_a_reply_whose_code_explodes_the_parser_is_refused_in_the_child():
     out = drive("reply-nesting")
     assert out["stage"] == "extract" and one_line(out["message"]), out

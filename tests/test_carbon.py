@@ -132,6 +132,7 @@ def _run(tmp_path: Path, name: str, **settings):
     return [e for e in logged(tmp_path / name) if e["type"] in ("evaluation", "pause")], clock
 
 
+@pytest.mark.sandbox
 def test_a_paced_run_evaluates_in_the_green_window_with_the_same_candidates(tmp_path):
     forecast = write_forecast(tmp_path / "f.csv")
     began = time.monotonic()

@@ -18,6 +18,9 @@ from llmnas.cli import main
 from llmnas.engine.scoring import accuracy
 from llmnas.task.datasets import load_dataset
 
+# Module fixtures that start a search (see conftest): the tests using them are marked sandbox.
+SANDBOX_FIXTURES = {"run_dir"}
+
 REQ = "classify 8x8 grayscale digits into 10 classes; under 20k parameters; use a pretty colour"
 
 
@@ -176,6 +179,7 @@ def test_bad_input_is_one_clear_line_naming_the_flag(argv, flag, capsys, tmp_pat
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
 
 
+@pytest.mark.sandbox
 def test_console_script_reports_a_bad_value_without_traceback(tmp_path):
     exe = Path(sys.executable).with_name("llmnas")
     result = subprocess.run(
@@ -269,6 +273,7 @@ def test_export_and_traces_never_overwrite_the_users_files_without_force(
     assert traces.read_text().startswith("{")
 
 
+@pytest.mark.sandbox
 def test_the_parsed_spec_is_printed_before_the_search_with_what_was_not_understood(tmp_path: Path, capsys):
     text = "classify digits; under 100 KB; use GELU everywhere"
     args = ["--data", "digits", "--max-samples", "300", "--budget", "1", "--workers", "1", "--steps", "20"]
@@ -280,6 +285,7 @@ def test_the_parsed_spec_is_printed_before_the_search_with_what_was_not_understo
     assert out.index("Task spec:") < out.index("[   1]"), "the spec came after the first evaluation"
 
 
+@pytest.mark.sandbox
 def test_dry_run_prints_spec_data_budget_and_an_estimate_and_starts_no_run(tmp_path: Path, capsys):
     args = ["--data", "digits", "--max-samples", "300", "--budget", "10", "--workers", "2", "--steps", "80"]
     assert main(["search", REQ, *args, "--out", str(tmp_path / "r"), "--dry-run"]) == 0
@@ -332,6 +338,7 @@ def test_search_refuses_a_folder_of_other_files(tmp_path: Path, capsys):
     ).read_text() == "x,y\n1,2\n"
 
 
+@pytest.mark.sandbox
 def test_a_config_file_sets_the_run_and_flags_override_it(tmp_path, capsys):
     (tmp_path / "run.toml").write_text(
         'llm = "offline"\nbudget = 2\nseed = 4\nworkers = 2\nmax_samples = 300\n'
@@ -371,6 +378,7 @@ def test_a_config_file_sets_the_run_and_flags_override_it(tmp_path, capsys):
     assert "--config" in capsys.readouterr().err
 
 
+@pytest.mark.sandbox
 def test_doctor_names_every_layer_and_its_state(capsys):
     status = main(["doctor"])
     lines = capsys.readouterr().out.splitlines()

@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import GOOD_CNN, OS_LIMITS, SANDBOX_LIMITS, evaluate, write_worker_data
+from conftest import GOOD_CNN, OS_LIMITS, SANDBOX_LIMITS, evaluate, wait_until, working_in, write_worker_data
 
 from llmnas.execute.local import LocalPool
 from llmnas.task.datasets import Dataset
@@ -36,6 +36,8 @@ HOSTILE = Path(__file__).parent / "hostile"
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="the OS layers under test need a root driver")
 MODES = {"hook": SANDBOX_LIMITS, "os": OS_LIMITS}
 NOBODY = 65534
+# Module fixtures that start a pool (see conftest): the tests using them are marked sandbox.
+SANDBOX_FIXTURES = {"single"}
 
 
 def hostile(name: str, **values: str) -> tuple[str, dict[str, str]]:
@@ -106,6 +108,7 @@ def _errno_of(call) -> int:
 
 
 # --------------------------------------------------------------------------- the layers report
+@pytest.mark.sandbox
 def test_active_layers_names_every_layer_and_says_why():
     layers = active_layers()
     names = {"netns", "pidns", "mountns", "ipcns", "utsns", "seccomp", "cgroup", "tmpfs", "uid_drop"}
@@ -116,6 +119,7 @@ def test_active_layers_names_every_layer_and_says_why():
         assert not off, f"as root these layers should hold here: {[layers[k] for k in off]}"
 
 
+@pytest.mark.sandbox
 def test_active_layers_do_not_import_llmnas():
     code = "import sys, sandbox.layers as m; m.active_layers(); print(any(k.startswith('llmnas') for k in sys.modules))"
     done = subprocess.run(
@@ -125,6 +129,7 @@ def test_active_layers_do_not_import_llmnas():
 
 
 # --------------------------------------------------------------------------- seccomp
+@pytest.mark.sandbox
 @pytest.mark.skipif(seccomp.supported() is not None, reason=f"no seccomp here: {seccomp.supported()}")
 def test_seccomp_refuses_sockets_namespaces_and_mounts_and_allows_the_rest():
     def probe() -> dict:
@@ -164,6 +169,7 @@ def test_seccomp_refuses_sockets_namespaces_and_mounts_and_allows_the_rest():
     }, seen
 
 
+@pytest.mark.sandbox
 @pytest.mark.skipif(seccomp.supported() is not None, reason=f"no seccomp here: {seccomp.supported()}")
 def test_seccomp_leaves_ip_sockets_to_the_network_namespace_when_asked():
     seen = in_child(lambda: (seccomp.install(allow_inet=True), {"inet": _errno_of(socket.socket)})[1])
@@ -205,6 +211,7 @@ def test_remove_tree_survives_deep_unreadable_trees(tmp_path):
     assert remove_tree(tmp_path / "missing")
 
 
+@pytest.mark.sandbox
 @ROOT_ONLY
 def test_remove_tree_fixes_modes_as_an_unprivileged_owner():
     """Without root's disregard for modes: a mode-000 folder of one's own is opened after a chmod."""
@@ -228,6 +235,7 @@ def test_remove_tree_fixes_modes_as_an_unprivileged_owner():
 
 
 # --------------------------------------------------------------------------- cgroup and watcher
+@pytest.mark.sandbox
 def test_cgroup_counts_all_processes_of_a_candidate():
     group = cgroup.create(f"llmnas-test-{uuid.uuid4().hex[:8]}", 128, 16, 1.0)
     if group is None:
@@ -253,6 +261,7 @@ def test_cgroup_counts_all_processes_of_a_candidate():
     assert not any(p.exists() for p in group.dirs.values())
 
 
+@pytest.mark.sandbox
 def test_watcher_sums_memory_over_a_candidates_children():
     code = (
         "import os, time\n"
@@ -388,6 +397,7 @@ def build_model(input_shape, num_classes):
 """
 
 
+@pytest.mark.sandbox
 @ROOT_ONLY
 def test_cpu_seconds_count_over_all_children(digits, tmp_path):
     limits = Limits(timeout_s=60, memory_mb=1024, cpu_s=3, audit_hook=False)
@@ -398,6 +408,7 @@ def test_cpu_seconds_count_over_all_children(digits, tmp_path):
     assert result.wall_seconds < 20, result.wall_seconds
 
 
+@pytest.mark.sandbox
 @ROOT_ONLY
 @pytest.mark.parametrize("mode", ["zygote", "fresh"])
 def test_a_deep_tree_cannot_crash_cleanup(mode, digits, tmp_path):
@@ -458,16 +469,7 @@ time.sleep(300)
 """
 
 
-def _inside(root: Path) -> list[int]:
-    """Pids whose working folder is inside ``root``."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        with contextlib.suppress(OSError):
-            if entry.name.isdigit() and os.readlink(entry / "cwd").startswith(f"{root}/"):
-                pids.append(int(entry.name))
-    return pids
-
-
+@pytest.mark.sandbox
 def test_a_killed_drivers_pool_is_swept_by_the_next_pool(tmp_path):
     """kill -9 of the driver mid-candidate: the next pool to start removes the folder (job file, data)
     and kills what still runs in it; a live pool's folder is never touched."""
@@ -479,10 +481,7 @@ def test_a_killed_drivers_pool_is_swept_by_the_next_pool(tmp_path):
     )
     try:
         root = Path(driver.stdout.readline().strip())
-        end = time.monotonic() + 60
-        while not any(p.name.startswith("work-") for p in root.iterdir()) and time.monotonic() < end:
-            time.sleep(0.2)
-        time.sleep(2)  # the candidate is in build_model now
+        wait_until(lambda: working_in(root, "work-"), "the candidate to start in the driver's pool")
         driver.kill()
         driver.wait()
         assert root.is_dir() and (root / "data").is_dir(), "nothing was left to sweep"
@@ -491,9 +490,9 @@ def test_a_killed_drivers_pool_is_swept_by_the_next_pool(tmp_path):
         assert not root.exists(), "the dead driver's pool folder outlived the next pool's start"
         assert live.root.is_dir() and (live.root / "owner.lock").is_file(), "a live pool was swept"
         end = time.monotonic() + 10
-        while _inside(root) and time.monotonic() < end:
+        while working_in(root) and time.monotonic() < end:
             time.sleep(0.2)
-        assert _inside(root) == [], "processes of the dead pool still run"
+        assert working_in(root) == [], "processes of the dead pool still run"
     finally:
         with contextlib.suppress(ProcessLookupError):
             driver.kill()

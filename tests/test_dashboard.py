@@ -153,6 +153,7 @@ def test_a_run_folder_is_shown_with_its_siblings_and_unreadable_runs_say_why(res
     assert f"<h1>llmnas run <span class='mono'>{RUN_B}" in get(url.split("?")[0])[2]  # follows the newest
 
 
+@pytest.mark.sandbox
 def test_cli_port_zero_prints_the_url_and_ctrl_c_stops_it(results: Path):
     proc = subprocess.Popen(
         # The installed entry point, as a user starts it: it sets up Ctrl-C even when the process was
@@ -241,6 +242,7 @@ def _leaderboard_ids(page: LivePage) -> list[str]:
     )
 
 
+@pytest.mark.sandbox
 def test_the_page_follows_new_events_in_headless_chromium(results: Path, serve, tmp_path: Path):
     require_chromium()
     server, url = serve(results)

@@ -177,6 +177,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.sandbox
 def test_the_raw_penguins_csv_goes_through_search_export_and_onnx(tmp_path: Path):
     pytest.importorskip("pandas")
     path = penguins(tmp_path / "penguins.csv")

@@ -27,6 +27,7 @@ def _hogs(n: int = 2) -> list[subprocess.Popen]:
     return [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(n)]
 
 
+@pytest.mark.sandbox
 def test_same_seed_gives_the_same_run_under_cpu_load(tmp_path):
     """One run on a quiet machine, one beside two busy processes: the same decisions and scores; another
     seed decides differently."""

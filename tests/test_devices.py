@@ -64,6 +64,7 @@ def test_jobs_train_where_the_executor_resolved_the_device(device, digits):
     assert make_job(cfg, spec, digits, _Executor(device), "c1", "code").device == device
 
 
+@pytest.mark.sandbox
 @pytest.mark.skipif(not NO_CUDA, reason="shows the CPU side of auto")
 def test_auto_on_a_machine_without_cuda_trains_on_the_cpu():
     with local_pool(RunConfig(requirements="classify", device="auto"), 1) as pool:
@@ -78,6 +79,7 @@ def test_search_with_cuda_but_no_gpu_stops_before_it_starts(tmp_path, capsys):
     assert not (tmp_path / "r" / "events.jsonl").exists()
 
 
+@pytest.mark.sandbox
 def test_a_worker_that_cannot_see_the_gpu_fails_the_candidate(digits, tmp_path, monkeypatch):
     """A CUDA job on a worker with CUDA_VISIBLE_DEVICES='' (through the real sandbox): a crash that
     says why, no weights: nothing trained on the CPU instead."""

@@ -12,6 +12,8 @@ from conftest import logged
 
 from llmnas.cli import main
 
+pytestmark = pytest.mark.sandbox  # `llmnas eval` and searches: every test starts a pool
+
 SMALL_CNN = """
 import torch.nn as nn
 

@@ -77,6 +77,7 @@ def test_a_run_written_by_0_1_loads_in_every_reader(old_run: Path):
     assert "Skipped log lines" not in render_report(old_run).read_text()
 
 
+@pytest.mark.sandbox
 def test_a_run_written_by_0_1_resumes(old_run: Path):
     before = logged(old_run)
     result = resume(old_run, budget=6, progress=False, announce=lambda _: None)
@@ -101,6 +102,7 @@ BAD_LINES = {
 }
 
 
+@pytest.mark.sandbox
 def test_bad_lines_are_reported_by_number_and_skipped(old_run: Path):
     lines = (old_run / "events.jsonl").read_text().splitlines()
     for number, bad in sorted(BAD_LINES.items()):

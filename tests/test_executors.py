@@ -16,7 +16,7 @@ from pathlib import Path
 
 import executor_contract as contract
 import pytest
-from conftest import logged
+from conftest import logged, wait_until, working_in
 
 from llmnas.cli import main
 from llmnas.errors import UserError
@@ -34,6 +34,9 @@ from sandbox.protocol import (
     Result,
     Stage,
 )
+
+# Module fixtures that start a pool or Ray (see conftest): the tests using them are marked sandbox.
+SANDBOX_FIXTURES = {"make_executor", "ray_instance"}
 
 try:
     import ray
@@ -108,28 +111,17 @@ def test_close_is_prompt(kind, make_executor, data, tmp_path):
 
 
 def _kill_worker(executor: RayExecutor, not_pid: int | None = None) -> int:
-    """SIGKILL the (single) actor process of ``executor`` once it is up; its pid."""
-    deadline = time.monotonic() + 60
-    while True:
-        placed = executor.workers_info()
-        if placed and placed[0]["pid"] != not_pid:
-            pid = placed[0]["pid"]
-            break
-        assert time.monotonic() < deadline, "no replacement worker appeared"
-        time.sleep(0.2)
-    time.sleep(1.0)  # let the call reach the sandbox
-    os.kill(pid, signal.SIGKILL)
-    return pid
+    """SIGKILL the (single) actor process of ``executor`` once its candidate runs in the actor's sandbox;
+    its pid."""
 
+    def placed() -> dict | None:
+        info = executor.workers_info()
+        return info[0] if info and info[0]["pid"] != not_pid else None
 
-def _working_in(root: Path) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if os.readlink(entry / "cwd").startswith(f"{root}/"):
-                    pids.append(int(entry.name))
-    return pids
+    worker = wait_until(placed, "a (replacement) worker")
+    wait_until(lambda: working_in(Path(worker["root"]), "work-"), "the call to reach the worker's sandbox")
+    os.kill(worker["pid"], signal.SIGKILL)
+    return worker["pid"]
 
 
 @needs_ray
@@ -146,7 +138,7 @@ def test_ray_worker_death_retries_the_candidate(make_executor, data, tmp_path):
         assert ex.restarts == 1
         assert ex.workers_info()[0]["pid"] != first
         assert not dead_root.exists(), "the new worker did not clean up after the dead one"
-        assert not _working_in(dead_root), "the dead worker's sandbox still runs"
+        assert not working_in(dead_root), "the dead worker's sandbox still runs"
         for name in (*PRED_FILES.values(), WEIGHTS_FILE):
             assert (tmp_path / "slow" / name).is_file()
         assert contract.recorded(tmp_path / "slow") == result

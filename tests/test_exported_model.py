@@ -134,6 +134,7 @@ def _user_inputs(source: dict, samples: list, folder: Path) -> list:
     return ["files", [str(source["root"] / s) for s in samples]]
 
 
+@pytest.mark.sandbox
 @pytest.mark.parametrize("kind", list(SOURCES))
 def test_exported_model_takes_raw_data_and_reproduces_the_test_accuracy(kind, tmp_path):
     data, source = SOURCES[kind](tmp_path)

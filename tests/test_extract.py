@@ -50,6 +50,7 @@ def test_reply_fixture(name: str) -> None:
     assert isinstance(checked, Checked), checked
 
 
+@pytest.mark.sandbox
 def test_extract_and_validate_do_not_import_torch() -> None:
     script = "import sys, llmnas.candidate.extract; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", script], check=True)

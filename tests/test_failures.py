@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import logged
+from conftest import logged, wait_until
 
 from llmnas.cli import main
 from llmnas.errors import RunFailed
@@ -40,11 +40,20 @@ def _llmnas(*args: str, cwd: Path) -> subprocess.Popen:
     )
 
 
+def _loading_dependencies(pid: int) -> bool:
+    """Whether process ``pid`` has begun to load numpy or torch: llmnas's own start-up, where Ctrl-C is
+    handled (llmnas/console.py takes it before importing anything), and before a run folder exists."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return "/numpy/" in maps or "/torch/" in maps
+
+
+@pytest.mark.sandbox
 @pytest.mark.parametrize("moment", ["importing", "starting the sandbox"])
 def test_ctrl_c_during_start_up_exits_130_without_a_traceback(tmp_path, moment):
     proc = _llmnas("search", REQ, *QUICK, "--budget", "4", "--out", str(tmp_path / "run"), cwd=tmp_path)
     if moment == "importing":
-        time.sleep(0.3)
+        wait_until(lambda: _loading_dependencies(proc.pid), "llmnas to import its dependencies", 30)
+        assert not (tmp_path / "run").exists()
     else:  # the run folder exists, the zygotes are starting: nothing evaluated yet
         deadline = time.time() + 60
         while time.time() < deadline and not (tmp_path / "run" / "run.json").exists():
@@ -57,6 +66,7 @@ def test_ctrl_c_during_start_up_exits_130_without_a_traceback(tmp_path, moment):
         assert main(["resume", str(tmp_path / "run"), "--json"]) == 0
 
 
+@pytest.mark.sandbox
 def test_a_run_folder_deleted_mid_run_stops_with_one_line(tmp_path):
     proc = _llmnas("search", REQ, *QUICK, "--budget", "40", "--out", str(tmp_path / "run"), cwd=tmp_path)
     events = tmp_path / "run" / "events.jsonl"
@@ -92,6 +102,7 @@ def test_a_full_disk_keeps_what_was_recorded(tmp_path):
     assert (tmp_path / "kept.jsonl").read_text() == kept
 
 
+@pytest.mark.sandbox
 @pytest.mark.skipif(os.geteuid() != 0, reason=NOT_ROOT)
 def test_a_disk_that_fills_mid_run_stops_with_one_line_and_resumes(tmp_path):
     small = tmp_path / "small"

@@ -107,6 +107,7 @@ def test_an_infeasible_limit_stops_the_offline_search_before_any_candidate(tmp_p
     assert not out.exists()
 
 
+@pytest.mark.sandbox
 def test_a_tight_limit_finds_the_linear_model(tmp_path):
     cfg = RunConfig(
         requirements="classify into 3 classes, under 20 parameters",

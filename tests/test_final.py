@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from safetensors import safe_open
 
 from llmnas.cli import main
@@ -37,6 +38,7 @@ def test_train_and_validation_appends_the_validation_split_only():
     assert np.array_equal(merged.y_test, data.y_test) and merged.preprocessing == data.preprocessing
 
 
+@pytest.mark.sandbox
 def test_final_train_retrains_the_choice_and_reports_test_once(tmp_path: Path, capsys):
     out = tmp_path / "run"
     argv = ["search", "classify digits; under 20k parameters", "--data", "digits", "--max-samples", "300"]

@@ -13,6 +13,7 @@ from llmnas.cli import main
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
 
 
+@pytest.mark.sandbox
 def test_hf_search_with_finetuning_keeps_traces_and_exports_them(tmp_path, capsys):
     model = build_tiny_coder(tmp_path / "coder")
     run = tmp_path / "run"

@@ -7,7 +7,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.sandbox  # builds a wheel, installs it and runs it in subprocesses
 
 MODEL = """
 import torch.nn as nn

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import logged
 from fakes.openai_server import FakeOpenAI, error, ok
 
@@ -61,6 +62,7 @@ def _run(tmp_path, server: FakeOpenAI, *extra: str, capsys) -> tuple[int, dict, 
     return status, (json.loads(printed) if printed.strip() else {}), logged(out)
 
 
+@pytest.mark.sandbox
 def test_llm_search_repairs_survives_faults_and_logs_usage(tmp_path, capsys):
     script = [
         ok("I cannot produce JSON today."),  # spec extraction: garbage -> the rule-based parser
@@ -89,6 +91,7 @@ def test_llm_search_repairs_survives_faults_and_logs_usage(tmp_path, capsys):
     assert result["best"] is not None
 
 
+@pytest.mark.sandbox
 def test_token_budget_ends_the_run_cleanly_and_keeps_finished_work(tmp_path, capsys):
     with FakeOpenAI(ok("{}"), default=ok(mlp(40), prompt_tokens=400, completion_tokens=200)) as server:
         status, result, events = _run(
@@ -100,6 +103,7 @@ def test_token_budget_ends_the_run_cleanly_and_keeps_finished_work(tmp_path, cap
     assert len([e for e in events if e["type"] == "proposal"]) < 20
 
 
+@pytest.mark.sandbox
 def test_a_dead_endpoint_stops_the_run_and_resume_continues_once_it_answers(tmp_path, capsys):
     server = FakeOpenAI(ok("{}"), default=ok(mlp(24)))  # the port is bound, but nothing answers yet
     out = tmp_path / "run"
@@ -126,6 +130,7 @@ def test_bad_credentials_stop_at_once(tmp_path, capsys):
     assert len(err) == 1 and "401" in err[0] and "credentials" in err[0]
 
 
+@pytest.mark.sandbox
 def test_resume_replays_recorded_replies_instead_of_asking_again(tmp_path, capsys):
     with FakeOpenAI(ok("{}"), default=ok(mlp(24))) as server:
         status, _, _ = _run(tmp_path, server, "--budget", "2", capsys=capsys)
@@ -143,6 +148,7 @@ def test_resume_replays_recorded_replies_instead_of_asking_again(tmp_path, capsy
     assert len(replies) == asked - 1  # every proposal reply was recorded once (the spec call is not replayed)
 
 
+@pytest.mark.sandbox
 def test_test_accuracy_never_reaches_a_prompt_or_a_trace(tmp_path, capsys):
     """Test accuracy is reported only: no prompt the model was sent, no trace exported for fine-tuning,
     holds it, while validation metrics of parents do reach mutation prompts (so the scan is not vacuous)."""

@@ -224,6 +224,7 @@ def test_late_imports_still_work(mode, pools, digits, tmp_path):
     assert result.ok, f"{result.stage}: {result.message}"
 
 
+@pytest.mark.sandbox
 @VIEW_ONLY
 def test_the_fresh_worker_gets_the_view_too(digits, planted, tmp_path):
     """``mode="fresh"`` (python -m sandbox.worker per candidate) builds the same view."""
@@ -257,6 +258,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.sandbox
 @VIEW_ONLY
 def test_the_view_holds_what_it_says_and_the_warm_up_runs_in_it(tmp_path):
     """The zygote's steps (private /tmp, preload, view), then the warm-up evaluation again inside the
@@ -316,6 +318,7 @@ def test_the_plan_holds_python_and_the_sandbox_package_only():
 
 
 # --------------------------------------------------------------------------- without the view
+@pytest.mark.sandbox
 @ROOT_ONLY
 def test_another_run_folder_is_closed_to_a_candidate_uid_even_without_the_view(tmp_path):
     """The driver creates run folders mode 700 (llmnas/runs/store.py): an unprivileged uid cannot list

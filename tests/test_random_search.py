@@ -69,6 +69,7 @@ def _run(tmp_path, name: str, seed: int = 1):
     return start(cfg, tmp_path / name, progress=False, announce=lambda _: None)
 
 
+@pytest.mark.sandbox
 def test_random_strategy_draws_uniformly_learns_nothing_and_repeats(tmp_path):
     first = _run(tmp_path, "a")
     events = logged(first.run_dir)

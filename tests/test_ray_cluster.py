@@ -9,13 +9,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from fakes.ray_cluster import LocalCluster, cluster_env
+from conftest import wait_until
+from fakes.ray_cluster import LocalCluster, Node, cluster_env
+
+from llmnas.execute.stale import PREFIX
 
 ray = pytest.importorskip("ray", reason="ray is not installed: pip install 'llmnas[ray]'")
 
@@ -23,6 +27,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 REQ = "classify 8x8 digits; under 20k parameters"
 BUDGET = 14
+WORK = re.compile(rf"/{re.escape(PREFIX)}[^/]+/work-")  # a candidate's folder in a node's sandbox
 
 
 def _events(run: Path) -> list[dict]:
@@ -66,6 +71,25 @@ def _round_in_flight(events: list[dict], size: int) -> int | None:
     return last if full and not live & evaluated else None
 
 
+def _parent_and_group(pid: int) -> tuple[int, int]:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[1]), int(fields[2])
+
+
+def _candidate_on(node: Node) -> bool:
+    """Whether a candidate runs on ``node`` now: a process working in a sandbox's candidate folder
+    (``WORK``) that descends from a process in the node's process group."""
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            if entry.name.isdigit() and WORK.search(os.readlink(entry / "cwd")):
+                pid = int(entry.name)
+                while pid > 1:
+                    pid, group = _parent_and_group(pid)
+                    if group == node.proc.pid:
+                        return True
+    return False
+
+
 def test_search_on_two_nodes_lands_on_both_and_survives_losing_one(tmp_path):
     run = tmp_path / "run"
     with LocalCluster() as cluster:
@@ -101,7 +125,7 @@ def test_search_on_two_nodes_lands_on_both_and_survives_losing_one(tmp_path):
                 run, driver, "a round of two in flight", lambda ev: _round_in_flight(ev, 2) is not None
             )
             killed_round = _round_in_flight(events, 2)
-            time.sleep(0.5)
+            wait_until(lambda: _candidate_on(second), "the round's candidate to run on the second node")
             second.kill()
             code = driver.wait(timeout=600)
         finally:

@@ -19,6 +19,9 @@ from llmnas.run import refine, resume, start
 from llmnas.task.spec import TaskSpec
 from sandbox.protocol import TrainConfig
 
+# Module fixtures that start a search (see conftest): the tests using them are marked sandbox.
+SANDBOX_FIXTURES = {"searched"}
+
 QUIET = {"progress": False, "announce": lambda _: None}
 
 

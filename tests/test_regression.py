@@ -188,6 +188,7 @@ def test_r2_ranks_and_rewards_regression_candidates():
 # ------------------------------------------------------------------------------------------ end to end
 
 
+@pytest.mark.sandbox
 def test_a_regression_search_runs_end_to_end(tmp_path: Path, capsys):
     out = tmp_path / "run"
     argv = ["search", "predict disease progression, MAE under 60; under 3k parameters", "--data", "diabetes"]

@@ -320,6 +320,7 @@ def test_refinement_and_llm_usage(run_dir: Path):
     assert leaderboard_ids(page)[0] == "bbbbbbbbbbbb"
 
 
+@pytest.mark.sandbox
 def test_report_renders_in_headless_chromium(run_dir: Path):
     require_chromium()
     html = render_report(run_dir)

@@ -67,6 +67,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.Popen:
     )
 
 
+@pytest.mark.sandbox
 @pytest.mark.parametrize("kill_after", [2, 4])
 def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, kill_after):
     budget = "6"
@@ -118,6 +119,7 @@ def test_a_new_run_refuses_to_overwrite_an_existing_one(tmp_path):
         RunStore.create(tmp_path / "r", {}, "x")
 
 
+@pytest.mark.sandbox
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     proc = subprocess.Popen(
         [
@@ -148,6 +150,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     assert logged(tmp_path / "run")  # what finished is on disk
 
 
+@pytest.mark.sandbox
 def test_a_time_limit_ends_the_run_at_a_round_boundary_and_resume_goes_on(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["search", REQ, *COMMON, "--budget", "20", "--time-limit", "1s", "--out", str(run)]) == 0

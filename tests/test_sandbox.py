@@ -65,6 +65,8 @@ from llmnas.task.datasets import Dataset
 from llmnas.task.spec import TaskSpec
 from sandbox.protocol import DATA_FILES, Result, TrainConfig
 
+pytestmark = pytest.mark.sandbox  # every test here but the corpus's own check runs candidates in pools
+
 CORPUS_DIR = Path(__file__).parent / "hostile"
 REPO = Path(__file__).resolve().parent.parent
 STAGES = {"static", "build", "shape", "budget", "train", "export", "timeout", "memory", "crash", "ok"}

@@ -99,6 +99,7 @@ def test_scale_proposal_names_its_parent_or_says_why_not():
     assert full.code is None and full.stage == "static" and "no room" in full.message
 
 
+@pytest.mark.sandbox
 def test_search_scales_good_small_models_up_to_the_limit(tmp_path):
     """Once parents are in use, ``scale`` is one of the operators the policy chooses among while some passing
     candidate is at most half the parameter limit: it takes the best such candidate not scaled yet (each one
@@ -129,6 +130,7 @@ def test_search_scales_good_small_models_up_to_the_limit(tmp_path):
             assert parent < done[e["candidate_id"]]["metrics"]["params"] <= limit
 
 
+@pytest.mark.sandbox
 @pytest.mark.parametrize(
     ("words", "most"),
     [

@@ -73,6 +73,7 @@ def test_live_pools_hold_distinct_uid_blocks_and_a_dead_folders_block_stays_rese
         stale.sweep_sandbox(dead)
 
 
+@pytest.mark.sandbox
 @needs_root
 def test_a_sweep_kills_by_uid_only_when_no_live_pool_holds_the_block():
     uids, block = stale.reserve_uids(1)

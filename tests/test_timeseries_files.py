@@ -141,6 +141,7 @@ print(json.dumps({"pred": model.predict(x).tolist(), "onnx": np.asarray(model.cl
 """
 
 
+@pytest.mark.sandbox
 def test_a_ts_file_searched_and_exported_predicts_raw_series_with_missing_values(tmp_path: Path):
     x, labels = series(n=60)
     path = write_ts(tmp_path / "trends.ts", x, labels)
