@@ -163,17 +163,21 @@ REAL = {"on": False}  # --real: train instead of looking up
 
 
 @cache
+def _data(task: str):
+    return nas_tasks.TASKS[task].load()
+
+
+@cache
 def _worker_files(task: str) -> Path:
     folder = Path(tempfile.mkdtemp(prefix=f"llmnas-real-{task}-"))
-    nas_tasks.TASKS[task].load().write_worker_files(folder)
+    _data(task).write_worker_files(folder)
     return folder
 
 
 @cache
 def trained(task: str, point: tuple[int, ...]) -> tuple[bool, int, float | None, float | None]:
     """The point trained for real (training is deterministic: once per point is enough)."""
-    t = nas_tasks.TASKS[task]
-    data = t.load()
+    t, data = nas_tasks.TASKS[task], _data(task)
     params = space.param_count(t.modality, point, data.input_shape, data.num_classes)
     if params > t.max_params:
         return False, params, None, None
@@ -288,7 +292,7 @@ def main() -> None:
     args = ap.parse_args()
     REAL["on"] = args.real
     task = nas_tasks.TASKS[args.task]
-    data = task.load()
+    data = _data(args.task)
     strategies = list(dict.fromkeys(["random", *args.strategies]))
     curves: dict[str, list] = {s: [] for s in strategies}
     with tempfile.TemporaryDirectory() as tmp:

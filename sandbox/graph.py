@@ -31,14 +31,12 @@ WEIGHT_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", *RECURRENT_GATES})
 
 def nodes(graph) -> Iterator:
     """Every node of a graph and of its subgraphs."""
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            for sub in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
-                yield from nodes(sub)
+    for g in _graphs(graph):
+        yield from g.node
 
 
 def _graphs(graph) -> Iterator:
+    """A graph and, recursively, the subgraphs its nodes hold (If, Loop, Scan bodies)."""
     yield graph
     for node in graph.node:
         for attr in node.attribute:
