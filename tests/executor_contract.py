@@ -8,7 +8,6 @@ against every implementation (the local pool and Ray), so both answer the same w
 from __future__ import annotations
 
 import json
-import time
 from concurrent.futures import as_completed
 from pathlib import Path
 
@@ -170,20 +169,21 @@ def running(executor) -> int:
 
 
 def close_is_prompt(executor, data: Dataset, tmp: Path) -> None:
-    """close() with a candidate in flight and one queued behind each worker: stops within seconds,
-    and every future is settled (a Result, or cancelled if it never started)."""
+    """close() with a candidate in flight and one queued behind each worker: it ends them (the candidates
+    sleep an hour: a close() that waits for them fails the test at its timeout) and every future is
+    settled (a Result, or cancelled if it never started). The executor's own limit must exceed the
+    test's timeout, so that nothing but close() can end the candidates."""
     futures = [
         executor.submit(make_job(executor, data, SLEEP.format(seconds=3600), f"long{i}"), tmp / f"long{i}")
         for i in range(2 * executor.workers)
     ]
     conftest.wait_until(lambda: running(executor) >= executor.workers, "a candidate running on every worker")
-    start = time.monotonic()
     executor.close()
-    assert time.monotonic() - start < 10, "close() took too long"
     for fut in futures:
         assert fut.done()
         if not fut.cancelled():
-            assert not fut.result().ok
+            result = fut.result()
+            assert not result.ok and result.stage != Stage.timeout, result
 
 
 CHECKS = (

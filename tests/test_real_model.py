@@ -38,6 +38,7 @@ def gguf() -> Path:
     return gemma.gguf_path()
 
 
+@pytest.mark.model
 def test_real_base_model_writes_a_candidate_in_completion_mode():
     """The real weights, loaded from the folder converted once from the GGUF (``make test`` set-up)."""
     chat = HFChat(str(gemma.hf_folder()), device="cpu")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FAST_TRAIN, GOOD_CNN, SANDBOX_LIMITS, make_job
+from conftest import FAST_TRAIN, GOOD_CNN, make_job
 from onnx import TensorProto, helper, numpy_helper
 from pydantic import ValidationError
 
@@ -150,7 +150,6 @@ def test_a_slow_candidate_fails_with_timeout_naming_the_step_budget(pool, digits
     result = pool.submit(job, tmp_path / "slow").result()
     assert not result.ok and result.stage == Stage.timeout, result
     assert "budget of 500 steps was not reached" in result.message and "--timeout" in result.message
-    assert result.wall_seconds < SANDBOX_LIMITS.timeout_s
 
 
 # --------------------------------------------------------------------------- latency near a limit
