@@ -13,7 +13,7 @@ LLMNAS="$ROOT/.venv/bin/llmnas"
 REQ="classify the 1-D signals into 10 classes; under 10k parameters; under 1 ms on CPU"
 rm -rf "$OUT" && mkdir -p "$OUT"
 
-search_loop() {  # $1: the loop's name; a new seed per search, so the two loops never search alike
+search_loop() {  # $1: the loop's name; $2: its seed offset (seeds 2k + $2: the two loops never search alike)
     local k=0
     while [ ! -e "$OUT/stop" ]; do
         "$LLMNAS" search "$REQ" --data mnist1d --budget 40 --seed "$((k * 2 + $2))" \

@@ -488,10 +488,7 @@ def test_a_killed_drivers_pool_is_swept_by_the_next_pool(tmp_path):
             assert after.root.is_dir()
         assert not root.exists(), "the dead driver's pool folder outlived the next pool's start"
         assert live.root.is_dir() and (live.root / "owner.lock").is_file(), "a live pool was swept"
-        end = time.monotonic() + 10
-        while working_in(root) and time.monotonic() < end:
-            time.sleep(0.2)
-        assert working_in(root) == [], "processes of the dead pool still run"
+        wait_until(lambda: not working_in(root), "the processes of the dead pool to end", 10, every_s=0.2)
     finally:
         with contextlib.suppress(ProcessLookupError):
             driver.kill()
