@@ -87,8 +87,9 @@ class TableExecutor:
 
     device = "cpu"
 
-    def __init__(self, task: str, data, data_dir: Path):
-        self.task, self.data, self.data_dir = task, data, data_dir
+    def __init__(self, task: str, data, data_dir: Path, measure):
+        """``measure(task, point)``: ``lookup`` (the table) or ``trained`` (``--real``)."""
+        self.task, self.data, self.data_dir, self.measure = task, data, data_dir, measure
         self.points: dict[str, tuple[int, ...]] = {}  # candidate id -> decisions, filled as proposed
 
     def capacity(self) -> int:
@@ -109,7 +110,7 @@ class TableExecutor:
             return Result(
                 candidate_id=job.candidate_id, ok=False, stage=Stage.crash, message="not in the space"
             )
-        feasible, params, val, test = (trained if REAL["on"] else lookup)(self.task, point)
+        feasible, params, val, test = self.measure(self.task, point)
         if not feasible or val is None:
             stage, why = (
                 (Stage.budget, f"params {params:,} > limit") if not feasible else (Stage.train, "failed")
@@ -159,9 +160,6 @@ def lookup(task: str, point: tuple[int, ...]) -> tuple[bool, int, float | None, 
     return nas_table.lookup(task, point)
 
 
-REAL = {"on": False}  # --real: train instead of looking up
-
-
 @cache
 def _data(task: str):
     return nas_tasks.TASKS[task].load()
@@ -187,7 +185,9 @@ def trained(task: str, point: tuple[int, ...]) -> tuple[bool, int, float | None,
     return True, row.get("measured_params", params), row.get("val_acc"), row.get("test_acc")
 
 
-def run(task: nas_tasks.Task, data, strategy: str, seed: int, budget: int, folder: Path) -> list[dict]:
+def run(
+    task: nas_tasks.Task, data, strategy: str, seed: int, budget: int, folder: Path, measure=lookup
+) -> list[dict]:
     """One search; its evaluations in the order they were proposed (round, then slot)."""
     requirements = f"classify into {data.num_classes} classes; under {task.max_params} parameters"
     cfg = RunConfig(
@@ -198,7 +198,7 @@ def run(task: nas_tasks.Task, data, strategy: str, seed: int, budget: int, folde
     store = RunStore.create(
         folder, {"config": cfg.model_dump(mode="json"), "spec": spec.model_dump(mode="json")}, requirements
     )
-    executor = TableExecutor(task.name, data, folder / "data")
+    executor = TableExecutor(task.name, data, folder / "data", measure)
     search = Search(
         cfg, spec, data, _proposer(strategy, spec.modality, seed), executor, store, progress=False
     )
@@ -290,7 +290,6 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="write the curves here as JSON")
     ap.add_argument("--real", action="store_true", help="train every candidate instead of looking it up")
     args = ap.parse_args()
-    REAL["on"] = args.real
     task = nas_tasks.TASKS[args.task]
     data = _data(args.task)
     strategies = list(dict.fromkeys(["random", *args.strategies]))
@@ -298,7 +297,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             for s in strategies:
-                evaluations = run(task, data, s, seed, args.budget, Path(tmp) / f"{s}-{seed}")
+                evaluations = run(
+                    task,
+                    data,
+                    s,
+                    seed,
+                    args.budget,
+                    Path(tmp) / f"{s}-{seed}",
+                    trained if args.real else lookup,
+                )
                 curves[s].append(curve(evaluations, args.budget))
             print(f"seed {seed} done", file=sys.stderr, flush=True)
     arrays = {s: np.array(c) for s, c in curves.items()}
