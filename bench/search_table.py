@@ -16,6 +16,7 @@ against random search on the same seeds, the ratio of candidates-to-target (boot
 paired difference of the final test accuracy.
 
     python bench/search_table.py --task digits-hard [--seeds 20] [--budget 40] [--strategies ...] [--real]
+    python bench/search_table.py --task digits-hard --curves A.json B.json   # runs split over processes
 
 ``--real`` trains every candidate instead (in this process, as the table was built: nas_table.evaluate),
 each point once per process: the confirmation of a table comparison with real training.
@@ -289,8 +290,19 @@ def main() -> None:
     ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
     ap.add_argument("--out", type=Path, help="write the curves here as JSON")
     ap.add_argument("--real", action="store_true", help="train every candidate instead of looking it up")
+    ap.add_argument(
+        "--curves",
+        nargs="+",
+        type=Path,
+        help="run nothing: summarise these --out files together (seeds joined)",
+    )
     args = ap.parse_args()
     task = nas_tasks.TASKS[args.task]
+    if args.curves:
+        saved = [json.loads(f.read_text()) for f in args.curves]
+        arrays = {s: np.array([c for part in saved for c in part[s]]) for s in saved[0]}
+        print("\n".join(summarise(task, arrays, args.budget)))
+        return
     data = _data(args.task)
     strategies = list(dict.fromkeys(["random", *args.strategies]))
     curves: dict[str, list] = {s: [] for s in strategies}
