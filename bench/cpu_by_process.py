@@ -3,7 +3,8 @@
 Runs a command (default: ``make test``'s pytest line) and samples /proc every 50 ms meanwhile: each
 process's user + system CPU seconds, from when it was first seen to when it was last seen. Processes are
 grouped by their command line with paths and arguments dropped (``sandbox.zygote``, ``onnx_check``, the
-xdist workers ...); a zygote's forked candidates keep its command line, so they count with it. Also
+xdist workers ...); a process forked from one of its own kind (a zygote's candidates) is counted apart,
+as ``(forked)``, so a warm process's start-up and the work it forks show separately. Also
 printed: the machine's busy and idle CPU seconds over the whole command (/proc/stat), which include what
 the sampler missed (processes shorter than a sample) and the sampler's own cost.
 
@@ -53,7 +54,7 @@ class Sampler(threading.Thread):
     def __init__(self, every_s: float = 0.05):
         super().__init__(daemon=True)
         self.every_s, self.done = every_s, threading.Event()
-        self.seen: dict[tuple[int, int], list] = {}  # (pid, start time) -> [first cpu, last cpu, kind]
+        self.seen: dict[tuple[int, int], list] = {}  # (pid, start) -> [first cpu, last cpu, kind, ppid]
 
     def run(self) -> None:
         first_pass = True
@@ -75,7 +76,8 @@ class Sampler(threading.Thread):
                     if not self.seen[key][2] and cmdline:
                         self.seen[key][2] = kind(cmdline, comm)
                 else:  # a process alive before the command counts from now; a new one from its start
-                    self.seen[key] = [cpu if first_pass else 0.0, cpu, kind(cmdline, comm) if cmdline else ""]
+                    name = kind(cmdline, comm) if cmdline else ""
+                    self.seen[key] = [cpu if first_pass else 0.0, cpu, name, int(fields[1])]
             first_pass = False
             time.sleep(self.every_s)
 
@@ -97,7 +99,10 @@ def main() -> int:
     wall = time.monotonic() - start
     busy1, idle1 = machine_cpu()
     groups: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
-    for first, last, name in sampler.seen.values():
+    kinds = {pid: row[2] for (pid, _), row in sampler.seen.items()}
+    for first, last, name, ppid in sampler.seen.values():
+        if name and kinds.get(ppid) == name:
+            name += " (forked)"
         if last > first:
             groups[name or "?"][0] += last - first
             groups[name or "?"][1] += 1
