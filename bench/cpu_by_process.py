@@ -36,7 +36,8 @@ def machine_cpu() -> tuple[float, float]:
 
 
 def kind(cmdline: bytes, comm: str) -> str:
-    """A process's group: the module or script it runs, without paths and arguments."""
+    """A process's group: the module or script it runs, without paths and arguments (a kernel thread or a
+    process already gone: its command name)."""
     args = [a.decode(errors="replace") for a in cmdline.split(b"\0") if a]
     if not args:
         return comm
@@ -73,11 +74,8 @@ class Sampler(threading.Thread):
                 key = (int(entry.name), int(fields[19]))
                 if key in self.seen:
                     self.seen[key][1] = cpu
-                    if not self.seen[key][2] and cmdline:
-                        self.seen[key][2] = kind(cmdline, comm)
                 else:  # a process alive before the command counts from now; a new one from its start
-                    name = kind(cmdline, comm) if cmdline else ""
-                    self.seen[key] = [cpu if first_pass else 0.0, cpu, name, int(fields[1])]
+                    self.seen[key] = [cpu if first_pass else 0.0, cpu, kind(cmdline, comm), int(fields[1])]
             first_pass = False
             time.sleep(self.every_s)
 
@@ -101,11 +99,11 @@ def main() -> int:
     groups: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
     kinds = {pid: row[2] for (pid, _), row in sampler.seen.items()}
     for first, last, name, ppid in sampler.seen.values():
-        if name and kinds.get(ppid) == name:
+        if kinds.get(ppid) == name:
             name += " (forked)"
         if last > first:
-            groups[name or "?"][0] += last - first
-            groups[name or "?"][1] += 1
+            groups[name][0] += last - first
+            groups[name][1] += 1
     sampled = sum(cpu for cpu, _ in groups.values())
     print(
         f"\nexit {code}, wall {wall:.0f} s; machine: busy {busy1 - busy0:.0f} CPU-s, idle {idle1 - idle0:.0f} CPU-s"
