@@ -1,4 +1,5 @@
-"""A warm process that has imported torch and forks one confined child per candidate.
+"""A warm process that has imported torch and forks one confined child per candidate (itself forked
+from the driver's warm template, sandbox/template.py).
 
 Line protocol on stdin/stdout (JSON, one object per line):
   in:  {"job": PATH, "workdir": PATH, "limits": {...}, "uid": INT|null}
@@ -115,11 +116,12 @@ def _wait(pid: int, uid: int | None, cell: Cell, limits: Limits, deadline: float
         os.close(fd)
 
 
-def main() -> None:
+def serve() -> None:
+    """Be the zygote, in a process forked from the warm template (sandbox/template.py), which has run
+    ``worker.preload`` already: mask the shared folders, enter the minimal view, answer requests."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when we stop
     private_mounts = make_private_tmp()
     cgroup.sweep()
-    worker.preload()
     if private_mounts:
         view.enter()  # from here on, this process and every candidate see only the minimal view
     out = sys.stdout
@@ -134,7 +136,3 @@ def main() -> None:
         reply = run_one(job, Path(req["workdir"]), limits, req.get("uid"), private_mounts)
         out.write(json.dumps(reply) + "\n")
         out.flush()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,13 +1,13 @@
 """The local pool of sandboxed workers (the Executor seam is in execute/base.py).
 
-Each worker slot owns a warm zygote (``python -m sandbox.zygote``) started inside a network and pid
-namespace where the OS allows it; every candidate is a fresh forked child of it. The driver only ever
-reads JSON and .npy/.safetensors bytes back from a candidate's folder, never executes them.
+Each worker slot owns a warm zygote (sandbox/zygote.py), forked from the driver's warm template
+(execute/template.py) into its own network, pid and mount namespaces where the OS allows it; every
+candidate is a fresh forked child of it. The driver only ever reads JSON and .npy/.safetensors bytes
+back from a candidate's folder, never executes them.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -33,6 +33,7 @@ from llmnas.execute.base import (
     take_file,
     verdict,
 )
+from llmnas.execute.template import Zygote, fork_zygote
 from sandbox.cleanup import remove_tree
 from sandbox.protocol import (
     Job,
@@ -95,35 +96,22 @@ def default_workers(workers: int | None) -> int:
 
 
 class _Slot:
-    """One worker slot: a uid, a device, and (in zygote mode) one warm zygote process."""
+    """One worker slot: a uid, a device, and (in zygote mode) one warm zygote."""
 
     def __init__(self, root: Path, uid: int | None, env: dict[str, str], zygote: bool):
         self.root, self.uid, self.env, self.zygote = root, uid, env, zygote
-        self.proc: subprocess.Popen | None = None
+        self.proc: Zygote | None = None
 
     def start(self) -> None:
-        cmd = [*isolation_prefix(), sys.executable, "-m", "sandbox.zygote"]
-        self.proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=self.env,
-            cwd=self.env["HOME"],
-            text=True,
-            bufsize=1,
-            start_new_session=True,
-        )
+        self.proc = fork_zygote(self.env, Path(self.env["HOME"]), isolation_prefix()[1:])
         ready = self.proc.stdout.readline()
         if not ready.startswith('{"ready"'):
-            raise RuntimeError(
-                f"sandbox zygote failed to start (got {ready!r}); run `python -m sandbox.zygote`"
-            )
+            self.stop()
+            raise RuntimeError(f"sandbox zygote failed to start: {ready.strip() or 'it exited'}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        if self.proc is not None:
+            self.proc.kill()
         self.proc = None
 
     def run(self, job_file: Path, workdir: Path, limits: Limits) -> dict:
@@ -134,7 +122,8 @@ class _Slot:
         )
 
     def _run_zygote(self, job_file: Path, workdir: Path, limits: Limits) -> dict:
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is None or not self.proc.running():
+            self.stop()
             self.start()
         proc = self.proc
         req = {"job": str(job_file), "workdir": str(workdir), "limits": limits.model_dump(), "uid": self.uid}

@@ -1,0 +1,129 @@
+"""The driver's end of the warm templates (sandbox/template.py) and of the zygotes they fork.
+
+One template per environment (what differs between pools of one driver: the devices, the modules to
+preload) lives as long as this process; every pool slot's zygote is forked from it. The template is
+started with the zygote's scrubbed environment, so no key reaches it either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import IO
+
+# What each zygote sets for itself after the fork; the rest of its environment picks the template.
+PER_ZYGOTE = frozenset({"HOME", "TMPDIR", "LLMNAS_PRIVATE_TMP", "LLMNAS_POOL_ROOT"})
+START_TIMEOUT_S = 300.0  # a template imports torch and runs one tiny evaluation: seconds, minutes when busy
+_MESSAGE = 1 << 16
+_lock = threading.Lock()
+_templates: dict[tuple, _Template] = {}
+
+
+class Zygote:
+    """A forked zygote: its request pipe, its reply pipe, and a pidfd of the process that holds it (the
+    zygote itself, or the ``unshare --fork``-like parent whose death kills it)."""
+
+    def __init__(self, pidfd: int, stdin: IO[str], stdout: IO[str]):
+        self.pidfd, self.stdin, self.stdout = pidfd, stdin, stdout
+
+    def running(self) -> bool:
+        return not select.select([self.pidfd], [], [], 0)[0]
+
+    def kill(self, wait_s: float = 10.0) -> None:
+        """SIGKILL it (its pid namespace, and so every candidate, goes with it), wait until it has
+        ended (its reply pipe closes), release its descriptors."""
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+        with contextlib.suppress(OSError, ValueError):
+            while select.select([self.stdout], [], [], wait_s)[0] and os.read(self.stdout.fileno(), _MESSAGE):
+                pass
+        for f in (self.stdin, self.stdout):
+            with contextlib.suppress(OSError):
+                f.close()
+        os.close(self.pidfd)
+
+
+class _Template:
+    def __init__(self, env: dict[str, str]):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "sandbox.template", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+                env=env,
+                cwd="/",
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            theirs.close()
+        self.sock = ours
+        self.sock.settimeout(START_TIMEOUT_S)
+        try:
+            ready = self.sock.recv(_MESSAGE)
+        except OSError:
+            ready = b""
+        if not ready.startswith(b'{"ready"'):
+            self.close()
+            raise RuntimeError(
+                f"the sandbox template failed to start (answered {ready!r}; its error is above)"
+            )
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def fork(self, env: dict[str, str], cwd: Path, unshare: list[str]) -> Zygote:
+        request = json.dumps({"env": env, "cwd": str(cwd), "unshare": unshare}).encode()
+        stdin_r, stdin_w = os.pipe()
+        stdout_r, stdout_w = os.pipe()
+        try:
+            socket.send_fds(self.sock, [request], [stdin_r, stdout_w])
+            data, fds, _, _ = socket.recv_fds(self.sock, _MESSAGE, 1)
+        except BaseException:
+            for fd in (stdin_w, stdout_r):
+                os.close(fd)
+            raise
+        finally:
+            os.close(stdin_r)
+            os.close(stdout_w)
+        reply = json.loads(data or b"{}")
+        if not fds:
+            for fd in (stdin_w, stdout_r):
+                os.close(fd)
+            raise RuntimeError(
+                f"the sandbox template could not fork a zygote: {reply.get('error', 'no reply')}"
+            )
+        return Zygote(
+            fds[0], open(stdin_w, "w", buffering=1, encoding="utf-8"), open(stdout_r, encoding="utf-8")
+        )
+
+    def close(self) -> None:
+        self.sock.close()  # the template exits at end-of-file
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def fork_zygote(env: dict[str, str], cwd: Path, unshare: list[str]) -> Zygote:
+    """A zygote with the scrubbed environment ``env``, working in ``cwd``, in the namespaces ``unshare``
+    names (unshare(1)'s options), forked from this process's template for ``env`` (started if need be)."""
+    shared = {k: v for k, v in env.items() if k not in PER_ZYGOTE}
+    key = tuple(sorted(shared.items()))
+    with _lock:
+        template = _templates.get(key)
+        if template is None or not template.running():
+            if template is not None:
+                template.close()
+            template = _templates[key] = _Template(shared)
+        return template.fork(env, cwd, unshare)

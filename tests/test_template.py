@@ -1,0 +1,95 @@
+"""The warm template (sandbox/template.py): every zygote of a driver is forked from one, and it goes
+with the driver however the driver ends."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmnas.execute.local import LocalPool, _Slot
+from tests.conftest import GOOD_CNN, SANDBOX_LIMITS, evaluate, write_worker_data
+
+pytestmark = pytest.mark.sandbox
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _pid(pidfd: int) -> int:
+    with open(f"/proc/self/fdinfo/{pidfd}") as info:
+        return int(next(line for line in info if line.startswith("Pid:")).split()[1])
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return int(next(line for line in status if line.startswith("PPid:")).split()[1])
+
+
+def _ends(pid: int, within_s: float = 60.0) -> bool:
+    """Whether process ``pid`` has ended (or ends within ``within_s``)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], within_s)[0])
+    finally:
+        os.close(fd)
+
+
+def test_pools_of_one_driver_fork_their_zygotes_from_one_template(digits, tmp_path):
+    parents = set()
+    for i in range(2):
+        with LocalPool(1, SANDBOX_LIMITS) as pool:
+            write_worker_data(pool.data_dir, digits)
+            assert evaluate(pool, digits, GOOD_CNN, tmp_path / str(i)).ok
+            parents.add(_parent(_pid(pool._all[0].proc.pidfd)))
+    (template,) = parents
+    assert b"sandbox.template" in Path(f"/proc/{template}/cmdline").read_bytes()
+
+
+def test_a_zygote_that_cannot_start_says_why(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(tmp_path / "missing")}
+    slot = _Slot(tmp_path, None, env, zygote=True)
+    with pytest.raises(RuntimeError, match="sandbox zygote failed to start.*FileNotFoundError"):
+        slot.start()
+
+
+DRIVER = """
+import json, sys
+from pathlib import Path
+from llmnas.execute.local import LocalPool
+from llmnas.task.datasets import load_dataset
+from tests.conftest import GOOD_CNN, SANDBOX_LIMITS, evaluate, write_worker_data
+from tests.test_template import _pid
+data = load_dataset("digits", seed=0, max_samples=300)
+pool = LocalPool(1, SANDBOX_LIMITS)
+write_worker_data(pool.data_dir, data)
+assert evaluate(pool, data, GOOD_CNN, Path(sys.argv[1])).ok
+from llmnas.execute import template
+(held,) = template._templates.values()
+print(json.dumps({"template": held.proc.pid, "zygote": _pid(pool._all[0].proc.pidfd)}), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_killed_driver_takes_its_template_and_zygotes_with_it(tmp_path):
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(tmp_path / "out")],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        pids = json.loads(driver.stdout.readline())
+        assert not _ends(pids["template"], 0) and not _ends(pids["zygote"], 0)
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    assert _ends(pids["template"]) and _ends(pids["zygote"])
