@@ -33,13 +33,17 @@ class Zygote:
 
     def __init__(self, pidfd: int, stdin: IO[str], stdout: IO[str]):
         self.pidfd, self.stdin, self.stdout = pidfd, stdin, stdout
+        self._killed = threading.Lock()
 
     def running(self) -> bool:
-        return not select.select([self.pidfd], [], [], 0)[0]
+        return not self._killed.locked() and not select.select([self.pidfd], [], [], 0)[0]
 
     def kill(self, wait_s: float = 10.0) -> None:
         """SIGKILL it (its pid namespace, and so every candidate, goes with it), wait until it has
-        ended (its reply pipe closes), release its descriptors."""
+        ended (its reply pipe closes), release its descriptors. Once: a pool's close and the thread
+        that waited on the zygote may both get here."""
+        if not self._killed.acquire(blocking=False):
+            return
         with contextlib.suppress(ProcessLookupError):
             signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
         with contextlib.suppress(OSError, ValueError):
