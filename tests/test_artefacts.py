@@ -388,6 +388,28 @@ def test_the_check_prepends_the_preprocessing_and_writes_the_graph_it_checked(sm
 
 
 @pytest.mark.sandbox
+def test_checks_share_one_warm_checker_that_is_replaced_when_it_dies(small, tmp_path):
+    model, x, pred = small
+    _export_onnx(model, tmp_path / "m.onnx")
+    checker = onnx_check._Checker()
+    request = {"timeout_s": 60, "cwd": str(tmp_path), "memory_bytes": 4 << 30, "cpu_s": 61, "out": None}
+    np.save(tmp_path / "x.npy", x, allow_pickle=False)
+    np.save(tmp_path / "p.npy", pred, allow_pickle=False)
+    request |= {"onnx": str(tmp_path / "m.onnx"), "x": "x.npy", "pred": "p.npy", "input_shape": [1, 8, 8]}
+    pids = []
+    for _ in range(2):
+        assert checker.ask(request).ok
+        pids.append(checker.proc.pid)
+    checker.proc.kill()
+    checker.proc.wait()
+    assert checker.ask(request).ok
+    assert pids[0] == pids[1] != checker.proc.pid
+    lost = checker.ask(request | {"cwd": str(tmp_path / "gone")})  # its child dies before it can answer
+    assert not lost.ok and "ended without an answer" in lost.note
+    assert checker.ask(request).ok and checker.proc.pid != pids[0]
+
+
+@pytest.mark.sandbox
 def test_a_check_that_hangs_or_crashes_is_a_rejection(small, tmp_path, monkeypatch):
     model, x, pred = small
     _export_onnx(model, tmp_path / "m.onnx")

@@ -53,6 +53,25 @@ def test_pools_of_one_driver_fork_their_zygotes_from_one_template(digits, tmp_pa
     assert b"sandbox.template" in Path(f"/proc/{template}/cmdline").read_bytes()
 
 
+def test_a_template_that_died_is_started_again(digits, tmp_path):
+    """Killed (the OOM killer, a user), the template is replaced at the next zygote start; zygotes it
+    forked before keep working."""
+    parents = []
+    with LocalPool(1, SANDBOX_LIMITS) as first:
+        write_worker_data(first.data_dir, digits)
+        assert evaluate(first, digits, GOOD_CNN, tmp_path / "a").ok
+        parents.append(_parent(_pid(first._all[0].proc.pidfd)))
+        os.kill(parents[0], signal.SIGKILL)
+        assert _ends(parents[0])
+        with LocalPool(1, SANDBOX_LIMITS) as second:
+            write_worker_data(second.data_dir, digits)
+            assert evaluate(second, digits, GOOD_CNN, tmp_path / "b").ok
+            parents.append(_parent(_pid(second._all[0].proc.pidfd)))
+        assert evaluate(first, digits, GOOD_CNN, tmp_path / "c").ok
+    assert parents[1] != parents[0]
+    assert b"sandbox.template" in Path(f"/proc/{parents[1]}/cmdline").read_bytes()
+
+
 def test_a_zygote_that_cannot_start_says_why(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(tmp_path / "missing")}
     slot = _Slot(tmp_path, None, env, zygote=True)

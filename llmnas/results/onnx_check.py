@@ -2,11 +2,13 @@
 
 The training process in the sandbox writes ``model.onnx``, the artifact every candidate is scored on
 (sandbox/artifact.py, sandbox/score.py); a candidate may have written anything there instead. This module is the only driver code that reads it, and it never does so in the
-driver's own process: ``check_onnx`` starts a child interpreter (``python -m llmnas.results.onnx_check``)
-with a scrubbed environment, a timeout, and limits on memory and CPU time that it sets on itself before
-it opens the file. The child answers with one line of JSON. Parsing the file (onnx, onnxruntime) is
-parsing untrusted data: no code of the candidate runs, but a parser bug could be reached, so the parsing
-happens where a crash, a hang or a memory blow-up costs only the check.
+driver's own process: ``check_onnx`` asks this process's warm checker (``python -m
+llmnas.results.onnx_check``, started once with a scrubbed environment; it imports onnx and onnxruntime
+and never opens a file itself), which forks one child per check; the child sets limits on memory and CPU
+time on itself before it opens the file, and is killed at the timeout. The checker answers with one line
+of JSON. Parsing the file (onnx, onnxruntime) is parsing untrusted data: no code of the candidate runs,
+but a parser bug could be reached, so the parsing happens where a crash, a hang or a memory blow-up costs
+only the check.
 
 The child accepts a file only when:
 
@@ -35,10 +37,13 @@ from __future__ import annotations
 import json
 import os
 import resource
+import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +55,7 @@ from sandbox.protocol import ARTEFACT_BYTES, ONNX_INPUT
 
 RTOL, ATOL = 1e-3, 1e-4  # ATOL scales with the largest logit: see _compare
 CHECK_TIMEOUT_S = 120.0
+_MARGIN_S = 30.0  # the checker's own answer after its child's timeout
 CHECK_MEMORY_BYTES = 4 << 30  # plus a few times the file's size
 COMPOSED_FILE = "composed.onnx"  # the child's graph with the preprocessing, in its temporary folder
 PRE = "llmnas_pre_"  # the prefix of every name the preprocessing adds to a graph
@@ -100,41 +106,67 @@ def check_onnx(
             "preprocessing": preprocessing,
             "out": str(folder / COMPOSED_FILE) if preprocessing is not None else None,
         }
-        env = {  # nothing of the driver's environment (keys, tokens) reaches the process that parses
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "PYTHONPATH": str(_ROOT),
-            "PYTHONDONTWRITEBYTECODE": "1",
-        }
-        env.update({v: "1" for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")})
-        try:
-            done = subprocess.run(
-                [sys.executable, "-s", "-m", "llmnas.results.onnx_check"],  # -s: no user site-packages
-                input=json.dumps(request),
-                capture_output=True,
-                text=True,
-                timeout=timeout_s,
-                env=env,
-                cwd=folder,
-            )
-        except subprocess.TimeoutExpired:
-            return OnnxCheck(False, f"checking the ONNX file took over {timeout_s:g} s")
-        check = _answer(done)
+        check = _ask({**request, "cwd": str(folder), "timeout_s": timeout_s})
         if check.ok and out is not None:
             composed = folder / COMPOSED_FILE if preprocessing is not None else path
             shutil.copyfile(composed, out)  # bytes only: the driver never parses them
     return check
 
 
-def _answer(done: subprocess.CompletedProcess) -> OnnxCheck:
-    lines = done.stdout.strip().splitlines()
-    try:
-        answer = json.loads(lines[-1]) if lines else None
-    except ValueError:
-        answer = None
-    if not isinstance(answer, dict) or not isinstance(answer.get("ok"), bool):
-        why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-        return OnnxCheck(False, f"the ONNX check failed: {why[:200]}")
-    return OnnxCheck(answer["ok"], str(answer.get("note", ""))[:400])
+class _Checker:
+    """The warm checker process and the one request it may have in flight."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.proc: subprocess.Popen | None = None
+
+    def ask(self, request: dict) -> OnnxCheck:
+        timeout_s = float(request["timeout_s"])
+        with self.lock:
+            if self.proc is None or self.proc.poll() is not None:
+                self.proc = _start_checker()
+            line = ""
+            try:
+                self.proc.stdin.write(json.dumps(request) + "\n")
+                self.proc.stdin.flush()
+                if select.select([self.proc.stdout], [], [], timeout_s + _MARGIN_S)[0]:
+                    line = self.proc.stdout.readline()
+            except (OSError, ValueError):
+                pass
+            if not line:  # the checker itself hung or died: the next check starts a new one
+                self.proc.kill()
+                self.proc.wait()
+                self.proc = None
+                return OnnxCheck(False, "the ONNX check failed: the checker process stopped answering")
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict) or not isinstance(answer.get("ok"), bool):
+            return OnnxCheck(False, f"the ONNX check failed: {line.strip()[:200]}")
+        return OnnxCheck(answer["ok"], str(answer.get("note", ""))[:400])
+
+
+def _start_checker() -> subprocess.Popen:
+    env = {  # nothing of the driver's environment (keys, tokens) reaches the process that parses
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(_ROOT),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    env.update({v: "1" for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")})
+    return subprocess.Popen(
+        [sys.executable, "-s", "-m", "llmnas.results.onnx_check"],  # -s: no user site-packages
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd="/",
+        start_new_session=True,
+    )
+
+
+_ask = _Checker().ask
 
 
 # --------------------------------------------------------------------------- the child
@@ -266,15 +298,56 @@ def verify(request: dict) -> dict:
     }
 
 
-def main() -> int:
-    request = json.loads(sys.stdin.read())
-    _limit_self(int(request["memory_bytes"]), int(request["cpu_s"]), bool(request.get("out")))
+def _check_in_child(request: dict) -> dict:
+    """Fork a child that limits itself, then verifies; its answer, or why there is none."""
+    timeout_s = float(request["timeout_s"])
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            os.chdir(request["cwd"])
+            _limit_self(int(request["memory_bytes"]), int(request["cpu_s"]), bool(request.get("out")))
+            try:
+                answer = verify(request)
+            except Exception as exc:  # noqa: BLE001 - our own failure still answers
+                answer = {
+                    "ok": False,
+                    "note": f"the ONNX check failed: {type(exc).__name__}: {str(exc)[:200]}",
+                }
+            os.write(write_end, json.dumps(answer).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    pidfd = os.pidfd_open(pid)
     try:
-        answer = verify(request)
-    except Exception as exc:  # noqa: BLE001 - our own failure still answers
-        answer = {"ok": False, "note": f"the ONNX check failed: {type(exc).__name__}: {str(exc)[:200]}"}
-    sys.stdout.write(json.dumps(answer) + "\n")
-    sys.stdout.flush()
+        ended = select.select([pidfd], [], [], timeout_s)[0]
+    finally:
+        os.close(pidfd)
+    if not ended:
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)  # it is ours and not yet reaped: the pid cannot have been reused
+    with os.fdopen(read_end, "rb") as answer:
+        data = answer.read()
+    if not ended:
+        return {"ok": False, "note": f"checking the ONNX file took over {timeout_s:g} s"}
+    try:
+        return json.loads(data)
+    except ValueError:
+        code = os.waitstatus_to_exitcode(status)
+        why = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+        return {"ok": False, "note": f"the ONNX check failed: its process ended without an answer ({why})"}
+
+
+def main() -> int:
+    """The warm checker: onnx and onnxruntime imported once, one forked child per request line."""
+    import onnx  # noqa: F401
+    import onnxruntime  # noqa: F401
+
+    for line in sys.stdin:
+        if line.strip():
+            sys.stdout.write(json.dumps(_check_in_child(json.loads(line))) + "\n")
+            sys.stdout.flush()
     return 0
 
 
