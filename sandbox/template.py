@@ -27,6 +27,7 @@ import socket
 import sys
 import tempfile
 import traceback
+from collections.abc import Callable
 
 from sandbox import libc
 
@@ -73,23 +74,32 @@ def enter_namespaces(options: list[str]) -> None:
     libc.unshare(flags)
     if flags & libc.CLONE_NEWUSER:
         _map_root(uid, gid)
-    libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE)
+    if flags & libc.CLONE_NEWNS:  # never on the host's own mounts
+        libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE)
     parent = os.pidfd_open(os.getpid())  # getppid() reads 0 across the pid namespace's border
     pid = os.fork()
     if pid:
-        os.close(0)
-        os.close(1)  # the driver reads end-of-file when the zygote goes, not when this process does
-        _, status = os.waitpid(pid, 0)
-        os._exit(os.waitstatus_to_exitcode(status) % 256)
+        _wait_for(pid)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if select.select([parent], [], [], 0)[0]:
         os._exit(1)  # the parent died before the line above could tie us to it
     os.close(parent)
-    if flags & libc.CLONE_NEWPID:
+    if flags & libc.CLONE_NEWPID and flags & libc.CLONE_NEWNS:
         libc.mount("proc", "/proc", "proc", libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC)
 
 
-def _become_zygote(request: dict, stdin: int, stdout: int) -> None:
+def _wait_for(zygote: int) -> None:
+    """The parent's part: wait for the zygote and exit as it did. SIGTERM (the driver's stop) kills it
+    with SIGKILL; as the first process of its pid namespace it is reaped only once every other process
+    there is gone, so when this process has ended, so have all the zygote's candidates."""
+    os.close(0)
+    os.close(1)  # the driver reads end-of-file when the zygote goes, not when this process does
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(zygote, signal.SIGKILL))
+    _, status = os.waitpid(zygote, 0)
+    os._exit(os.waitstatus_to_exitcode(status) % 256)
+
+
+def _become_zygote(request: dict, stdin: int, stdout: int, serve: Callable[[], None]) -> None:
     """In the forked child: the zygote's descriptors, session, folder, environment and namespaces."""
     os.dup2(stdin, 0)
     os.dup2(stdout, 1)
@@ -100,12 +110,10 @@ def _become_zygote(request: dict, stdin: int, stdout: int) -> None:
     os.environ.update(request["env"])
     tempfile.tempdir = None  # TMPDIR is the zygote's now
     enter_namespaces(request["unshare"])
-    from sandbox import zygote
-
-    zygote.serve()
+    serve()
 
 
-def _fork(sock: socket.socket, request: dict, fds: list[int]) -> None:
+def _fork(sock: socket.socket, request: dict, fds: list[int], serve: Callable[[], None]) -> None:
     """Fork one zygote and send the driver its pidfd (taken before the child can be reaped)."""
     if len(fds) != 2:
         for fd in fds:
@@ -118,7 +126,7 @@ def _fork(sock: socket.socket, request: dict, fds: list[int]) -> None:
     if pid == 0:
         code = 0
         try:
-            _become_zygote(request, *fds)
+            _become_zygote(request, *fds, serve)
         except BaseException:  # noqa: BLE001 - the driver reads why on the zygote's stdout
             code = 1
             with contextlib.suppress(OSError):
@@ -159,25 +167,24 @@ def _import_onnxruntime() -> None:
 
 
 def main() -> None:
+    """Serve the driver on the socket whose descriptor is the first argument. HOME and TMPDIR are a pool
+    folder the driver holds (execute/template.py), removed by it or, if it dies, by the next sweep."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides when we stop
     sock = socket.socket(fileno=int(sys.argv[1]))
-    with tempfile.TemporaryDirectory(prefix="llmnas-template-") as home:
-        os.environ.update(HOME=home, TMPDIR=home)
-        tempfile.tempdir = None
-        _import_onnxruntime()
-        from sandbox import worker
+    _import_onnxruntime()
+    from sandbox import worker, zygote
 
-        worker.preload()
-        sock.send(json.dumps({"ready": os.getpid()}).encode())
-        while True:
-            try:
-                data, fds, _, _ = socket.recv_fds(sock, _MESSAGE, 2)
-            except OSError:
-                break
-            if not data:
-                break  # the driver is gone
-            _reap()
-            _fork(sock, json.loads(data), fds)
+    worker.preload()
+    sock.send(json.dumps({"ready": os.getpid()}).encode())
+    while True:
+        try:
+            data, fds, _, _ = socket.recv_fds(sock, _MESSAGE, 2)
+        except OSError:
+            break
+        if not data:
+            break  # the driver is gone
+        _reap()
+        _fork(sock, json.loads(data), fds, zygote.serve)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from llmnas.execute.local import LocalPool, _Slot
-from tests.conftest import GOOD_CNN, SANDBOX_LIMITS, evaluate, write_worker_data
+from llmnas.execute import stale
+from llmnas.execute.local import LocalPool, _Slot, isolation_prefix
+from tests.conftest import (
+    GOOD_CNN,
+    OS_LIMITS,
+    SANDBOX_LIMITS,
+    evaluate,
+    make_job,
+    wait_until,
+    write_worker_data,
+)
 
 pytestmark = pytest.mark.sandbox
 REPO = Path(__file__).resolve().parent.parent
@@ -51,6 +60,49 @@ def test_pools_of_one_driver_fork_their_zygotes_from_one_template(digits, tmp_pa
             parents.add(_parent(_pid(pool._all[0].proc.pidfd)))
     (template,) = parents
     assert b"sandbox.template" in Path(f"/proc/{template}/cmdline").read_bytes()
+    if "--net" in isolation_prefix():  # onnxruntime's telemetry in it cannot reach the network
+        assert os.readlink(f"/proc/{template}/ns/net") != os.readlink("/proc/self/ns/net")
+
+
+FORKS = """
+import os
+import time
+
+import torch.nn as nn
+
+
+def build_model(input_shape, num_classes):
+    for _ in range(8):
+        if os.fork() == 0:
+            while True:
+                pass
+    time.sleep(60)
+    return nn.Linear(1, num_classes)
+"""
+
+
+def _of_uid(uid: int) -> list[str]:
+    found = []
+    for entry in os.scandir("/proc"):
+        try:
+            with open(f"{entry.path}/status") as status:
+                if next(line for line in status if line.startswith("Uid:")).split()[1] == str(uid):
+                    found.append(entry.name)
+        except (OSError, StopIteration):
+            pass
+    return found
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or "--pid" not in isolation_prefix(), reason="needs candidate uids")
+def test_a_stopped_zygote_has_ended_with_all_its_candidates(digits, tmp_path):
+    """When a pool's close returns, no process of a candidate is left (its folder and uids go next)."""
+    with LocalPool(1, OS_LIMITS) as pool:
+        write_worker_data(pool.data_dir, digits)
+        uid = pool._all[0].uid
+        future = pool.submit(make_job(pool, digits, FORKS), tmp_path / "out")
+        wait_until(lambda: len(_of_uid(uid)) >= 9, "the candidate and its 8 children")
+    assert _of_uid(uid) == []
+    assert not future.result().ok
 
 
 def test_a_template_that_died_is_started_again(digits, tmp_path):
@@ -92,12 +144,12 @@ write_worker_data(pool.data_dir, data)
 assert evaluate(pool, data, GOOD_CNN, Path(sys.argv[1])).ok
 from llmnas.execute import template
 (held,) = template._templates.values()
-print(json.dumps({"template": held.proc.pid, "zygote": _pid(pool._all[0].proc.pidfd)}), flush=True)
-sys.stdin.read()
+print(json.dumps({"template": held.proc.pid, "home": str(held.home), "zygote": _pid(pool._all[0].proc.pidfd)}), flush=True)
+sys.stdin.readline()  # then a normal exit
 """
 
 
-def test_a_killed_driver_takes_its_template_and_zygotes_with_it(tmp_path):
+def _driver(tmp_path: Path) -> tuple[subprocess.Popen, dict]:
     driver = subprocess.Popen(
         [sys.executable, "-c", DRIVER, str(tmp_path / "out")],
         cwd=REPO,
@@ -105,10 +157,24 @@ def test_a_killed_driver_takes_its_template_and_zygotes_with_it(tmp_path):
         stdout=subprocess.PIPE,
         text=True,
     )
-    try:
-        pids = json.loads(driver.stdout.readline())
-        assert not _ends(pids["template"], 0) and not _ends(pids["zygote"], 0)
-    finally:
-        driver.send_signal(signal.SIGKILL)
-        driver.wait()
+    pids = json.loads(driver.stdout.readline())
+    assert not _ends(pids["template"], 0) and not _ends(pids["zygote"], 0)
+    return driver, pids
+
+
+def test_a_killed_driver_takes_its_template_and_zygotes_with_it(tmp_path):
+    driver, pids = _driver(tmp_path)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
     assert _ends(pids["template"]) and _ends(pids["zygote"])
+    assert (
+        Path(pids["home"]) in stale.sweep_stale()
+    )  # the template's home: swept as a dead driver's pool folder
+
+
+def test_a_driver_that_exits_leaves_no_template_or_folder(tmp_path):
+    driver, pids = _driver(tmp_path)
+    driver.communicate("exit\n", timeout=60)
+    assert driver.returncode == 0
+    assert _ends(pids["template"]) and _ends(pids["zygote"])
+    assert not Path(pids["home"]).exists()

@@ -77,6 +77,14 @@ def isolation_prefix() -> list[str]:
     return list(_namespaces()[0])
 
 
+def offline_prefix() -> list[str]:
+    """The command prefix that starts a trusted helper (the warm template, the ONNX checker) in an empty
+    network namespace of its own where the host allows it: onnxruntime, which they import, sends
+    telemetry for as long as it is loaded."""
+    prefix = isolation_prefix()
+    return [o for i, o in enumerate(prefix) if i == 0 or o in ("--map-root-user", "--net")]
+
+
 def isolation_env(root: Path) -> dict[str, str]:
     """What tells a worker started under that prefix to mount its private /tmp (sandbox/mounts.py)."""
     return {"LLMNAS_PRIVATE_TMP": "1", "LLMNAS_POOL_ROOT": str(root)} if _namespaces()[1] else {}
@@ -103,7 +111,7 @@ class _Slot:
         self.proc: Zygote | None = None
 
     def start(self) -> None:
-        self.proc = fork_zygote(self.env, Path(self.env["HOME"]), isolation_prefix()[1:])
+        self.proc = fork_zygote(self.env, Path(self.env["HOME"]), isolation_prefix()[1:], offline_prefix())
         ready = self.proc.stdout.readline()
         if not ready.startswith('{"ready"'):
             self.stop()

@@ -7,6 +7,7 @@ started with the zygote's scrubbed environment, so no key reaches it either.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -15,9 +16,13 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import IO
+
+from llmnas.execute import stale
+from sandbox.cleanup import remove_tree
 
 # What each zygote sets for itself after the fork; the rest of its environment picks the template.
 PER_ZYGOTE = frozenset({"HOME", "TMPDIR", "LLMNAS_PRIVATE_TMP", "LLMNAS_POOL_ROOT"})
@@ -39,16 +44,17 @@ class Zygote:
         return not self._killed.locked() and not select.select([self.pidfd], [], [], 0)[0]
 
     def kill(self, wait_s: float = 10.0) -> None:
-        """SIGKILL it (its pid namespace, and so every candidate, goes with it), wait until it has
-        ended (its reply pipe closes), release its descriptors. Once: a pool's close and the thread
-        that waited on the zygote may both get here."""
+        """Stop it and wait until it has ended with every candidate it forked (sandbox/template.py,
+        ``_wait_for``): SIGTERM, then SIGKILL (its pid namespace goes with it) if that takes over
+        ``wait_s``. Release its descriptors. Once: a pool's close and the thread that waited on the
+        zygote may both get here."""
         if not self._killed.acquire(blocking=False):
             return
-        with contextlib.suppress(ProcessLookupError):
-            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-        with contextlib.suppress(OSError, ValueError):
-            while select.select([self.stdout], [], [], wait_s)[0] and os.read(self.stdout.fileno(), _MESSAGE):
-                pass
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self.pidfd, sig)
+            if select.select([self.pidfd], [], [], wait_s)[0]:
+                break
         for f in (self.stdin, self.stdout):
             with contextlib.suppress(OSError):
                 f.close()
@@ -56,18 +62,27 @@ class Zygote:
 
 
 class _Template:
-    def __init__(self, env: dict[str, str]):
+    def __init__(self, env: dict[str, str], offline: list[str]):
+        """Start one under ``offline`` (execute/local.offline_prefix). Its home is a pool folder of ours,
+        swept with the others if this process dies."""
+        self.home = Path(tempfile.mkdtemp(prefix=stale.PREFIX))
+        self.owner = stale.claim(self.home, range(0))
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "sandbox.template", str(theirs.fileno())],
+                # -s -P: neither the user's site-packages nor the working folder join the import path
+                [*offline, sys.executable, "-s", "-P", "-m", "sandbox.template", str(theirs.fileno())],
                 pass_fds=[theirs.fileno()],
-                env=env,
+                env={**env, "HOME": str(self.home), "TMPDIR": str(self.home)},
                 cwd="/",
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 start_new_session=True,
             )
+        except BaseException:
+            ours.close()
+            self._remove_home()
+            raise
         finally:
             theirs.close()
         self.sock = ours
@@ -117,17 +132,38 @@ class _Template:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+        self._remove_home()
+
+    def _remove_home(self) -> None:
+        remove_tree(self.home)
+        stale.release(self.owner)
 
 
-def fork_zygote(env: dict[str, str], cwd: Path, unshare: list[str]) -> Zygote:
-    """A zygote with the scrubbed environment ``env``, working in ``cwd``, in the namespaces ``unshare``
-    names (unshare(1)'s options), forked from this process's template for ``env`` (started if need be)."""
+def fork_zygote(env: dict[str, str], cwd: Path, unshare: list[str], offline: list[str]) -> Zygote:
+    """A zygote with the scrubbed environment ``env``, working in ``cwd``, in the namespaces that
+    ``unshare`` names (unshare(1)'s options), forked from this process's template for ``env``, started
+    if need be under the command prefix ``offline``."""
     shared = {k: v for k, v in env.items() if k not in PER_ZYGOTE}
     key = tuple(sorted(shared.items()))
     with _lock:
         template = _templates.get(key)
-        if template is None or not template.running():
-            if template is not None:
-                template.close()
-            template = _templates[key] = _Template(shared)
-        return template.fork(env, cwd, unshare)
+        if template is not None and not template.running():
+            template.close()
+            template = None
+        if template is None:
+            template = _templates[key] = _Template(shared, offline)
+        try:
+            return template.fork(env, cwd, unshare)
+        except BaseException:  # a reply may still come: the socket is out of step, start afresh
+            del _templates[key]
+            template.close()
+            raise
+
+
+@atexit.register
+def _close_all() -> None:
+    """At this process's exit: the templates end and their homes go (after a kill, the next sweep)."""
+    with _lock:
+        for template in _templates.values():
+            template.close()
+        _templates.clear()

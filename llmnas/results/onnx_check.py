@@ -49,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
+from llmnas.execute.local import offline_prefix
 from llmnas.task.preprocess import Preprocessing, table_layout
 from sandbox import graph as artifact_graph
 from sandbox.protocol import ARTEFACT_BYTES, ONNX_INPUT
@@ -155,7 +156,7 @@ def _start_checker() -> subprocess.Popen:
     }
     env.update({v: "1" for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")})
     return subprocess.Popen(
-        [sys.executable, "-s", "-m", "llmnas.results.onnx_check"],  # -s: no user site-packages
+        [*offline_prefix(), sys.executable, "-s", "-m", "llmnas.results.onnx_check"],  # -s: no user site
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
