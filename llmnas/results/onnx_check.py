@@ -34,6 +34,7 @@ Anything else rejects the file, with a note that says why; the export then holds
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -135,7 +136,9 @@ class _Checker:
             except (OSError, ValueError):
                 pass
             if not line:  # the checker itself hung or died: the next check starts a new one
-                self.proc.kill()
+                # its group, the child it forked included (not yet reaped: the id is still the checker's)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
                 self.proc = None
                 return OnnxCheck(False, "the ONNX check failed: the checker process stopped answering")
