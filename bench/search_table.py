@@ -7,7 +7,8 @@ when the table has the point, the surrogate's prediction otherwise) and writes p
 exactly that validation and test accuracy. So a run costs seconds, and a strategy can be run on 20+
 seeds. ``scale`` changes code outside the space (no decisions to look up) and is left out of every
 strategy here; ``mutate`` of a point of the space changes one of its decisions. Ablations drop one
-component at a time (an operator, the learned policy over operators, the controller's learning).
+component at a time (an operator, the learned policy over operators, the controller's learning, the size
+prior of ``generate``: a name ending in ``-no-prior``).
 
 The quality of a run after k candidates is the test accuracy of the candidate its validation accuracy
 ranks first among the first k (test accuracy never steers anything). Per strategy: that curve, the
@@ -17,6 +18,8 @@ paired difference of the final test accuracy.
 
     python bench/search_table.py --task digits-hard [--seeds 20] [--budget 40] [--strategies ...] [--real]
     python bench/search_table.py --task digits-hard --curves A.json B.json   # runs split over processes
+    python bench/search_table.py --task digits-hard --real --strategies local --keep OLD.json
+                                                   # OLD.json's strategies (random) are not run again
 
 ``--real`` trains every candidate instead (in this process, as the table was built: nas_table.evaluate),
 each point once per process: the confirmation of a table comparison with real training.
@@ -46,7 +49,7 @@ from llmnas.execute.base import verdict  # noqa: E402
 from llmnas.metrics import rank_key  # noqa: E402
 from llmnas.propose import space  # noqa: E402
 from llmnas.propose.evolution import canonical  # noqa: E402
-from llmnas.propose.offline import OfflineProposer, RandomProposer  # noqa: E402
+from llmnas.propose.offline import SIZE_DRAWS, OfflineProposer, RandomProposer  # noqa: E402
 from llmnas.run import make_spec  # noqa: E402
 from llmnas.runs.events import EvaluationEvent, ProposalEvent  # noqa: E402
 from llmnas.runs.store import RunStore  # noqa: E402
@@ -80,6 +83,8 @@ STRATEGIES = {
     "methods": (("generate", *METHODS, "mutate"), True, True),
     "methods-only": (("generate", *METHODS), True, True),
 }
+NO_PRIOR = "-no-prior"  # a strategy's name with this suffix: without the size prior (size_draws=1)
+CHOICES = [*STRATEGIES, *(f"{s}{NO_PRIOR}" for s in STRATEGIES if s != "random")]
 BOOTSTRAP = 10_000
 
 
@@ -148,11 +153,12 @@ def _logits(labels: np.ndarray, acc: float, classes: int, point) -> np.ndarray:
 
 
 def _proposer(strategy: str, modality: str, seed: int):
-    spec = STRATEGIES[strategy]
+    spec = STRATEGIES[strategy.removesuffix(NO_PRIOR)]
     if spec is None:
         return RandomProposer(modality, seed)
     ops, _, controller = spec
-    return OfflineProposer(modality, seed, learn_controller=controller, operators=ops)
+    draws = 1 if strategy.endswith(NO_PRIOR) else SIZE_DRAWS
+    return OfflineProposer(modality, seed, learn_controller=controller, operators=ops, size_draws=draws)
 
 
 @cache
@@ -212,7 +218,7 @@ def run(
         return proposal, cid
 
     search._check = noted
-    if STRATEGIES.get(strategy) and not STRATEGIES[strategy][1]:
+    if STRATEGIES.get(strategy.removesuffix(NO_PRIOR)) and not STRATEGIES[strategy.removesuffix(NO_PRIOR)][1]:
         search.policy = Policy.uniform()
     search.run(budget)
     store.close()
@@ -287,7 +293,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     ap.add_argument("--budget", type=int, default=40)
-    ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
+    ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=CHOICES)
     ap.add_argument("--out", type=Path, help="write the curves here as JSON")
     ap.add_argument("--real", action="store_true", help="train every candidate instead of looking it up")
     ap.add_argument(
@@ -295,6 +301,11 @@ def main() -> None:
         nargs="+",
         type=Path,
         help="run nothing: summarise these --out files together (seeds joined)",
+    )
+    ap.add_argument(
+        "--keep",
+        type=Path,
+        help="an --out file of the same seeds: its strategies join the summary and are not run again",
     )
     args = ap.parse_args()
     task = nas_tasks.TASKS[args.task]
@@ -304,7 +315,10 @@ def main() -> None:
         print("\n".join(summarise(task, arrays, args.budget)))
         return
     data = _data(args.task)
-    strategies = list(dict.fromkeys(["random", *args.strategies]))
+    kept = json.loads(args.keep.read_text()) if args.keep else {}
+    if any(len(c) != args.seeds for c in kept.values()):
+        sys.exit(f"{args.keep} does not hold {args.seeds} seeds for every strategy")
+    strategies = [s for s in dict.fromkeys(["random", *args.strategies]) if s not in kept]
     curves: dict[str, list] = {s: [] for s in strategies}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
@@ -320,7 +334,7 @@ def main() -> None:
                 )
                 curves[s].append(curve(evaluations, args.budget))
             print(f"seed {seed} done", file=sys.stderr, flush=True)
-    arrays = {s: np.array(c) for s, c in curves.items()}
+    arrays = {s: np.array(c) for s, c in {**kept, **curves}.items()}
     if args.out:
         args.out.write_text(json.dumps({s: a.tolist() for s, a in arrays.items()}))
     print("\n".join(summarise(task, arrays, args.budget)))
