@@ -135,12 +135,32 @@ def pareto_front(points: Sequence[Sequence[float]], senses: Sequence[str]) -> li
     return [i for i, g in enumerate(gains) if not any(_dom(h, g) for h in gains)]
 
 
+def _ranked_gain(metrics: Mapping[str, Any], objectives: Sequence[tuple[str, str]]) -> list:
+    """The metrics as gains to maximise, quality as (score, -validation loss): two equal scores compare by
+    their loss, as ``rank_key`` does, so the model it ranks first is never dominated."""
+    gains: list = _gain(objective_vector(metrics, objectives), [s for _, s in objectives])
+    for i, (key, _) in enumerate(objectives):
+        if key == "quality":
+            loss = metrics.get("val_loss")
+            tie = -math.inf if loss is None or math.isnan(loss) else -float(loss)
+            gains[i] = (gains[i], tie)
+    return gains
+
+
+def metrics_dominate(
+    a: Mapping[str, Any], b: Mapping[str, Any], objectives: Sequence[tuple[str, str]] = OBJECTIVES
+) -> bool:
+    """Whether metrics ``a`` dominate ``b`` over ``objectives``, quality compared as ``rank_key`` does."""
+    return _dom(_ranked_gain(a, objectives), _ranked_gain(b, objectives))
+
+
 def front(
     metrics: Sequence[Mapping[str, Any]], objectives: Sequence[tuple[str, str]] = OBJECTIVES
 ) -> list[int]:
-    """Indices (ascending) of the metrics on the Pareto front over ``objectives`` (the archive's front)."""
-    points = [objective_vector(m, objectives) for m in metrics]
-    return pareto_front(points, [s for _, s in objectives])
+    """Indices (ascending) of the metrics on the Pareto front over ``objectives`` (the archive's front),
+    quality compared as ``rank_key`` does (``metrics_dominate``)."""
+    gains = [_ranked_gain(m, objectives) for m in metrics]
+    return [i for i, g in enumerate(gains) if not any(_dom(h, g) for h in gains)]
 
 
 def crowding_distance(points: Sequence[Sequence[float]], senses: Sequence[str]) -> list[float]:

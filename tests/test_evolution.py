@@ -111,13 +111,13 @@ def test_operators_outside_the_offline_set_are_refused():
 
 
 def _generated_sizes(requirements: str, size_draws: int, seen: int = 0) -> list[int]:
-    """Parameter counts of 40 ``generate`` proposals for ``requirements`` (same seed each call), by a
+    """Parameter counts of 12 ``generate`` proposals for ``requirements`` (same seed each call), by a
     proposer that has seen ``seen`` points."""
     spec = parse_requirements(requirements).resolve(input_shape=SHAPE, num_classes=CLASSES, modality="image")
     proposer, rng = OfflineProposer("image", seed=0, size_draws=size_draws), np.random.default_rng(0)
     for point in range(seen):
         proposer.history.add(space.sample_uniform("image", np.random.default_rng(point)), 0.5)
-    proposals = [proposer.propose(Action("generate"), [], spec, rng) for _ in range(40)]
+    proposals = [proposer.propose(Action("generate"), [], spec, rng) for _ in range(12)]
     return [space.param_count("image", p.decisions, SHAPE, CLASSES) for p in proposals]
 
 

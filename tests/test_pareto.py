@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 
+from llmnas.engine.archive import Archive, Entry
 from llmnas.engine.scoring import MAX_ROW_LOSS, cross_entropy
 from llmnas.metrics import (
     OBJECTIVES,
@@ -84,6 +85,29 @@ def test_ties_in_validation_accuracy_are_broken_by_validation_loss_then_size():
     ranked = sorted([hesitant, better, confident, same_loss_smaller], key=rank_key)
     assert ranked == [same_loss_smaller, confident, hesitant, better]
     assert rank_key({"val_acc": 1.0, "params": 1}) > rank_key(hesitant)  # a run logged before val_loss
+
+
+def test_the_model_ranked_first_is_on_the_front_when_scores_tie():
+    """Equal validation scores: the front compares them by loss as the ranking does, so a smaller model
+    with a higher loss does not push the ranking's first off the front (the archive's front agrees)."""
+    low_loss = {"val_acc": 0.85, "val_loss": 0.55, "params": 17_558}
+    smaller = {"val_acc": 0.85, "val_loss": 0.60, "params": 14_642}
+    worse = {"val_acc": 0.83, "val_loss": 0.65, "params": 13_578}
+    twin = {"val_acc": 0.85, "val_loss": 0.55, "params": 20_000}  # same score and loss, larger: dominated
+    objectives = objectives_for(latency_goal=False)
+    assert front([low_loss, smaller, worse, twin], objectives) == [0, 1, 2]
+    archive = Archive(objectives=objectives)
+    for i, m in enumerate([twin, low_loss, smaller, worse]):
+        archive.add(Entry(candidate_id=str(i), metrics=m, reward=0.5, depth=2))
+    assert {e.candidate_id for e in archive.front()} == {"1", "2", "3"}
+    rng = np.random.default_rng(0)
+    for _ in range(200):  # whatever the ties, the ranking's first is on the front
+        ms = [
+            {"val_acc": rng.integers(3) / 4, "val_loss": rng.integers(3) / 4, "params": int(rng.integers(3))}
+            for _ in range(6)
+        ]
+        first = min(range(6), key=lambda i: rank_key(ms[i]))
+        assert first in front(ms, objectives)
 
 
 def test_cross_entropy_is_the_mean_nll_and_finite_for_broken_rows():

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from llmnas.metrics import OBJECTIVES, crowding_distance, dominates, objective_vector
+from llmnas.metrics import OBJECTIVES, crowding_distance, metrics_dominate, objective_vector
 
 SELECTORS = ("pareto", "elite", "tournament", "uniform_grid")  # what the policy learns to choose among
 UNIFORM = "uniform"  # random search's selector: any passing entry, nothing preferred
@@ -75,11 +75,11 @@ class Archive:
         improved = old is None or entry.reward > old.reward
         if improved:
             self._grid[key] = entry
-        point = objective_vector(entry.metrics, self.objectives)
-        front = [(f, objective_vector(f.metrics, self.objectives)) for f in self._front]
-        if any(dominates(q, point, self._senses) for _, q in front):
+        if any(metrics_dominate(f.metrics, entry.metrics, self.objectives) for f in self._front):
             return improved
-        self._front = [f for f, q in front if not dominates(point, q, self._senses)]
+        self._front = [
+            f for f in self._front if not metrics_dominate(entry.metrics, f.metrics, self.objectives)
+        ]
         self._front.append(entry)
         return True
 
