@@ -7,8 +7,7 @@ when the table has the point, the surrogate's prediction otherwise) and writes p
 exactly that validation and test accuracy. So a run costs seconds, and a strategy can be run on 20+
 seeds. ``scale`` changes code outside the space (no decisions to look up) and is left out of every
 strategy here; ``mutate`` of a point of the space changes one of its decisions. Ablations drop one
-component at a time (an operator, the learned policy over operators, the controller's learning, the size
-prior of ``generate``: a name ending in ``-no-prior``).
+component at a time (an operator, the learned policy over operators, the controller's learning).
 
 The quality of a run after k candidates is the test accuracy of the candidate its validation accuracy
 ranks first among the first k (test accuracy never steers anything). Per strategy: that curve, the
@@ -49,7 +48,7 @@ from llmnas.execute.base import verdict  # noqa: E402
 from llmnas.metrics import rank_key  # noqa: E402
 from llmnas.propose import space  # noqa: E402
 from llmnas.propose.evolution import canonical  # noqa: E402
-from llmnas.propose.offline import SIZE_DRAWS, OfflineProposer, RandomProposer  # noqa: E402
+from llmnas.propose.offline import OfflineProposer, RandomProposer  # noqa: E402
 from llmnas.run import make_spec  # noqa: E402
 from llmnas.runs.events import EvaluationEvent, ProposalEvent  # noqa: E402
 from llmnas.runs.store import RunStore  # noqa: E402
@@ -83,8 +82,6 @@ STRATEGIES = {
     "methods": (("generate", *METHODS, "mutate"), True, True),
     "methods-only": (("generate", *METHODS), True, True),
 }
-NO_PRIOR = "-no-prior"  # a strategy's name with this suffix: without the size prior (size_draws=1)
-CHOICES = [*STRATEGIES, *(f"{s}{NO_PRIOR}" for s in STRATEGIES if s != "random")]
 BOOTSTRAP = 10_000
 
 
@@ -153,12 +150,11 @@ def _logits(labels: np.ndarray, acc: float, classes: int, point) -> np.ndarray:
 
 
 def _proposer(strategy: str, modality: str, seed: int):
-    spec = STRATEGIES[strategy.removesuffix(NO_PRIOR)]
+    spec = STRATEGIES[strategy]
     if spec is None:
         return RandomProposer(modality, seed)
     ops, _, controller = spec
-    draws = 1 if strategy.endswith(NO_PRIOR) else SIZE_DRAWS
-    return OfflineProposer(modality, seed, learn_controller=controller, operators=ops, size_draws=draws)
+    return OfflineProposer(modality, seed, learn_controller=controller, operators=ops)
 
 
 @cache
@@ -218,7 +214,7 @@ def run(
         return proposal, cid
 
     search._check = noted
-    if STRATEGIES.get(strategy.removesuffix(NO_PRIOR)) and not STRATEGIES[strategy.removesuffix(NO_PRIOR)][1]:
+    if STRATEGIES.get(strategy) and not STRATEGIES[strategy][1]:
         search.policy = Policy.uniform()
     search.run(budget)
     store.close()
@@ -293,7 +289,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     ap.add_argument("--budget", type=int, default=40)
-    ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=CHOICES)
+    ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
     ap.add_argument("--out", type=Path, help="write the curves here as JSON")
     ap.add_argument("--real", action="store_true", help="train every candidate instead of looking it up")
     ap.add_argument(

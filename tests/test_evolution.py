@@ -7,7 +7,7 @@ import pytest
 
 from llmnas.propose import evolution, space
 from llmnas.propose.base import Action
-from llmnas.propose.offline import SIZE_PRIOR_POINTS, OfflineProposer
+from llmnas.propose.offline import OfflineProposer
 from llmnas.task.requirements import parse_requirements
 
 SHAPE, CLASSES = (1, 8, 8), 10
@@ -108,39 +108,3 @@ def test_operators_outside_the_offline_set_are_refused():
         OfflineProposer("image", seed=0, operators=("evolve",))  # no generate: nothing to start from
     with pytest.raises(ValueError, match="offline operators"):
         OfflineProposer("image", seed=0, operators=("generate", "repair"))
-
-
-def _generated_sizes(requirements: str, size_draws: int, seen: int = 0) -> list[int]:
-    """Parameter counts of 12 ``generate`` proposals for ``requirements`` (same seed each call), by a
-    proposer that has seen ``seen`` points."""
-    spec = parse_requirements(requirements).resolve(input_shape=SHAPE, num_classes=CLASSES, modality="image")
-    proposer, rng = OfflineProposer("image", seed=0, size_draws=size_draws), np.random.default_rng(0)
-    for point in range(seen):
-        proposer.history.add(space.sample_uniform("image", np.random.default_rng(point)), 0.5)
-    proposals = [proposer.propose(Action("generate"), [], spec, rng) for _ in range(12)]
-    return [space.param_count("image", p.decisions, SHAPE, CLASSES) for p in proposals]
-
-
-def test_generate_spends_the_parameter_limit_when_quality_leads():
-    prior = _generated_sizes("classify digits; under 5k parameters", 4)
-    plain = _generated_sizes("classify digits; under 5k parameters", 1)
-    assert max(prior) <= 5_000 and max(plain) <= 5_000
-    assert np.median(prior) > 2 * np.median(plain), (np.median(prior), np.median(plain))
-
-
-def test_the_size_prior_seeds_the_first_population_only():
-    """Once SIZE_PRIOR_POINTS points are seen, ``generate`` explores: plain controller samples."""
-    words = "classify digits; under 5k parameters"
-    assert _generated_sizes(words, 4, seen=SIZE_PRIOR_POINTS - 1) != _generated_sizes(words, 1)
-    assert _generated_sizes(words, 4, seen=SIZE_PRIOR_POINTS) == _generated_sizes(words, 1)
-
-
-@pytest.mark.parametrize(
-    "requirements",
-    [
-        "classify digits; under 5k parameters; size matters more than accuracy",
-        "a small model for digits; under 5k parameters",
-    ],
-)
-def test_no_size_prior_when_the_words_put_size_first_or_set_a_size(requirements):
-    assert _generated_sizes(requirements, 4) == _generated_sizes(requirements, 1)

@@ -27,12 +27,6 @@ OFFLINE_OPERATORS = (
 # beat random search on bench/search_table.py's tasks), and scale, which refinements and small models need.
 LOCAL_OPERATORS = (Operator.generate, Operator.local, Operator.scale)
 SAMPLE_TRIES = 64
-# A size prior for ``generate`` when quality leads under a parameter limit: of SIZE_DRAWS controller samples
-# inside the limit, the largest is proposed, while fewer than SIZE_PRIOR_POINTS points have been seen (the
-# first population, which local search and evolution start from; later samples explore). The parameter
-# count is the strongest zero-cost ranking on the tasks with headroom (Kendall tau 0.21-0.51 with accuracy,
-# bench/data/tables), and it costs nothing here: the space counts parameters analytically.
-SIZE_DRAWS, SIZE_PRIOR_POINTS = 4, 8
 
 
 def limit_note(spec: TaskSpec, *, llm: bool) -> str | None:
@@ -56,15 +50,8 @@ def limit_note(spec: TaskSpec, *, llm: bool) -> str | None:
     )
 
 
-def spend_parameters(spec: TaskSpec) -> bool:
-    """Whether a larger model inside the parameter limit is the better first guess: quality comes first
-    and the words set no size target ("small model" sets one)."""
-    return spec.max_params is not None and spec.order()[0] == "quality" and spec.target_params is None
-
-
 class OfflineProposer:
-    """Zoph & Le controller (REINFORCE with a baseline) for ``generate``, with a size prior under a
-    parameter limit (``_sample_within``); aging evolution, local search
+    """Zoph & Le controller (REINFORCE with a baseline) for ``generate``; aging evolution, local search
     and predictor-guided proposals over the points evaluated so far for ``evolve``, ``local`` and
     ``predict`` (propose/evolution.py); for ``mutate``, one decision of the variant's kind when the parent
     is a point of the space, else a libcst code mutation (as for ``simplify`` without decisions);
@@ -81,7 +68,6 @@ class OfflineProposer:
         *,
         learn_controller: bool = True,
         operators: tuple[Operator, ...] = OFFLINE_OPERATORS,
-        size_draws: int = SIZE_DRAWS,
     ):
         unknown = sorted(set(operators) - set(OFFLINE_OPERATORS))
         if unknown or Operator.generate not in operators:
@@ -92,7 +78,6 @@ class OfflineProposer:
         self.operators = tuple(map(Operator, operators))
         self.controller = Controller(space.decisions_for(modality), seed=seed)
         self.learn_controller = learn_controller
-        self.size_draws = size_draws
         self.history = History(modality)
         self._pending: list[tuple[tuple[int, ...], float]] = []
 
@@ -179,28 +164,18 @@ class OfflineProposer:
 
     def _sample_within(self, spec: TaskSpec, rng: np.random.Generator) -> tuple[int, ...]:
         """A sample inside the spec's parameter limit (the space counts parameters analytically), so a
-        tight limit wastes no evaluations: the largest of ``size_draws`` such samples while fewer than
-        SIZE_PRIOR_POINTS points are seen, when quality leads and no size target is set
-        (``spend_parameters``), else the first; after ``SAMPLE_TRIES`` draws without one, the smallest
-        sample seen."""
+        tight limit wastes no evaluations; after ``SAMPLE_TRIES`` misses, the smallest sample seen."""
         if spec.max_params is None or spec.input_shape is None or spec.num_classes is None:
             return self._sample(rng)
-        early = len(self.history.rows) < SIZE_PRIOR_POINTS
-        draws = self.size_draws if early and spend_parameters(spec) else 1
-        inside: list[tuple[int, tuple[int, ...]]] = []
-        smallest: tuple[int, tuple[int, ...]] | None = None
+        best, best_size = None, None
         for _ in range(SAMPLE_TRIES):
             decisions = self._sample(rng)
             size = space.param_count(self.modality, decisions, tuple(spec.input_shape), spec.num_classes)
             if size <= spec.max_params:
-                inside.append((size, decisions))
-                if len(inside) == draws:
-                    break
-            elif smallest is None or size < smallest[0]:
-                smallest = (size, decisions)
-        if inside:
-            return max(inside, key=lambda row: row[0])[1]
-        return smallest[1]
+                return decisions
+            if best_size is None or size < best_size:
+                best, best_size = decisions, size
+        return best
 
     def _smaller(self, decisions: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...] | None:
         """The parent one step smaller: a narrower layer (choices are ordered small to large) or one block less."""
@@ -247,7 +222,7 @@ class RandomProposer(OfflineProposer):
     the parameter limit as the default's; nothing is learned, no parent is used (strategy ``random``)."""
 
     def __init__(self, modality: str, seed: int):
-        super().__init__(modality, seed, learn_controller=False, operators=(Operator.generate,), size_draws=1)
+        super().__init__(modality, seed, learn_controller=False, operators=(Operator.generate,))
 
     def _sample(self, rng: np.random.Generator) -> tuple[int, ...]:
         return space.sample_uniform(self.modality, rng)
