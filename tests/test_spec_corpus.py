@@ -164,6 +164,7 @@ ESPCAM_FACE = "https://github.com/sirius-ai/MobileFaceNet_TF/issues/67"
 TFLM_48156 = "https://github.com/tensorflow/tensorflow/issues/48156"
 KWS_EDGE_MDPI = "https://mdpi.com/1999-5903/15/6/219/xml"
 ISSUE_28 = "llmnas issue 28 (phrasings a new user typed)"
+BRIEF = "llmnas project brief (what users type: 'latency matters more'), issue 20"
 
 
 def _e(text: str, expected: dict, source: str) -> tuple[str, dict, str]:
@@ -331,6 +332,10 @@ CORPUS: list[tuple[str, dict, str]] = [
     _e("at least 95.5% accuracy on the test set", {"task": ANY, "floors": {"accuracy": 0.955}}, ECE472),
     # ---- priorities ----
     _e("latency matters more than accuracy now", {"priorities": ("latency", "quality")}, ISSUE_28),
+    # "more" with no "than": more than the other concerns.
+    _e("latency matters more", {"priorities": ("latency",)}, BRIEF),
+    _e("the model size matters more", {"priorities": ("size",)}, BRIEF),
+    _e("accuracy is more important", {"priorities": ("quality",)}, BRIEF),
     _e(
         "as small as possible while above 90%",
         {"task": ANY, "priorities": ("size",), "floors": {"accuracy": 0.90}},

@@ -176,6 +176,8 @@ def priorities(r: Reading) -> None:
     said = r"(?:\s+[\w%.]+){0,5}?\s+"  # "accuracy [of at least 90%] matters more than speed"
     overlapping(rf"\b{o1}\b{said}{be}more(?:\s+important)?\s+than\s+{o2}", order("o1", "o2"))
     overlapping(rf"\b{o1}\b{said}{be}less(?:\s+important)?\s+than\s+{o2}", order("o2", "o1"))
+    # "latency matters more", "accuracy is more important": more than the other concerns, so first
+    overlapping(rf"\b{o1}\b{said}{be}more(?:\s+important)?\b(?!\s+than\b)", order("o1", top=True))
     each(r, rf"\bcares?\s+more\s+(?:about|for)\s+{o1}\s+than\s+(?:about\s+|for\s+)?{o2}", order("o1", "o2"))
     each(r, rf"\bcares?\s+less\s+(?:about|for)\s+{o1}\s+than\s+(?:about\s+|for\s+)?{o2}", order("o2", "o1"))
     each(
