@@ -207,8 +207,10 @@ def test_closing_waits_for_a_page_being_drawn_and_the_page_arrives_whole(results
     assert not closing.is_alive() and replies[0][0] == 200 and RUN_A in replies[0][2]
 
 
-def test_a_silent_connection_does_not_hold_the_exit(results: Path, serve):
-    """Browsers open connections ahead of use and send nothing on them: closing times them out."""
+def test_a_silent_connection_does_not_hold_the_exit(results: Path, serve, monkeypatch):
+    """Browsers open connections ahead of use and send nothing on them: closing times them out (after
+    the handler's timeout, shortened here from 5 s)."""
+    monkeypatch.setattr(_Handler, "timeout", 0.5)
     server, _ = serve(results)
     with socket.create_connection(("127.0.0.1", server.port)):
         accepted = lambda: any("process_request" in t.name for t in threading.enumerate())  # noqa: E731
