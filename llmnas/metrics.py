@@ -118,7 +118,7 @@ def objective_vector(
     return tuple(out)
 
 
-def _dom(ga: list[float], gb: list[float]) -> bool:
+def _dom(ga: Sequence, gb: Sequence) -> bool:
     return all(x >= y for x, y in zip(ga, gb, strict=True)) and any(
         x > y for x, y in zip(ga, gb, strict=True)
     )
@@ -129,10 +129,13 @@ def dominates(a: Sequence[float], b: Sequence[float], senses: Sequence[str]) -> 
     return _dom(_gain(a, senses), _gain(b, senses))
 
 
+def _undominated(gains: Sequence[Sequence]) -> list[int]:
+    return [i for i, g in enumerate(gains) if not any(_dom(h, g) for h in gains)]
+
+
 def pareto_front(points: Sequence[Sequence[float]], senses: Sequence[str]) -> list[int]:
     """Indices (ascending) of the points no other point dominates."""
-    gains = [_gain(p, senses) for p in points]
-    return [i for i, g in enumerate(gains) if not any(_dom(h, g) for h in gains)]
+    return _undominated([_gain(p, senses) for p in points])
 
 
 def _ranked_gain(metrics: Mapping[str, Any], objectives: Sequence[tuple[str, str]]) -> list:
@@ -159,8 +162,7 @@ def front(
 ) -> list[int]:
     """Indices (ascending) of the metrics on the Pareto front over ``objectives`` (the archive's front),
     quality compared as ``rank_key`` does (``metrics_dominate``)."""
-    gains = [_ranked_gain(m, objectives) for m in metrics]
-    return [i for i, g in enumerate(gains) if not any(_dom(h, g) for h in gains)]
+    return _undominated([_ranked_gain(m, objectives) for m in metrics])
 
 
 def crowding_distance(points: Sequence[Sequence[float]], senses: Sequence[str]) -> list[float]:
