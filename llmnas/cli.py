@@ -345,14 +345,14 @@ def _announcer(as_json: bool):
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from llmnas.run import start
-
-    cfg = _config(args, args.requirements)
+    cfg = _config(args, args.requirements)  # before the engine's imports: a bad value is told at once
     if args.dry_run:
         from llmnas.evaluate import dry_run, spec_json
 
         print(json.dumps(spec_json(cfg), indent=1) if args.json else "\n".join(dry_run(cfg)))
         return EXIT_OK
+    from llmnas.run import start
+
     return _report_result(
         start(cfg, args.out, api_key=args.api_key, progress=not args.json, announce=_announcer(args.json)),
         args.json,
