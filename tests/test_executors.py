@@ -102,6 +102,12 @@ def test_contract(check, executor, data, tmp_path):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_timeout_ends_at_timeout(kind, make_executor, data, tmp_path):
+    with make_executor(kind, 1, contract.TIMEOUT_LIMITS) as ex:
+        contract.timeout_ends_at_timeout(ex, data, tmp_path)
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_close_is_prompt(kind, make_executor, data, tmp_path):
     contract.close_is_prompt(make_executor(kind, 1, Limits(timeout_s=3600)), data, tmp_path)
 
@@ -182,14 +188,14 @@ def test_ray_worker_that_stops_answering_is_given_up_at_the_deadline(make_execut
 
 @needs_ray
 def test_ray_slots_are_what_the_cluster_has_room_for_capped_by_workers(ray_instance):
-    """The 2-CPU instance at half a CPU per worker has room for 4; a cap of 1 is 1; the room counts what
-    Ray reports, not the CPUs of this machine."""
+    """The 2-CPU instance at half a CPU per worker has room for 4, at a whole CPU for 2; a cap of 1 is 1;
+    the room counts what Ray reports, not the CPUs of this machine."""
     with RayExecutor(None, cpus_per_task=0.5) as ex:
         assert ex.capacity() == 4 == ex.workers
     with RayExecutor(1, cpus_per_task=0.5) as ex:
         assert ex.capacity() == 1
-    with RayExecutor(None, cpus_per_task=0.25) as ex:
-        assert ex.capacity() == 8
+    with RayExecutor(None, cpus_per_task=1) as ex:
+        assert ex.capacity() == 2 == ex.workers
 
 
 @needs_ray

@@ -399,12 +399,15 @@ class RayExecutor:
         with self._lock:
             self._closed = True
             seats = list(self._seats)
-        # Ask each actor to stop its sandbox (kills the candidate and removes its files on the node),
-        # then kill the actors whatever they answered.
+        # Ask each placed actor to stop its sandbox (kills the candidate and removes its files on the node),
+        # then kill the actors whatever they answered. An actor not placed yet is not waited for: its call
+        # would wait for room in the cluster (the whole wait when there is none), and until it answers
+        # its first call it has run no candidate.
         closing = []
         for seat in seats:
-            with contextlib.suppress(Exception):
-                closing.append(seat.actor.close.remote())
+            if seat.info is not None:
+                with contextlib.suppress(Exception):
+                    closing.append(seat.actor.close.remote())
         with contextlib.suppress(Exception):
             self._ray.wait(closing, num_returns=len(closing), timeout=_CLOSE_WAIT_S)
         for seat in seats:
