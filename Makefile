@@ -32,10 +32,13 @@ browser:
 tiny-model: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python tests/fakes/gemma.py >/dev/null
 
+# One thread per test process, as in the unit tier: two xdist workers with torch's default two threads each
+# oversubscribe the cores and spin (measured: 586 busy CPU-seconds for the suite, 543 with one thread).
+# Candidates and the controller set their own thread counts.
 test: setup browser tiny-model
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist worksteal
+	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist worksteal
 
 # The unit tier: the tests that start no sandbox pool, zygote or worker, no search and no other process,
 # and load or train no language model (all but the `sandbox`- and `model`-marked ones; tests/conftest.py
