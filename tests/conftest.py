@@ -62,6 +62,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.sandbox)
 
 
+class _LongFirst:
+    """The long tests (``model``, ``long``) run first: a worker that ends on one leaves the others idle."""
+
+    @pytest.hookimpl(trylast=True)  # after pytest's own reordering by fixture scope
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        items.sort(key=lambda item: not any(item.get_closest_marker(m) for m in ("model", "long")))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_LongFirst(), "llmnas-long-first")
+
+
 T = TypeVar("T")
 
 

@@ -64,6 +64,7 @@ def test_ctrl_c_during_start_up_exits_130_without_a_traceback(tmp_path, moment):
 
 
 @pytest.mark.sandbox
+@pytest.mark.long
 def test_a_run_folder_deleted_mid_run_stops_with_one_line(tmp_path):
     proc = _llmnas("search", REQ, *QUICK, "--budget", "40", "--out", str(tmp_path / "run"), cwd=tmp_path)
     events = tmp_path / "run" / "events.jsonl"
@@ -98,6 +99,7 @@ def test_a_full_disk_keeps_what_was_recorded(tmp_path):
 
 
 @pytest.mark.sandbox
+@pytest.mark.long
 @pytest.mark.skipif(os.geteuid() != 0, reason=NOT_ROOT)
 def test_a_disk_that_fills_mid_run_stops_with_one_line_and_resumes(tmp_path):
     small = tmp_path / "small"

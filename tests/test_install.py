@@ -11,7 +11,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.sandbox  # builds a wheel, installs it and runs it in subprocesses
+pytestmark = [
+    pytest.mark.sandbox,
+    pytest.mark.long,
+]  # builds a wheel, installs it and runs it in subprocesses
 
 MODEL = """
 import torch.nn as nn

@@ -97,6 +97,7 @@ def _outcomes(run) -> list[tuple]:
 
 
 @pytest.mark.sandbox
+@pytest.mark.long
 def test_prescreen_predictor_falls_back_then_predicts_and_resumes_the_same(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(predictor, "MIN_EVALUATIONS", 4)  # fitted from the third round of four proposals
     out = tmp_path / "run"

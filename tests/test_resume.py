@@ -67,6 +67,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.Popen:
 
 
 @pytest.mark.sandbox
+@pytest.mark.long
 def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
     """A run killed with SIGKILL after 3 evaluations (rounds of 2: in the middle of the second round, its
     other candidate in flight or finished) and resumed ends as the run that was never interrupted (run in
@@ -115,6 +116,7 @@ def test_a_new_run_refuses_to_overwrite_an_existing_one(tmp_path):
 
 
 @pytest.mark.sandbox
+@pytest.mark.long
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     proc = subprocess.Popen(
         [

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.ensemble import RandomForestRegressor
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import RandomForestRegressor
 
 ARCHITECTURE = ("params", "flops", "depth")
 PROXIES = ("synflow", "naswot", "grad_norm", "snip")  # computed in the sandbox for every candidate
@@ -55,6 +57,8 @@ class AccuracyPredictor:
             return False
         x = np.array([features(m) for m, _ in examples])
         y = np.array([acc for _, acc in examples])
+        from sklearn.ensemble import RandomForestRegressor  # here: a second of every driver's start-up
+
         self.model = RandomForestRegressor(
             n_estimators=200, min_samples_leaf=2, random_state=self.seed, n_jobs=1
         ).fit(x, y)
