@@ -10,7 +10,9 @@ fixtures it uses (``SANDBOX_FIXTURES`` here, and a test module's own ``SANDBOX_F
 fixtures), or is written on the test (``@pytest.mark.sandbox``) or its module (``pytestmark``). The
 bounded parser's helper process (llmnas/candidate/bounded.py) is part of the code under test and no
 reason for the mark. A test that loads a pretrained language model or trains one for tens of seconds is
-marked ``model`` (written on the test) and stays out of the unit tier too.
+marked ``model`` (written on the test) and stays out of the unit tier too. A test of ten seconds or more
+whose fixtures are all function- or session-scoped is marked ``long``: those and the ``model`` tests run
+first, so that the suite ends on short tests that spread over the workers.
 """
 
 from __future__ import annotations
