@@ -2,8 +2,8 @@
 
 ``executor`` holds ``data``'s worker files in ``executor.data_dir`` and runs candidates under
 ``CONTRACT_LIMITS`` (``TIMEOUT_LIMITS`` for ``timeout_ends_at_timeout``); ``tmp`` is a fresh folder for
-run output. tests/test_executors.py runs each check
-against every implementation (the local pool and Ray), so both answer the same way.
+run output. tests/test_executors.py runs each check against every implementation (the local pool and
+Ray), so both answer the same way.
 """
 
 from __future__ import annotations

@@ -11,10 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = [
-    pytest.mark.sandbox,
-    pytest.mark.long,
-]  # builds a wheel, installs it and runs it in subprocesses
+# It builds a wheel, installs it and runs it in subprocesses.
+pytestmark = [pytest.mark.sandbox, pytest.mark.long]
 
 MODEL = """
 import torch.nn as nn
