@@ -58,22 +58,13 @@ def build_model(input_shape, num_classes):
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the ``sandbox`` tests; put the long ones (``model``, ``long``) first: a worker that ends on
+    one leaves the others idle."""
     for item in items:
         own = getattr(getattr(item, "module", None), "SANDBOX_FIXTURES", ())
         if (SANDBOX_FIXTURES | set(own)) & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.sandbox)
-
-
-class _LongFirst:
-    """The long tests (``model``, ``long``) run first: a worker that ends on one leaves the others idle."""
-
-    @pytest.hookimpl(trylast=True)  # after pytest's own reordering by fixture scope
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        items.sort(key=lambda item: not any(item.get_closest_marker(m) for m in ("model", "long")))
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.pluginmanager.register(_LongFirst(), "llmnas-long-first")
+    items.sort(key=lambda item: not any(item.get_closest_marker(m) for m in ("model", "long")))
 
 
 T = TypeVar("T")
