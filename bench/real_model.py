@@ -242,11 +242,12 @@ def layer_edits(a: list[str], b: list[str]) -> int:
     return sum(max(i2 - i1, j2 - j1) for tag, i1, i2, j1, j2 in ops if tag != "equal")
 
 
-def offline_traces(run_dir: Path, chat, margin: float = 1.0) -> list:
+def offline_traces(run_dir: Path, chat, margin: float = 1.0, spec=None) -> list:
     """The offline search's passing programs within ``margin`` times the parameter limit as completion-mode
-    traces: the prompt the LLM proposer sends a base model for "generate", continued by a ``Model`` class
-    (the head's) that wraps the program (its ``build_model`` renamed ``_build``, below the class), rewarded
-    with the program's validation accuracy; their code and candidate id are those of the file so written."""
+    traces: the prompt the LLM proposer sends a base model for "generate" (the task ``spec``'s; default:
+    REQUIREMENTS on digits), continued by a ``Model`` class (the head's) that wraps the program (its
+    ``build_model`` renamed ``_build``, below the class), rewarded with the program's validation accuracy;
+    their code and candidate id are those of the file so written."""
     from llmnas.candidate import checks
     from llmnas.finetune.traces import OK, collect_traces
     from llmnas.llm.prompts import format_spec, render
@@ -254,7 +255,10 @@ def offline_traces(run_dir: Path, chat, margin: float = 1.0) -> list:
     from llmnas.task.requirements import parse_requirements
 
     proposer = LLMProposer(chat, checks.allowed_imports(()))
-    spec = parse_requirements(REQUIREMENTS).resolve(input_shape=(1, 8, 8), num_classes=10, modality="image")
+    if spec is None:
+        spec = parse_requirements(REQUIREMENTS).resolve(
+            input_shape=(1, 8, 8), num_classes=10, modality="image"
+        )
     values = {"spec": format_spec(spec), "contract": render("contract", allowed_imports="")}
     prompt = proposer._completion_prompt("generate", values, [])
     out = []

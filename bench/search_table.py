@@ -218,10 +218,17 @@ def run(
         search.policy = Policy.uniform()
     search.run(budget)
     store.close()
-    log = store.replay()
+    return evaluations(store.replay())
+
+
+def evaluations(log) -> list[dict]:
+    """A run log's evaluations in the order they were proposed (round, then slot), not completion order."""
     slot = {p.candidate_id: (p.round, p.slot) for p in log.of(ProposalEvent) if p.candidate_id}
-    events = sorted(log.of(EvaluationEvent), key=lambda e: slot[e.candidate_id])  # not completion order
-    return [{"ok": e.ok, "stage": e.stage, **e.metrics.numbers()} for e in events]
+    events = sorted(log.of(EvaluationEvent), key=lambda e: slot[e.candidate_id])
+    return [
+        {"id": e.candidate_id, "ok": e.ok, "stage": e.stage, **(e.metrics.numbers() if e.metrics else {})}
+        for e in events
+    ]
 
 
 def curve(evaluations: list[dict], budget: int) -> np.ndarray:
