@@ -16,8 +16,8 @@ the task's data, with the same seed, budget, rounds of 2 and training steps:
 Per arm: the quality curve (test accuracy of the validation-best candidate after k evaluations; test
 accuracy steers nothing), the valid rate (evaluations that trained OK; the model's proposals rejected
 before the sandbox are counted apart, they do not spend the budget), novelty (for each candidate that
-built, the ``nn.`` layers changed from the closest program seen earlier in the run), LoRA rounds and
-wall time.
+built, the ``nn.`` layers changed from the closest program seen earlier in the run or, for llm-warm, in
+its warm start; and how many were verbatim copies of a warm-start program), LoRA rounds and wall time.
 
     python bench/llm_race.py --task digits-hard --budget 16 --finetune-every 4 --out DIR [--arms ...]
 """
@@ -118,18 +118,29 @@ def race_arm(arm: str, task: nas_tasks.Task, data, args, out: Path, model: Path 
     """One arm's run in ``out``; what it measured."""
     cfg = config(arm, task, data, args, seed=args.seed, budget=args.budget, model=model)
     seconds = search(cfg, data, out)
-    return {**measure(out, task, args.budget), "seconds": round(seconds, 1)}
+    return {**measure(out, task, args.budget, _seeds(arm, args)), "seconds": round(seconds, 1)}
 
 
-def measure(out: Path, task: nas_tasks.Task, budget: int) -> dict:
-    """What the run in ``out`` measured, from its log and candidate files."""
+def _seeds(arm: str, args) -> dict[str, list[str]] | None:
+    return warm_seeds(args.out / "warm") if arm == "llm-warm" else None
+
+
+def warm_seeds(folder: Path) -> dict[str, list[str]]:
+    """The programs the warm start was trained on (``warm_model``'s round): candidate id -> layers."""
+    rows = [json.loads(line) for f in folder.glob("adapters/*/train.jsonl") for line in f.open()]
+    return {r["candidate_id"]: layers("".join(m["content"] for m in r["completion"])) for r in rows}
+
+
+def measure(out: Path, task: nas_tasks.Task, budget: int, seeds: dict[str, list[str]] | None = None) -> dict:
+    """What the run in ``out`` measured, from its log and candidate files; ``seeds``: the programs its model
+    was trained on before the run (they count as seen: novelty is measured against them too)."""
     from llmnas.runs.events import FinetuneEvent, LLMCallEvent, ProposalEvent, replay
     from llmnas.runs.layout import RunLayout
 
     log = replay(RunLayout(out).events)
     evals = evaluations(log)
     proposals = log.of(ProposalEvent)
-    seen: list[list[str]] = []
+    seen: list[list[str]] = list((seeds or {}).values())
     edits = []
     for e in evals:  # in proposal order: each built program against every program before it
         code = _code(out, e["id"])
@@ -153,6 +164,7 @@ def measure(out: Path, task: nas_tasks.Task, budget: int) -> dict:
             s: sum(e["stage"] == s for e in evals) for s in {e["stage"] for e in evals if not e["ok"]}
         },
         "layer_edits": sorted(edits),
+        "seed_copies": sum(e["id"] in (seeds or {}) for e in evals),
         "lora_rounds": [
             {"ok": f.ok, "after": f.evaluations, "error": f.error, **f.stats} for f in log.of(FinetuneEvent)
         ],
@@ -167,7 +179,7 @@ def table(task: nas_tasks.Task, rows: dict[str, dict], budget: int) -> list[str]
         f"{task.name}: target test accuracy {task.target} (fixed before these runs), {budget} evaluations",
         "  arm       "
         + "".join(f"k={k:<7}" for k in ks)
-        + "to target  proposed  duplicates  trained OK  edits (median)  LoRA rounds  wall",
+        + "to target  proposed  duplicates  trained OK  seed copies  edits (median)  LoRA rounds  wall",
     ]
     for arm, r in rows.items():
         c = r["curve"]
@@ -175,7 +187,8 @@ def table(task: nas_tasks.Task, rows: dict[str, dict], budget: int) -> list[str]
         edits = f"{np.median(r['layer_edits']):g}" if r["layer_edits"] else "-"
         lines.append(
             f"  {arm:<9} {cols}{r['to_target'] or 'missed':<10} {r['proposals']:<9} {r['duplicates']:<11} "
-            f"{r['trained_ok']}/{r['evaluations']:<8} {edits:<15} {len(r['lora_rounds']):<12} {r['seconds']:.0f} s"
+            f"{r['trained_ok']}/{r['evaluations']:<8} {r.get('seed_copies', 0):<12} {edits:<15} "
+            f"{len(r['lora_rounds']):<12} {r['seconds']:.0f} s"
         )
     return lines
 
@@ -218,7 +231,7 @@ def main() -> None:
     rows = json.loads(path.read_text())["arms"] if path.is_file() else {}
     if args.remeasure:
         for arm, row in rows.items():
-            row.update(measure(args.out / arm, task, args.budget))
+            row.update(measure(args.out / arm, task, args.budget, _seeds(arm, args)))
         path.write_text(json.dumps({**json.loads(path.read_text()), "arms": rows}))
         print("\n".join(table(task, rows, args.budget)))
         return
