@@ -35,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import nas_tasks  # noqa: E402
-from real_model import _code, layer_edits, layers, offline_traces  # noqa: E402
+from real_model import _code, finetune_round, layer_edits, layers, offline_traces  # noqa: E402
 from search_table import curve, evaluations, reached  # noqa: E402
 
 ARMS = ("llm", "llm-warm", "local", "random")
@@ -85,7 +85,6 @@ def warm_model(task: nas_tasks.Task, data, args, out: Path) -> tuple[Path, dict]
     measured."""
     from fakes import gemma
 
-    from llmnas.finetune.lora import finetune_lora, select_traces
     from llmnas.llm.local import HFChat
     from llmnas.run import make_spec
 
@@ -93,25 +92,13 @@ def warm_model(task: nas_tasks.Task, data, args, out: Path) -> tuple[Path, dict]
     seconds = search(cfg, data, out / "seeds")
     chat = HFChat(str(gemma.hf_folder()), device="cpu", mode="completion")
     spec = make_spec(cfg, data, None, announce=lambda _: None)
-    traces = select_traces(offline_traces(out / "seeds", chat, spec=spec), top_fraction=1.0)
-    stats: dict = {}
-    finetune_lora(
-        chat,
-        traces,
-        out / "adapters",
-        steps=args.warm_steps,
-        rank=8,
-        alpha=16,
-        batch_size=2,
-        max_length=1024,
-        seed=args.seed,
-        on_stats=stats.update,
-    )
+    seeded = offline_traces(out / "seeds", chat, spec=spec)
+    # real_model's round on the seeds alone (no runs of its own); its index is the round's seed
+    row = finetune_round(chat, [], argparse.Namespace(out=out, steps=args.warm_steps), args.seed, {}, seeded)
     folder = out / "model"
     chat.model.merge_and_unload().save_pretrained(folder)
     chat.tokenizer.save_pretrained(folder)
-    keep = ("examples", "steps", "loss_before", "loss_after", "seconds", "peak_rss_mb")
-    return folder, {"search_seconds": round(seconds, 1), **{k: stats[k] for k in keep if k in stats}}
+    return folder, {"search_seconds": round(seconds, 1), **row}
 
 
 def race_arm(arm: str, task: nas_tasks.Task, data, args, out: Path, model: Path | None = None) -> dict:
