@@ -8,6 +8,7 @@ to a transformers folder: de-quantising the GGUF and converting its tokenizer ta
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
@@ -60,8 +61,9 @@ def hf_folder() -> Path:
 
         gguf = gguf_path()
         options = {"gguf_file": gguf.name}
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **options)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, **options)
+        with _one_reading():
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **options)
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, **options)
         # The weights are de-quantised already; the GGUF "quantizer" left on the model only blocks saving.
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
@@ -70,6 +72,27 @@ def hf_folder() -> Path:
         tokenizer.save_pretrained(folder)
         done.write_text("converted from " + NAME + "\n")
     return folder
+
+
+@contextlib.contextmanager
+def _one_reading():
+    """transformers reads the GGUF three times (tokenizer, config, weights); each read indexes its 262k-token
+    vocabulary in Python, about 22 s on a 2-core machine. Within this block each file is read once."""
+    import gguf
+
+    original, readers = gguf.GGUFReader, {}
+
+    def reader(path, *args, **kwargs):
+        key = (os.fspath(path), args, tuple(sorted(kwargs.items())))
+        if key not in readers:
+            readers[key] = original(path, *args, **kwargs)
+        return readers[key]
+
+    gguf.GGUFReader = reader
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
 
 
 if __name__ == "__main__":
