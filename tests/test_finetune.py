@@ -274,7 +274,7 @@ def test_a_random_model_learns_to_write_valid_candidates(tmp_path, one_thread):
     nll_before = completion_nll(chat, pairs, max_length=1024)
 
     events = []
-    options = FinetuneOptions(every=128, top_fraction=0.5, steps=250, lr=1.5e-2, rank=16, alpha=32,
+    options = FinetuneOptions(every=128, top_fraction=0.5, steps=150, lr=2e-2, rank=16, alpha=32,
                               batch_size=4, max_length=1024, seed=0)  # fmt: skip
     adapter = FineTuner(chat, options, on_event=events.append).maybe_finetune(run, 128)
     assert adapter is not None and events[0].stats["examples"] == 64
@@ -287,5 +287,5 @@ def test_a_random_model_learns_to_write_valid_candidates(tmp_path, one_thread):
         f"total {time.perf_counter() - start:.0f}s"
     )
     assert rate_before == 0.0
-    assert rate_after >= 2 / 16 and all("def build_model" in code for code in valid)  # 7/16 measured here
+    assert rate_after >= 2 / 16 and all("def build_model" in code for code in valid)  # 4/16 here
     assert nll_after < 0.3 * nll_before
