@@ -294,10 +294,15 @@ class Search:
         self.stats["valid_after_repair"] += cid is not None
         return slot
 
-    def _next(self, index: int, seen: set[str]) -> _Slot:
-        """One proposal for slot ``index`` of this round, checked, de-duplicated and recorded."""
+    def _next(self, index: int, seen: set[str], repeated: Action | None = None) -> _Slot:
+        """One proposal for slot ``index`` of this round, checked, de-duplicated and recorded. Asked again
+        after ``repeated`` wrote a duplicate, it samples hotter than that did: the same request to a model
+        that repeats itself would most likely get the same program back."""
         self.stop.check()
         action = self.policy.choose(self.rng, self._operators(), list(self.proposer.variants))
+        if repeated is not None:
+            hotter = max(action.temperature, self.policy.hotter(repeated.temperature))
+            action = replace(action, temperature=hotter)
         slot = self._propose_with_repair(action)
         cid = slot.candidate_id
         if cid is not None and (cid in self.known or cid in seen):
@@ -341,8 +346,8 @@ class Search:
 
     # ------------------------------------------------------------------ a round
     def run_round(self, n: int, bar: tqdm | None) -> None:
-        """``n`` proposals that count against the budget. A duplicate is proposed again at once (up to
-        REPROPOSALS times), and a candidate the sandbox finds over a hard limit before training is given
+        """``n`` proposals that count against the budget. A duplicate is proposed again at once, each time
+        sampled hotter (up to REPROPOSALS times), and a candidate the sandbox finds over a hard limit before training is given
         back to the budget (at most ``budget`` of them in a run): neither wastes an evaluation."""
         self._size = n
         seen: set[str] = set()
@@ -350,12 +355,14 @@ class Search:
         ending: RunEnding | None = None  # the model's budget or endpoint ended the run mid-round
         try:
             for _ in range(n):
+                repeated = None
                 for attempt in range(REPROPOSALS + 1):
-                    slot = self._next(len(slots), seen)
+                    slot = self._next(len(slots), seen, repeated)
                     slots.append(slot)
                     if slot.proposal.stage != "duplicate":
                         break
                     slot.free = attempt < REPROPOSALS
+                    repeated = slot.proposal.action
         except RunEnding as exc:
             if not slots:
                 raise

@@ -110,6 +110,11 @@ class Policy:
         self._pending = [*self._pending, (operator, available)][-_MAX_PENDING:]
         return action
 
+    def hotter(self, temperature: float) -> float:
+        """The next temperature of the grid above ``temperature`` (the highest when none is above)."""
+        grid = sorted(float(t) for t in self._logits["temperature"])
+        return next((t for t in grid if t > temperature), grid[-1])
+
     def _step(self, head: str, names: Sequence[str], chosen: str, advantage: float) -> None:
         logits = self._logits[head]
         z = np.array([logits[n] for n in names])
