@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from conftest import logged
 
+from llmnas.cli import main
 from llmnas.config import RunConfig
 from llmnas.engine.loop import archive_for
 from llmnas.metrics import rank_key
@@ -73,26 +74,13 @@ def test_refine_tightens_limits_keeps_archive_and_policy_and_continues(run: Path
     assert [e["spec"]["max_params"] for e in events if e["type"] == "refine"] == [limit]
 
 
-def test_interactive_refinement_reads_feedback_between_rounds(run: Path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "llmnas.cli",
-            "refine",
-            str(run),
-            "fewer than 15k parameters",
-            "--budget",
-            "8",
-            "--interactive",
-        ],
-        input="under 9000 parameters\n\nq\n",
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count("Feedback for the next round") == 3
+def test_interactive_refinement_reads_feedback_between_rounds(run: Path, monkeypatch, capsys):
+    """The CLI in this process (a driver costs seconds to start), answered on its stdin."""
+    monkeypatch.setattr(sys, "stdin", io.StringIO("under 9000 parameters\n\nq\n"))
+    status = main(["refine", str(run), "fewer than 15k parameters", "--budget", "8", "--interactive"])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    assert out.count("Feedback for the next round") == 3
     events = logged(run)
     assert [e["spec"]["max_params"] for e in events if e["type"] == "refine"] == [15_000, 9_000]
     assert events[-1]["type"] == "stopped" or any(e.get("reason") == "stopped by the user" for e in events)
