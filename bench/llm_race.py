@@ -193,8 +193,8 @@ def main() -> None:
         "--finetune-top",
         type=float,
         default=1.0,
-        help="share of its passing outputs a round trains on (the product's default is 0.25, at least "
-        "4; the race of 2026-12-07 trained on all of them)",
+        help="share of its passing outputs a round trains on (the product's 0.25 needs 16 passing "
+        "candidates before the 4 examples a round needs: more than this budget has)",
     )
     ap.add_argument(
         "--warm",

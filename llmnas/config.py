@@ -173,9 +173,7 @@ class RunConfig(BaseModel):
         None, "with --llm hf:PATH, train a LoRA adapter on the best traces every K evaluations", ge=1
     )
     finetune_steps: int = setting(100, "steps per fine-tuning round", ge=1)
-    finetune_top_fraction: float = setting(
-        0.25, "share of the best traces fine-tuned on (at least 4 of them)", gt=0, le=1
-    )
+    finetune_top_fraction: float = setting(0.25, "share of the best traces fine-tuned on", gt=0, le=1)
     finetune_rank: int = setting(16, "LoRA rank", ge=1)
     prescreen: Literal["synflow", "naswot", "grad_norm", "snip", "params", "flops", "predictor"] | None = (
         setting(

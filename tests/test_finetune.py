@@ -75,9 +75,6 @@ def test_select_keeps_the_best_passing_traces_once_each():
     assert [t.reward for t in top] == [0.95, 0.9]
     assert len(select_traces(traces, top_fraction=1.0, min_reward=0.5)) == 6
     assert len(select_traces(traces[:1], top_fraction=0.01)) == 1  # at least one when any qualifies
-    at_least = select_traces(traces, top_fraction=0.25, at_least=4)  # a short search: the best 4, not 2
-    assert [t.reward for t in at_least] == [0.95, 0.9, 0.8, 0.7]
-    assert len(select_traces(traces, top_fraction=0.25, at_least=20)) == 8  # no more than qualify
     assert select_traces([_trace(0, -0.2, FAILED)]) == []
     with pytest.raises(ValueError):
         select_traces(traces, top_fraction=0)
@@ -168,9 +165,8 @@ def _run_with_traces(folder: Path, count: int) -> Path:
 def test_finetuner_every_k_events_and_resume(tiny_model, tmp_path):
     run = _run_with_traces(tmp_path / "run", 8)
     events = []
-    # the default top quarter of 8 passing candidates is 2, fewer than a round's 4: it takes the best 4
-    options = FinetuneOptions(every=4, min_examples=4, steps=4, rank=4, alpha=8, batch_size=2, max_length=256,
-                              lr=5e-3)  # fmt: skip
+    options = FinetuneOptions(every=4, top_fraction=0.5, min_examples=4, steps=4, rank=4, alpha=8,
+                              batch_size=2, max_length=256, lr=5e-3)  # fmt: skip
     chat = HFChat(tiny_model, device="cpu")
     tuner = FineTuner(chat, options, on_event=events.append)
     assert tuner.maybe_finetune(run, 3) is None and not events

@@ -45,10 +45,10 @@ Example = tuple[list[dict[str, str]], str, float]
 
 
 def select_traces(
-    traces: Sequence[Trace], top_fraction: float = 0.25, min_reward: float = 0.0, at_least: int = 1
+    traces: Sequence[Trace], top_fraction: float = 0.25, min_reward: float = 0.0
 ) -> list[Trace]:
     """The best passing traces: one per candidate, reward >= ``min_reward``, the top ``top_fraction``
-    by reward but at least ``at_least`` of those that qualify, best first."""
+    by reward (at least one when any qualifies), best first."""
     if not 0 < top_fraction <= 1:
         raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}")
     best: dict[str, Trace] = {}
@@ -59,7 +59,7 @@ def select_traces(
         if key not in best or t.reward > best[key].reward:
             best[key] = t
     ranked = sorted(best.values(), key=lambda t: (-t.reward, t.round, t.slot))
-    return ranked[: max(at_least, math.ceil(top_fraction * len(ranked)))]
+    return ranked[: max(1, math.ceil(top_fraction * len(ranked)))] if ranked else []
 
 
 def continuation(trace: Trace) -> str | None:

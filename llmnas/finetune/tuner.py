@@ -85,8 +85,9 @@ class FineTuner:
         if not self.due(evaluations_done):
             return None
         o = self.options
-        traces = collect_traces(run_dir, before_round=before_round)
-        chosen = select_traces(traces, o.top_fraction, o.min_reward, at_least=o.min_examples)
+        chosen = select_traces(
+            collect_traces(run_dir, before_round=before_round), o.top_fraction, o.min_reward
+        )
         if len(chosen) < o.min_examples:
             log.info("fine-tuning: %d good traces, need %d; trying again later", len(chosen), o.min_examples)
             return None
