@@ -33,6 +33,7 @@ import pytest
 import torch
 import torch.nn as nn
 from conftest import logged
+from fakes.list_proposer import ListProposer
 from safetensors.torch import save_model
 
 from llmnas.candidate import checks
@@ -42,7 +43,6 @@ from llmnas.engine.loop import Search
 from llmnas.engine.scoring import accuracy
 from llmnas.execute.local import LocalPool
 from llmnas.propose import space
-from llmnas.propose.base import Proposal
 from llmnas.results import onnx_check
 from llmnas.results.export import BUNDLE_FILES, BestExport, export_candidate, rendered_by_llmnas
 from llmnas.run import make_spec
@@ -89,33 +89,6 @@ def _export_onnx(model: nn.Module, path: Path, shape=(1, 8, 8), dynamic: bool = 
 
 
 # --------------------------------------------------------------------------- the hostile run
-class ListProposer:
-    """Proposes the given codes in order."""
-
-    operators = ("generate",)
-    variants = ("default",)
-
-    def __init__(self, codes: list[str]):
-        self.codes, self.index = list(codes), 0
-
-    def propose(self, action, parents, spec, rng) -> Proposal:
-        code = self.codes[self.index % len(self.codes)]
-        self.index += 1
-        return Proposal(code=code, action=action, reply=code)
-
-    def learn(self, *args) -> None:
-        pass
-
-    def end_round(self, *args) -> None:
-        pass
-
-    def state(self) -> tuple[dict, bytes]:
-        return {}, b""
-
-    def load_state(self, meta, blob) -> None:
-        pass
-
-
 def _id(code: str) -> str:
     return checks.candidate_id(checks.normalise(code))
 

@@ -8,11 +8,11 @@ from collections import Counter
 
 import pytest
 from conftest import FAST_TRAIN, GOOD_CNN, SANDBOX_LIMITS, logged
+from fakes.list_proposer import ListProposer
 
 from llmnas.config import RunConfig
 from llmnas.engine.loop import REPROPOSALS, Search
 from llmnas.engine.policy import TEMPERATURES
-from llmnas.propose.base import Proposal
 from llmnas.propose.offline import OfflineProposer
 from llmnas.runs.store import RunStore
 from llmnas.task.requirements import parse_requirements
@@ -85,36 +85,9 @@ def test_a_resumed_round_keeps_the_size_it_was_logged_with(pool, digits, tmp_pat
     assert Counter(evaluated) == {0: 3, 1: 1}
 
 
-class Repeating:
-    """A model that writes the same program whatever it is asked: every proposal after the first is a
-    duplicate. Records the temperature of each request."""
-
-    operators = ("generate",)
-    variants = ("default",)
-
-    def __init__(self):
-        self.temperatures: list[float] = []
-
-    def propose(self, action, parents, spec, rng) -> Proposal:
-        self.temperatures.append(action.temperature)
-        return Proposal(code=GOOD_CNN, action=action, reply=GOOD_CNN)
-
-    def learn(self, *args) -> None:
-        pass
-
-    def end_round(self, *args) -> None:
-        pass
-
-    def state(self) -> tuple[dict, bytes]:
-        return {}, b""
-
-    def load_state(self, meta, blob) -> None:
-        pass
-
-
 def test_a_duplicate_is_asked_again_hotter_each_time(pool, digits, tmp_path):
     search = _search(tmp_path / "run", digits, Elastic(pool, [2]))
-    search.proposer = model = Repeating()
+    search.proposer = model = ListProposer([GOOD_CNN])  # a model that repeats itself whatever it is asked
     search.run(2)
     search.store.close()
     proposals = [e for e in logged(tmp_path / "run") if e["type"] == "proposal"]

@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import GOOD_CNN, OS_LIMITS, SANDBOX_LIMITS, evaluate, logged, make_job, write_worker_data
+from fakes.list_proposer import ListProposer
 
 from llmnas.candidate import checks as validate
 from llmnas.config import RunConfig
@@ -57,7 +58,6 @@ from llmnas.engine.evaluation import judge
 from llmnas.engine.loop import Search
 from llmnas.engine.scoring import score
 from llmnas.execute.local import LocalPool, output_limits
-from llmnas.propose.base import Proposal
 from llmnas.results.export import BestExport
 from llmnas.run import make_spec
 from llmnas.runs.store import RunStore
@@ -598,34 +598,6 @@ def test_a_candidate_keeps_the_variables_it_needs(monkeypatch, digits: Dataset, 
 
 
 # --------------------------------------------------------------------------- a search around them
-class ListProposer:
-    """Proposes the given codes in order: no model, no learning."""
-
-    operators = ("generate",)
-    variants = ("default",)
-
-    def __init__(self, codes: list[str]):
-        self.codes = list(codes)
-        self.index = 0
-
-    def propose(self, action, parents, spec, rng) -> Proposal:
-        code = self.codes[self.index % len(self.codes)]
-        self.index += 1
-        return Proposal(code=code, action=action, reply=code)
-
-    def learn(self, *args) -> None:
-        pass
-
-    def end_round(self, *args) -> None:
-        pass
-
-    def state(self) -> tuple[dict, bytes]:
-        return {}, b""
-
-    def load_state(self, meta, blob) -> None:
-        pass
-
-
 GOOD_MLP = """
 import math
 import torch.nn as nn

@@ -347,8 +347,9 @@ class Search:
     # ------------------------------------------------------------------ a round
     def run_round(self, n: int, bar: tqdm | None) -> None:
         """``n`` proposals that count against the budget. A duplicate is proposed again at once, each time
-        sampled hotter (up to REPROPOSALS times), and a candidate the sandbox finds over a hard limit before training is given
-        back to the budget (at most ``budget`` of them in a run): neither wastes an evaluation."""
+        sampled hotter (up to REPROPOSALS times), and a candidate the sandbox finds over a hard limit before
+        training is given back to the budget (at most ``budget`` of them in a run): neither wastes an
+        evaluation."""
         self._size = n
         seen: set[str] = set()
         slots: list[_Slot] = []
