@@ -7,6 +7,7 @@ import importlib.util
 import os
 import random
 import stat
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -76,6 +77,27 @@ def test_digits(digits: Dataset) -> None:
 def test_digits_is_deterministic_by_seed(digits: Dataset) -> None:
     assert same(digits, load_dataset("digits", seed=0))
     assert not same(digits, load_dataset("digits", seed=1))
+
+
+@pytest.mark.parametrize("shipped_file", [True, False], ids=["file read directly", "through load_digits"])
+def test_digits_are_scikit_learns_digits_either_way(
+    shipped_file: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sklearn.datasets import load_digits
+
+    from llmnas.task import builtins
+
+    if not shipped_file:  # a scikit-learn that keeps the file elsewhere
+        monkeypatch.setattr(builtins.importlib.util, "find_spec", lambda name: None)
+    raw, bunch = builtins.digits(), load_digits()
+    assert np.array_equal(raw.x, bunch.images) and raw.x.dtype == bunch.images.dtype
+    assert np.array_equal(raw.y, bunch.target) and list(raw.names) == list(bunch.target_names)
+
+
+def test_digits_load_without_importing_scikit_learn() -> None:
+    code = "import sys; from llmnas.task.builtins import digits; digits(); print('sklearn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
 
 
 def test_mnist1d(mnist1d: tuple[Dataset, list[str]]) -> None:
