@@ -31,6 +31,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _client_server_port() -> list[str]:
+    """A free port for the Ray Client server where this Ray has one (ray[client], ray[default]): its default,
+    10001, would clash between clusters. Ray core starts no such server and refuses the flag."""
+    from ray._private.utils import get_ray_client_dependency_error
+
+    return [] if get_ray_client_dependency_error() else ["--ray-client-server-port", str(free_port())]
+
+
 def cluster_env() -> dict[str, str]:
     """What the nodes and a driver of this cluster need: token auth off (Ray >= 2.59 turns it on by
     default) and a fast health check."""
@@ -114,7 +122,7 @@ class LocalCluster:
             "--dashboard-port",
             str(free_port()),
         ]
-        node = self._start("head", [*args, "--ray-client-server-port", str(free_port())], cpus, resources)
+        node = self._start("head", [*args, *_client_server_port()], cpus, resources)
         self.wait_for(cpus)
         return node
 
