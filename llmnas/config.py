@@ -173,6 +173,13 @@ class RunConfig(BaseModel):
         None, "with --llm hf:PATH, train a LoRA adapter on the best traces every K evaluations", ge=1
     )
     finetune_steps: int = setting(100, "steps per fine-tuning round", ge=1)
+    finetune_epochs: float = setting(
+        1.0,
+        "at most this many passes over a round's examples: fewer steps than --finetune-steps when the "
+        "examples are few (4 examples at batch 4: 1 step), since a few passes over a handful of the "
+        "model's own outputs teach it to copy them",
+        gt=0,
+    )
     finetune_top_fraction: float = setting(0.25, "share of the best traces fine-tuned on", gt=0, le=1)
     finetune_rank: int = setting(16, "LoRA rank", ge=1)
     prescreen: Literal["synflow", "naswot", "grad_norm", "snip", "params", "flops", "predictor"] | None = (

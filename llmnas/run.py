@@ -368,6 +368,7 @@ def _finetuner(cfg: RunConfig, chat: ChatModel | None, store: RunStore):
     options = FinetuneOptions(
         every=cfg.finetune_every,
         steps=cfg.finetune_steps,
+        epochs=cfg.finetune_epochs,
         top_fraction=cfg.finetune_top_fraction,
         rank=cfg.finetune_rank,
         alpha=2 * cfg.finetune_rank,

@@ -191,6 +191,17 @@ def test_finetuner_every_k_events_and_resume(tiny_model, tmp_path):
     assert few.maybe_finetune(_run_with_traces(tmp_path / "small", 2), 4) is None  # too few good traces
 
 
+@pytest.mark.parametrize(("epochs", "steps"), [(1.0, 2), (2.5, 5), (None, 6)])
+def test_a_round_passes_over_its_examples_at_most_epochs_times(tiny_model, tmp_path, epochs, steps):
+    """4 examples at batch 2: one pass is 2 steps; --finetune-steps (6) is the most a round trains."""
+    run = _run_with_traces(tmp_path / "run", 8)
+    events = []
+    options = FinetuneOptions(every=4, top_fraction=0.5, steps=6, epochs=epochs, rank=4, alpha=8,
+                              batch_size=2, max_length=256)  # fmt: skip
+    FineTuner(HFChat(tiny_model, device="cpu"), options, on_event=events.append).maybe_finetune(run, 4)
+    assert events[0].stats["examples"] == 4 and events[0].stats["steps"] == steps
+
+
 def test_a_failed_round_keeps_the_previous_adapter(tiny_model, tmp_path, monkeypatch):
     run = _run_with_traces(tmp_path / "run", 8)
     events = []
@@ -271,7 +282,7 @@ def test_a_random_model_learns_to_write_valid_candidates(tmp_path, one_thread):
 
     events = []
     options = FinetuneOptions(every=128, top_fraction=0.5, steps=150, lr=2e-2, rank=16, alpha=32,
-                              batch_size=4, max_length=1024, seed=0)  # fmt: skip
+                              batch_size=4, max_length=1024, seed=0, epochs=None)  # fmt: skip
     adapter = FineTuner(chat, options, on_event=events.append).maybe_finetune(run, 128)
     assert adapter is not None and events[0].stats["examples"] == 64
 

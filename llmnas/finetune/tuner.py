@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ class FinetuneOptions:
     min_reward: float = 0.0
     min_examples: int = 4
     steps: int = 100
+    epochs: float | None = 1.0  # at most this many passes over a round's examples (None: ``steps`` always)
     lr: float = 2e-4
     rank: int = 16
     alpha: int = 32
@@ -91,6 +93,9 @@ class FineTuner:
         if len(chosen) < o.min_examples:
             log.info("fine-tuning: %d good traces, need %d; trying again later", len(chosen), o.min_examples)
             return None
+        steps = o.steps
+        if o.epochs is not None:  # 3 passes over 4 own outputs made a model copy them (bench/RESULTS.md)
+            steps = min(steps, max(1, math.ceil(o.epochs * len(chosen) / o.batch_size)))
         index = next_index(RunLayout(run_dir).adapters)
         checkpointing = o.gradient_checkpointing
         if checkpointing is None:
@@ -101,7 +106,7 @@ class FineTuner:
                 self.chat,
                 chosen,
                 RunLayout(run_dir).adapters,
-                steps=o.steps,
+                steps=steps,
                 lr=o.lr,
                 rank=o.rank,
                 alpha=o.alpha,
