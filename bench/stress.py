@@ -231,8 +231,8 @@ class PoolWatch(threading.Thread):
                     continue
                 if pool.path not in present:
                     pool.gone_at = now
-                    pool.owner_alive_when_gone = (
-                        pool.owner is not None and start_time(pool.owner) == pool.owner_start
+                    pool.owner_alive_when_gone = (  # an owner already dead when first read never lived
+                        pool.owner_start is not None and start_time(pool.owner) == pool.owner_start
                     )
                 elif pool.owner is None:
                     self._read_owner(pool)
