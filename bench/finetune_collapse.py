@@ -19,31 +19,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
-import warnings
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from finetune_demo import valid_code  # noqa: E402
 
 
 def valid_programs(chat, prompt: str, args) -> list[str | None]:
     """Each sample's checked code, or None where it is not a valid candidate."""
     import torch
 
-    from llmnas.candidate import checks as validate
-    from llmnas.candidate.extract import extract_code
     from llmnas.propose.llm import STOPS, end_of_module
 
     torch.manual_seed(args.seed)
     replies = chat.complete_text(
         prompt, temperature=args.temperature, n=args.samples, max_tokens=args.max_tokens, stop=STOPS
     )
-    out = []
-    for reply in replies:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", SyntaxWarning)
-            extracted = extract_code(f"```python\n{prompt}{end_of_module(reply.text)}")
-            checked = validate.check(extracted.code) if hasattr(extracted, "code") else extracted
-        out.append(checked.code if isinstance(checked, validate.Checked) else None)
-    return out
+    return [valid_code(f"```python\n{prompt}{end_of_module(reply.text)}") for reply in replies]
 
 
 def row(name: str, programs: list[str | None], trained: set[str], seconds: float) -> dict:

@@ -72,18 +72,23 @@ def proxy_run(out: Path, count: int, seed: int) -> Path:
     return write_offline_run(out, codes, [proxy_reward(c) for c in codes])
 
 
+def valid_code(text: str) -> str | None:
+    """The checked code of a reply (extraction + static checks, as the loop does), or None."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)  # ast warns about the broken literals of bad samples
+        extracted = extract_code(text)
+        checked = validate.check(extracted.code) if hasattr(extracted, "code") else extracted
+    return checked.code if isinstance(checked, validate.Checked) else None
+
+
 def sample(chat: HFChat, messages, n: int, seed: int) -> list[str]:
-    """The valid programs among ``n`` sampled replies (extraction + static checks, as the loop does)."""
+    """The valid programs among ``n`` sampled replies."""
     torch.manual_seed(seed)
     valid = []
     for i in range(0, n, 16):
         for reply in chat.complete(messages, temperature=0.7, n=min(16, n - i), max_tokens=256):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", SyntaxWarning)
-                extracted = extract_code(reply.text)
-                checked = validate.check(extracted.code) if hasattr(extracted, "code") else extracted
-            if isinstance(checked, validate.Checked):
-                valid.append(checked.code)
+            if (code := valid_code(reply.text)) is not None:
+                valid.append(code)
     return valid
 
 
